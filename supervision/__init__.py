@@ -1,0 +1,112 @@
+"""supervision: Erlang/OTP-style supervision trees for Python.
+
+>>> import supervision as sv
+>>> async def work(ctx): ...
+>>> spec = sv.Supervisor([sv.child("work", work)], strategy="one_for_one")
+
+See ``docs/`` for the concepts and every public name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from ._clock import Clock, LoopClock
+from ._context import Context, current
+from ._core import Status
+from ._errors import (
+    AlreadyPresent,
+    AlreadyStarted,
+    ChildRestarting,
+    ChildRunning,
+    NotFound,
+    ReloadError,
+    Shutdown,
+    ShutdownTimeout,
+    SpecError,
+    StartError,
+    SupervisionError,
+    SupervisorNotRunning,
+    TooManyRestarts,
+)
+from ._events import (
+    ChildExited,
+    ChildStarted,
+    ChildStartFailed,
+    Event,
+    ExitReason,
+    ReloadApplied,
+    ReloadRejected,
+    RestartScheduled,
+    SupervisorGaveUp,
+    SupervisorStopped,
+)
+from ._hub import EventStream
+from ._run import run
+from ._spec import (
+    BRUTAL_KILL,
+    INFINITY,
+    AutoShutdown,
+    Backoff,
+    ChildSpec,
+    Restart,
+    Strategy,
+    Supervisor,
+    child,
+)
+from ._tree import ChildCounts, ChildInfo, Handle, Tree, start
+
+__all__ = [
+    "BRUTAL_KILL",
+    "INFINITY",
+    "AlreadyPresent",
+    "AlreadyStarted",
+    "AutoShutdown",
+    "Backoff",
+    "ChildCounts",
+    "ChildExited",
+    "ChildInfo",
+    "ChildRestarting",
+    "ChildRunning",
+    "ChildSpec",
+    "ChildStartFailed",
+    "ChildStarted",
+    "Clock",
+    "Context",
+    "Event",
+    "EventStream",
+    "ExitReason",
+    "Handle",
+    "LoopClock",
+    "NotFound",
+    "ReloadApplied",
+    "ReloadError",
+    "ReloadRejected",
+    "Restart",
+    "RestartScheduled",
+    "Shutdown",
+    "ShutdownTimeout",
+    "SpecError",
+    "StartError",
+    "Status",
+    "Strategy",
+    "SupervisionError",
+    "Supervisor",
+    "SupervisorGaveUp",
+    "SupervisorNotRunning",
+    "SupervisorStopped",
+    "TooManyRestarts",
+    "Tree",
+    "child",
+    "current",
+    "run",
+    "start",
+]
+
+# Users see sv.X, not sv._module.X (as trio does).
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("supervision._"):
+        with contextlib.suppress(AttributeError, TypeError):
+            _obj.__module__ = "supervision"
+del _name, _obj, contextlib

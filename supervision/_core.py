@@ -1,0 +1,688 @@
+"""The pure core: one supervisor's restart logic as a state machine.
+
+Events go in, effects come out. The core does no I/O, never imports asyncio and
+never reads a clock: the caller passes ``now`` with every input, and randomness
+(backoff jitter) comes from an injected ``random.Random``. The asyncio runtime,
+the simulator of ``supervision.testing`` and the tests all drive this one class.
+
+How it works, in OTP's terms:
+
+* The core is a process with a mailbox. Inputs that arrive while it is busy
+  with a multi-step operation (a *job*: start all children, a group restart,
+  stopping a child) wait in the mailbox and are handled in order afterwards,
+  exactly as an OTP supervisor blocked in ``terminate_children`` leaves its
+  ``'EXIT'`` messages queued.
+* A job is a generator that yields one blocking effect at a time (``Start`` or
+  ``Stop``) and receives its completion (``StartDone``/``StartFailed``/``StopDone``).
+  Jobs read like the sequential code of ``supervisor.erl``.
+* Every start attempt gets a fresh *token*. An exit that names an old token is
+  stale (the child was restarted or stopped since) and is ignored, as OTP
+  ignores an ``'EXIT'`` from a pid it no longer knows.
+* Restart intensity is counted when a restart is decided: on an exit that calls
+  for one, and on each failed (re)start that calls for a retry.
+* A child that failed to (re)start is ``RESTARTING`` and owns a retry timer.
+  Children of the same group that were not started yet wait on that retry.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from ._errors import (
+    AlreadyPresent,
+    AlreadyStarted,
+    ChildRestarting,
+    ChildRunning,
+    NotFound,
+    Path,
+    SpecError,
+    StartError,
+    SupervisorNotRunning,
+    TooManyRestarts,
+    format_path,
+)
+from ._events import (
+    ChildExited,
+    ChildStarted,
+    ChildStartFailed,
+    Event,
+    ExitReason,
+    RestartScheduled,
+    SupervisorGaveUp,
+    SupervisorStopped,
+)
+from ._spec import AutoShutdown, ChildSpec, Restart, Supervisor
+
+
+class Status(enum.StrEnum):
+    """A child's lifecycle state, as ``ChildInfo.status`` shows it."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    STOPPING = "stopping"
+    TERMINATED = "terminated"
+
+
+class Phase(enum.Enum):
+    """The supervisor's own lifecycle."""
+
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+# -- inputs -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one incarnation of a child ended."""
+
+    reason: ExitReason
+    error: BaseException | None = None
+    exit_status: int | None = None
+    signal: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    """A running child exited by itself."""
+
+    id: str
+    token: int
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class StartDone:
+    """The ``Start`` effect with this token succeeded."""
+
+    id: str
+    token: int
+    starts: int
+    pid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StartFailed:
+    """The ``Start`` effect with this token failed."""
+
+    id: str
+    token: int
+    starts: int
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class StopDone:
+    """The ``Stop`` effect with this token finished; the child is gone."""
+
+    id: str
+    token: int
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    token: int
+
+
+class Command:
+    """Base of the inputs that expect a ``Reply``. Compared by identity."""
+
+    __slots__ = ()
+
+
+@dataclass(eq=False, slots=True)
+class Init(Command):
+    """Start the children left to right (the supervisor's own start)."""
+
+
+@dataclass(eq=False, slots=True)
+class StopSupervisor(Command):
+    """Orderly stop: children right to left, then exit."""
+
+
+@dataclass(eq=False, slots=True)
+class StartChild(Command):
+    spec: ChildSpec
+
+
+@dataclass(eq=False, slots=True)
+class TerminateChild(Command):
+    id: str
+
+
+@dataclass(eq=False, slots=True)
+class RestartChild(Command):
+    id: str
+
+
+@dataclass(eq=False, slots=True)
+class DeleteChild(Command):
+    id: str
+
+
+Completion: TypeAlias = "StartDone | StartFailed | StopDone"
+Input: TypeAlias = "Exited | TimerFired | Command | StartDone | StartFailed | StopDone"
+
+
+# -- effects ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Start an incarnation of a child; answer with ``StartDone``/``StartFailed``."""
+
+    id: str
+    token: int
+    spec: ChildSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Stop the incarnation ``token`` of a child; answer with ``StopDone``."""
+
+    id: str
+    token: int
+    spec: ChildSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    token: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The answer to a command: ``error`` is raised by the caller, else ``value``."""
+
+    command: Command
+    value: Any = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """The child's spec is gone: drop the snapshot and start count of its path
+    (and, for a supervisor, of every path below it)."""
+
+    id: str
+    subtree: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """All children started: the supervisor itself has started."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """The supervisor has finished; all its children are stopped.
+
+    ``start_failed`` is True when it never got to start (``error`` is a ``StartError``).
+    """
+
+    reason: ExitReason
+    error: BaseException | None = None
+    start_failed: bool = False
+
+
+Effect: TypeAlias = "Start | Stop | Emit | SetTimer | CancelTimer | Reply | Forget | Ready | Exit"
+BLOCKING = (Start, Stop)
+
+Job: TypeAlias = Generator["Start | Stop", Any, Any]
+
+
+@dataclass(slots=True)
+class Child:
+    """The core's record of one child."""
+
+    spec: ChildSpec
+    dynamic: bool = False
+    status: Status = Status.TERMINATED
+    token: int = 0
+    since: float = 0.0  # when it last started running (backoff reset)
+    backoff_n: int = 0  # consecutive restarts, for the backoff delay
+    retry: int | None = None  # token of its pending retry timer
+
+
+@dataclass(slots=True)
+class _Retry:
+    id: str
+    waiting: tuple[str, ...]  # group members not started yet, waiting on this retry
+    at: float
+
+
+def add_restart(restarts: deque[float], now: float, intensity: int, period: float) -> bool:
+    """Record a restart at ``now``; False if that exceeds the intensity.
+
+    Restarts older than ``period`` seconds are dropped first (one exactly
+    ``period`` old still counts, as in OTP). ``intensity=0``: the first restart
+    already exceeds the limit.
+    """
+    restarts.append(now)
+    while now - restarts[0] > period:
+        restarts.popleft()
+    return len(restarts) <= intensity
+
+
+class SupervisorCore:
+    """The state machine of one supervisor. See the module docstring."""
+
+    def __init__(self, spec: Supervisor, path: Path = (), rng: random.Random | None = None) -> None:
+        self.spec = spec
+        self.path = path
+        self.rng = rng if rng is not None else random.Random()
+        self.phase = Phase.NEW
+        self.order: list[str] = [c.id for c in spec.children]
+        self.children: dict[str, Child] = {c.id: Child(c) for c in spec.children}
+        self.restarts: deque[float] = deque()
+        self.now = 0.0
+        self._tokens = 0
+        self._mailbox: deque[Input] = deque()
+        self._job: Job | None = None
+        self._job_command: Command | None = None
+        self._awaiting: Start | Stop | None = None
+        self._retries: dict[int, _Retry] = {}
+        self._out: list[Effect] = []
+
+    # -- the one entry point --------------------------------------------------
+
+    def handle(self, message: Input, now: float) -> list[Effect]:
+        """Feed one input at time ``now``; return the effects to execute, in order.
+
+        A ``Start`` or ``Stop`` effect, if any, is the last one: the caller must
+        answer it (with ``StartDone``/``StartFailed``/``StopDone``) before the core
+        does anything else. Other inputs may be fed at any time; the core queues
+        them while it is busy.
+        """
+        self.now = now
+        out = self._out = []
+        awaiting = self._awaiting
+        if awaiting is not None and isinstance(message, (StartDone, StartFailed, StopDone)):
+            if message.id != awaiting.id or message.token != awaiting.token:
+                raise RuntimeError(f"completion {message!r} does not answer {awaiting!r}")
+            self._awaiting = None
+            self._advance(message)
+        elif self._job is not None:
+            self._mailbox.append(message)
+        else:
+            self._dispatch(message)
+        while self._job is None and self._mailbox:
+            self._dispatch(self._mailbox.popleft())
+        return out
+
+    @property
+    def busy(self) -> bool:
+        """True while a job is in progress (inputs are queued)."""
+        return self._job is not None
+
+    def next_token(self) -> int:
+        self._tokens += 1
+        return self._tokens
+
+    # -- dispatch -------------------------------------------------------------
+
+    def _dispatch(self, message: Input) -> None:
+        if self.phase is Phase.STOPPED:
+            if isinstance(message, Command):
+                error = SupervisorNotRunning(f"{format_path(self.path)}: supervisor is not running")
+                self._out.append(Reply(message, error=error))
+            return
+        if isinstance(message, Exited):
+            self._on_exited(message)
+        elif isinstance(message, TimerFired):
+            self._on_timer(message.token)
+        elif isinstance(message, Init):
+            self._run(self._init_job(), message)
+        elif isinstance(message, StopSupervisor):
+            self._run(self._shutdown_job(ExitReason.SHUTDOWN, None), message)
+        elif isinstance(message, StartChild):
+            self._start_child(message)
+        elif isinstance(message, TerminateChild):
+            self._terminate_child(message)
+        elif isinstance(message, RestartChild):
+            self._restart_child(message)
+        elif isinstance(message, DeleteChild):
+            self._delete_child(message)
+        else:
+            raise RuntimeError(f"unexpected input {message!r} while idle")
+
+    def _run(self, job: Job, command: Command | None = None) -> None:
+        self._job = job
+        self._job_command = command
+        self._advance(None)
+
+    def _advance(self, value: Any) -> None:
+        assert self._job is not None
+        try:
+            effect = self._job.send(value)
+        except StopIteration as stop:
+            command = self._job_command
+            self._job = None
+            self._job_command = None
+            if command is not None:
+                self._reply(command, stop.value)
+            return
+        self._awaiting = effect
+        self._out.append(effect)
+
+    def _reply(self, command: Command, value: Any) -> None:
+        if isinstance(value, BaseException):
+            self._out.append(Reply(command, error=value))
+        else:
+            self._out.append(Reply(command, value))
+
+    def _emit(self, event: Event) -> None:
+        self._out.append(Emit(event))
+
+    def _child_path(self, id: str) -> Path:
+        return (*self.path, id)
+
+    # -- starting and stopping one child --------------------------------------
+
+    def _start(self, id: str) -> Generator[Start, Any, StartError | None]:
+        """Start one child; the ``StartError`` if it failed, else None."""
+        child = self.children[id]
+        child.token = self.next_token()
+        child.status = Status.STARTING
+        done = yield Start(id, child.token, child.spec)
+        if isinstance(done, StartDone):
+            child.status = Status.RUNNING
+            child.since = self.now
+            self._emit(ChildStarted(path=self._child_path(id), time=self.now, starts=done.starts, pid=done.pid))
+            return None
+        child.status = Status.TERMINATED
+        error = self._start_error(id, done.error)
+        self._emit(ChildStartFailed(path=self._child_path(id), time=self.now, error=error))
+        return error
+
+    def _start_error(self, id: str, error: BaseException) -> StartError:
+        if isinstance(error, StartError):
+            return error  # a nested supervisor's child: keep the deepest path
+        start_error = StartError(self._child_path(id))
+        start_error.__cause__ = error
+        return start_error
+
+    def _stop(self, id: str) -> Generator[Stop, Any, None]:
+        child = self.children[id]
+        child.status = Status.STOPPING
+        done: StopDone = yield Stop(id, child.token, child.spec)
+        child.status = Status.TERMINATED
+        self._emit_exit(id, done.outcome)
+
+    def _emit_exit(self, id: str, outcome: Outcome) -> None:
+        self._emit(
+            ChildExited(
+                path=self._child_path(id),
+                time=self.now,
+                reason=outcome.reason,
+                error=outcome.error,
+                exit_status=outcome.exit_status,
+                signal=outcome.signal,
+            )
+        )
+
+    def _remove(self, id: str) -> None:
+        child = self.children.pop(id)
+        self._cancel_retry(child)
+        self.order.remove(id)
+        self._forget(id, child.spec)
+
+    def _forget(self, id: str, spec: ChildSpec) -> None:
+        self._out.append(Forget(id, subtree=isinstance(spec.start, Supervisor)))
+
+    # -- jobs -----------------------------------------------------------------
+
+    def _init_job(self) -> Job:
+        self.phase = Phase.STARTING
+        started: list[str] = []
+        for id in self.order:
+            error = yield from self._start(id)
+            if error is not None:
+                for done in reversed(started):
+                    yield from self._stop(done)
+                    if self.children[done].spec.restart is Restart.TEMPORARY:
+                        self._forget(done, self.children[done].spec)
+                self.phase = Phase.STOPPED
+                self._out.append(Exit(ExitReason.SHUTDOWN, error, start_failed=True))
+                return error
+            started.append(id)
+        self.phase = Phase.RUNNING
+        self._out.append(Ready())
+        return None
+
+    def _shutdown_job(self, reason: ExitReason, error: BaseException | None, *, orderly: bool = True) -> Job:
+        self.phase = Phase.STOPPING
+        for id in reversed(self.order):
+            child = self.children[id]
+            if child.status is Status.RUNNING:
+                yield from self._stop(id)
+            else:
+                self._cancel_retry(child)
+                child.status = Status.TERMINATED
+        for id in list(self.order):
+            spec = self.children[id].spec
+            if self.children[id].dynamic or spec.restart is Restart.TEMPORARY:
+                self._forget(id, child.spec)
+        self.phase = Phase.STOPPED
+        if orderly:
+            self._emit(SupervisorStopped(path=self.path, time=self.now))
+        self._out.append(Exit(reason, error))
+        return None
+
+    def _give_up_job(self, cause: BaseException | None) -> Job:
+        error = TooManyRestarts(self.path, self.spec.intensity, self.spec.period)
+        error.__cause__ = cause
+        self._emit(SupervisorGaveUp(path=self.path, time=self.now, error=error))
+        yield from self._shutdown_job(ExitReason.SHUTDOWN, error, orderly=False)
+        return None
+
+    def _restart_job(self, failed: str, waiting: Iterable[str] = ()) -> Job:
+        """Restart ``failed`` and the children its supervisor's plan names with it."""
+        try:
+            wanted = self._plan(failed)
+        except Exception as exc:  # a broken plan() crashes the supervisor, as in OTP
+            yield from self._shutdown_job(ExitReason.CRASH, exc, orderly=False)
+            return None
+        wanted.update(waiting)
+        alive = (Status.RUNNING, Status.RESTARTING)
+        group = [id for id in self.order if id in wanted and (id == failed or self.children[id].status in alive)]
+        for id in reversed(group):
+            if self.children[id].status is Status.RUNNING:
+                yield from self._stop(id)
+        to_start: list[str] = []
+        for id in group:
+            child = self.children[id]
+            self._cancel_retry(child)  # this restart is the retry it was waiting for
+            if child.spec.restart is Restart.TEMPORARY and id != failed:
+                self._remove(id)  # temporary bystanders are never restarted
+                continue
+            child.status = Status.RESTARTING
+            to_start.append(id)
+        for index, id in enumerate(to_start):
+            error = yield from self._start(id)
+            if error is not None:
+                if not add_restart(self.restarts, self.now, self.spec.intensity, self.spec.period):
+                    yield from self._give_up_job(error)
+                    return None
+                self._schedule_retry(id, tuple(to_start[index + 1 :]))
+                return None
+        return None
+
+    def _plan(self, failed: str) -> set[str]:
+        ids = tuple(self.order)
+        wanted = set(self.spec.plan(ids, failed))
+        unknown = wanted - set(ids)
+        if unknown:
+            raise ValueError(f"{type(self.spec).__name__}.plan() named unknown children {sorted(unknown)}")
+        wanted.add(failed)
+        return wanted
+
+    # -- restarts ---------------------------------------------------------------
+
+    def _on_exited(self, message: Exited) -> None:
+        child = self.children.get(message.id)
+        if child is None or child.token != message.token or child.status is not Status.RUNNING:
+            return  # stale: that incarnation was already stopped or replaced
+        child.status = Status.TERMINATED
+        outcome = message.outcome
+        self._emit_exit(message.id, outcome)
+        spec = child.spec
+        if spec.restart is Restart.TEMPORARY or (
+            spec.restart is Restart.TRANSIENT and outcome.reason is not ExitReason.CRASH
+        ):
+            if spec.restart is Restart.TEMPORARY:
+                self._remove(message.id)
+            if spec.significant:
+                self._check_auto_shutdown()
+            return
+        if not add_restart(self.restarts, self.now, self.spec.intensity, self.spec.period):
+            self._run(self._give_up_job(outcome.error))
+            return
+        if self.now - child.since >= (self.spec.backoff.reset_time if self.spec.backoff else 0.0):
+            child.backoff_n = 0
+        if self.spec.backoff is not None:
+            self._schedule_retry(message.id, ())
+        else:
+            self._run(self._restart_job(message.id))
+
+    def _schedule_retry(self, id: str, waiting: tuple[str, ...]) -> None:
+        child = self.children[id]
+        child.status = Status.RESTARTING
+        child.backoff_n += 1
+        backoff = self.spec.backoff
+        delay = backoff.delay(child.backoff_n, self.rng) if backoff is not None else 0.0
+        token = self.next_token()
+        child.retry = token
+        self._retries[token] = _Retry(id, waiting, self.now + delay)
+        self._out.append(SetTimer(token, self.now + delay))
+        self._emit(RestartScheduled(path=self._child_path(id), time=self.now, delay=delay))
+
+    def _on_timer(self, token: int) -> None:
+        retry = self._retries.pop(token, None)
+        if retry is None:
+            return
+        child = self.children[retry.id]
+        child.retry = None
+        if child.status is Status.RESTARTING:
+            self._run(self._restart_job(retry.id, retry.waiting))
+
+    def _cancel_retry(self, child: Child, *, hand_off: bool = False) -> None:
+        """Cancel the child's pending retry. With ``hand_off``, the group members
+        that waited on it keep their place: the first of them takes the retry over."""
+        if child.retry is None:
+            return
+        token = child.retry
+        child.retry = None
+        retry = self._retries.pop(token)
+        self._out.append(CancelTimer(token))
+        if not hand_off:
+            return
+        waiting = [id for id in retry.waiting if id in self.children and self.children[id].status is Status.RESTARTING]
+        if waiting and self.children[waiting[0]].retry is None:
+            heir = self.children[waiting[0]]
+            heir.retry = self.next_token()
+            self._retries[heir.retry] = _Retry(waiting[0], tuple(waiting[1:]), retry.at)
+            self._out.append(SetTimer(heir.retry, retry.at))
+
+    def _check_auto_shutdown(self) -> None:
+        mode = self.spec.auto_shutdown
+        if mode is AutoShutdown.NEVER:
+            return
+        if mode is AutoShutdown.ALL_SIGNIFICANT and any(
+            c.spec.significant and c.status is not Status.TERMINATED for c in self.children.values()
+        ):
+            return
+        self._run(self._shutdown_job(ExitReason.NORMAL, None))
+
+    # -- commands ---------------------------------------------------------------
+
+    def _start_child(self, command: StartChild) -> None:
+        spec = command.spec
+        existing = self.children.get(spec.id)
+        if self.phase is not Phase.RUNNING:
+            self._reply(command, SupervisorNotRunning(f"{format_path(self.path)}: supervisor is not running"))
+        elif existing is not None:
+            cls = AlreadyStarted if existing.status is Status.RUNNING else AlreadyPresent
+            self._reply(command, cls(f"{format_path(self._child_path(spec.id))}: already {existing.status}"))
+        elif spec.significant and self.spec.auto_shutdown is AutoShutdown.NEVER:
+            self._reply(command, SpecError((spec.id,), "significant", "a significant child needs auto_shutdown"))
+        else:
+            self.children[spec.id] = Child(spec, dynamic=True)
+            self.order.append(spec.id)
+            self._run(self._start_child_job(spec.id), command)
+
+    def _start_child_job(self, id: str) -> Job:
+        error = yield from self._start(id)
+        if error is not None:
+            self._remove(id)
+        return error
+
+    def _find(self, command: Command, id: str) -> Child | None:
+        child = self.children.get(id)
+        if child is None:
+            self._reply(command, NotFound(f"{format_path(self._child_path(id))}: no such child"))
+        return child
+
+    def _terminate_child(self, command: TerminateChild) -> None:
+        child = self._find(command, command.id)
+        if child is not None:
+            self._run(self._terminate_job(command.id), command)
+
+    def _terminate_job(self, id: str) -> Job:
+        child = self.children[id]
+        if child.status is Status.RUNNING:
+            yield from self._stop(id)
+        else:
+            self._cancel_retry(child, hand_off=True)
+            child.status = Status.TERMINATED
+        if child.spec.restart is Restart.TEMPORARY:
+            self._remove(id)
+        return None
+
+    def _restart_child(self, command: RestartChild) -> None:
+        child = self._find(command, command.id)
+        if child is None:
+            return
+        if child.status is Status.RESTARTING:
+            self._reply(command, ChildRestarting(f"{format_path(self._child_path(command.id))}: restarting"))
+        elif child.status is not Status.TERMINATED:
+            self._reply(command, ChildRunning(f"{format_path(self._child_path(command.id))}: running"))
+        else:
+            self._run(self._restart_child_job(command.id), command)
+
+    def _restart_child_job(self, id: str) -> Job:
+        return (yield from self._start(id))
+
+    def _delete_child(self, command: DeleteChild) -> None:
+        child = self._find(command, command.id)
+        if child is None:
+            return
+        if child.status is Status.RESTARTING:
+            self._reply(command, ChildRestarting(f"{format_path(self._child_path(command.id))}: restarting"))
+        elif child.status is not Status.TERMINATED:
+            self._reply(command, ChildRunning(f"{format_path(self._child_path(command.id))}: running"))
+        else:
+            self._remove(command.id)
+            self._reply(command, None)

@@ -1,0 +1,128 @@
+"""Errors raised by supervision.
+
+Every error is a subclass of :class:`SupervisionError`; some also subclass the
+builtin they refine, so ``except LookupError`` keeps working::
+
+    SupervisionError
+    ├── SpecError (ValueError)          bad spec, raised at construction
+    ├── StartError                      a child failed to start (.path, __cause__)
+    ├── NotFound (LookupError)          no child with that id or path
+    ├── AlreadyPresent                  id exists, not running
+    ├── AlreadyStarted                  id exists, running
+    ├── ChildRunning                    delete/restart of a running child
+    ├── ChildRestarting                 delete/restart of a child waiting for a retry
+    ├── TooManyRestarts                 restart intensity exceeded (.path, __cause__)
+    ├── ShutdownTimeout                 a worker ignored cancellation past its shutdown
+    ├── SupervisorNotRunning            the supervisor addressed has stopped
+    └── ReloadError                     reload rejected, tree unchanged (__cause__)
+
+:class:`Shutdown` is not an error: a worker raises it to exit with reason
+``"shutdown"`` (a transient child raising it is not restarted).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Path = tuple[str, ...]
+
+
+def format_path(path: Path) -> str:
+    """``("db", "pool")`` -> ``"db/pool"``; the root is ``"/"``."""
+    return "/".join(path) if path else "/"
+
+
+class SupervisionError(Exception):
+    """Root of every error raised by supervision."""
+
+
+class SpecError(SupervisionError, ValueError):
+    """A spec is invalid. Raised at construction, naming the child's path and the field.
+
+    >>> import supervision as sv
+    >>> sv.child("a/b", sv.Supervisor())
+    Traceback (most recent call last):
+      ...
+    supervision._errors.SpecError: a/b: id: must not contain '/'
+    """
+
+    def __init__(self, path: Path, field: str, message: str) -> None:
+        self.path = path
+        self.field = field
+        self.message = message
+        where = format_path(path) if path else "supervisor"
+        super().__init__(f"{where}: {field}: {message}")
+
+
+class StartError(SupervisionError):
+    """A child failed to start. ``.path`` names it; ``__cause__`` says why."""
+
+    def __init__(self, path: Path, message: str = "failed to start") -> None:
+        self.path = path
+        super().__init__(f"{format_path(path)}: {message}")
+
+
+class NotFound(SupervisionError, LookupError):
+    """No child with that id or path."""
+
+
+class AlreadyPresent(SupervisionError):
+    """A child with that id exists but is not running."""
+
+
+class AlreadyStarted(SupervisionError):
+    """A child with that id exists and is running."""
+
+
+class ChildRunning(SupervisionError):
+    """The operation needs a terminated child, and this one is running."""
+
+
+class ChildRestarting(SupervisionError):
+    """The child is waiting for a restart retry or a backoff delay."""
+
+
+class SupervisorNotRunning(SupervisionError):
+    """The supervisor addressed has stopped (or not started yet)."""
+
+
+class TooManyRestarts(SupervisionError):
+    """A supervisor exceeded its restart intensity and gave up.
+
+    ``.path`` is the supervisor's path (``()`` for the root); ``__cause__`` is the
+    error of the last exit that called for a restart.
+    """
+
+    def __init__(self, path: Path, intensity: int, period: float) -> None:
+        self.path = path
+        self.intensity = intensity
+        self.period = period
+        super().__init__(f"{format_path(path)}: more than {intensity} restarts in {period:g}s; giving up")
+
+
+class ShutdownTimeout(SupervisionError):
+    """A worker was still running ``timeout`` seconds after it was cancelled.
+
+    A Python task cannot be killed: the supervisor reports it, treats it as
+    killed, and goes on. The task is left running in the background.
+    """
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        super().__init__(f"{format_path(path)}: still running {timeout:g}s after cancellation; abandoned")
+
+
+class ReloadError(SupervisionError):
+    """A reload was rejected; the running tree is unchanged. ``__cause__`` says why."""
+
+
+class Shutdown(Exception):
+    """Raised by a worker to exit with reason ``"shutdown"``.
+
+    A permanent child is restarted; a transient or temporary one is not.
+    """
+
+    def __init__(self, reason: Any = None) -> None:
+        self.reason = reason
+        super().__init__(reason)

@@ -1,0 +1,140 @@
+"""Event delivery: to ``events()`` subscribers and to the ``"supervision"`` logger.
+
+A subscriber has a bounded queue; a slow reader never blocks the tree. What a
+full queue drops is counted (``EventStream.dropped``) and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+from ._errors import Path, SupervisionError
+from ._events import (
+    ChildExited,
+    ChildStartFailed,
+    Event,
+    ExitReason,
+    ReloadRejected,
+    SupervisorGaveUp,
+    describe,
+)
+
+logger = logging.getLogger("supervision")
+
+_CLOSED: Any = object()
+
+
+class EventStream:
+    """An async iterator over the events of one subtree, from its creation on.
+
+    It ends when the tree stops. Break out of it (or call :meth:`aclose`) to
+    unsubscribe early.
+    """
+
+    def __init__(self, hub: EventHub, prefix: Path, maxsize: int) -> None:
+        self._hub = hub
+        self._prefix = prefix
+        self._depth = len(prefix)
+        self._maxsize = maxsize
+        self._queue: deque[Event] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self.dropped = 0
+        """How many events were dropped because the reader was too slow."""
+        hub._subscribe(self)
+
+    def _offer(self, event: Event) -> None:
+        if event.path[: self._depth] != self._prefix:
+            return
+        if len(self._queue) >= self._maxsize:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning("events(): slow reader, %d event(s) dropped so far", self.dropped)
+            return
+        self._queue.append(event)
+        self._wake()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._queue:
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
+
+    async def aclose(self) -> None:
+        """Unsubscribe; iteration ends once the queued events are read."""
+        self._hub._unsubscribe(self)
+        self._close()
+
+    def __del__(self) -> None:
+        self._hub._unsubscribe(self)
+
+
+class EventHub:
+    """Fans events out to subscribers and to the log."""
+
+    def __init__(self) -> None:
+        self._streams: list[EventStream] = []
+        self.closed = False
+
+    def stream(self, prefix: Path, maxsize: int = 10_000) -> EventStream:
+        stream = EventStream(self, prefix, maxsize)
+        if self.closed:
+            stream._close()
+        return stream
+
+    def _subscribe(self, stream: EventStream) -> None:
+        self._streams.append(stream)
+
+    def _unsubscribe(self, stream: EventStream) -> None:
+        if stream in self._streams:
+            self._streams.remove(stream)
+
+    def publish(self, event: Event) -> None:
+        for stream in self._streams:
+            stream._offer(event)
+        level = _level(event)
+        if logger.isEnabledFor(level):
+            logger.log(level, "%s", describe(event), exc_info=_traceback(event, level))
+
+    def close(self) -> None:
+        """The tree has stopped: every stream ends after its queued events."""
+        self.closed = True
+        for stream in self._streams:
+            stream._close()
+        self._streams.clear()
+
+
+def _level(event: Event) -> int:
+    if isinstance(event, ChildExited):
+        return logging.ERROR if event.reason is ExitReason.CRASH else logging.INFO
+    if isinstance(event, (ChildStartFailed, SupervisorGaveUp, ReloadRejected)):
+        return logging.ERROR
+    return logging.INFO
+
+
+def _traceback(event: Event, level: int) -> BaseException | None:
+    """The exception whose traceback is worth logging: a user's, not our own."""
+    error = getattr(event, "error", None)
+    while isinstance(error, SupervisionError):
+        error = error.__cause__  # our own errors say everything in one line
+    return error if level >= logging.ERROR and isinstance(error, BaseException) else None

@@ -1,0 +1,244 @@
+"""The public runtime API: ``sv.start``, ``Tree`` and the handles of nested supervisors."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Generator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, NamedTuple
+
+from ._clock import Clock, LoopClock
+from ._core import DeleteChild, Init, RestartChild, StartChild, Status, StopSupervisor, TerminateChild
+from ._errors import NotFound, Path, StartError, SupervisorNotRunning, TooManyRestarts, format_path
+from ._events import ExitReason
+from ._hub import EventStream
+from ._runtime import Runtime, SupervisorRunner
+from ._spec import ChildSpec, Supervisor
+from ._target import Source, Target, build
+
+
+@dataclass(frozen=True, slots=True)
+class ChildInfo:
+    """One child as ``which_children()`` reports it."""
+
+    id: str
+    kind: Literal["worker", "process", "supervisor"]
+    status: Status
+    starts: int
+    pid: int | None = None
+
+
+class ChildCounts(NamedTuple):
+    """``count_children()``: specs, active (running), supervisors, workers (processes included)."""
+
+    specs: int
+    active: int
+    supervisors: int
+    workers: int
+
+
+def parse_path(path: str | Path) -> Path:
+    """``"db/pool"`` or ``("db", "pool")`` -> ``("db", "pool")``; ``""`` or ``"/"`` -> ``()``."""
+    if isinstance(path, tuple):
+        return path
+    return tuple(part for part in path.split("/") if part)
+
+
+class Handle:
+    """A supervisor in a running tree, by path. It resolves its path on every
+    call, so it stays valid across restarts of the supervisor it names."""
+
+    def __init__(self, tree: Tree, path: Path) -> None:
+        self._tree = tree
+        self.path = path
+
+    def _runner(self) -> SupervisorRunner:
+        runner = self._tree._root
+        if runner.finished is not None:
+            raise SupervisorNotRunning("the tree has stopped")
+        for depth, id in enumerate(self.path):
+            next_runner = runner.child_runner(id)
+            if next_runner is None:
+                where = format_path(self.path[: depth + 1])
+                if id in runner.core.children:
+                    raise SupervisorNotRunning(f"{where}: supervisor is not running")
+                raise NotFound(f"{where}: no such supervisor")
+            runner = next_runner
+        return runner
+
+    def at(self, path: str | Path) -> Handle:
+        """The handle of a nested supervisor, by id or path relative to this one."""
+        return Handle(self._tree, (*self.path, *parse_path(path)))
+
+    def which_children(self) -> list[ChildInfo]:
+        """The children in start order, with kind, status, starts and pid."""
+        runner = self._runner()
+        store = runner.runtime.store
+        result = []
+        for id in runner.core.order:
+            child = runner.core.children[id]
+            incarnation = runner.incarnations.get(id)
+            pid = incarnation.pid if incarnation is not None and child.status is Status.RUNNING else None
+            starts = store.starts.get((*runner.path, id), 0)
+            result.append(ChildInfo(id, child.spec.kind, child.status, starts, pid))
+        return result
+
+    def count_children(self) -> ChildCounts:
+        """``ChildCounts(specs, active, supervisors, workers)``, as OTP counts them."""
+        runner = self._runner()
+        children = runner.core.children.values()
+        supervisors = sum(1 for c in children if isinstance(c.spec.start, Supervisor))
+        active = sum(1 for c in children if c.status is Status.RUNNING)
+        return ChildCounts(len(children), active, supervisors, len(children) - supervisors)
+
+    async def start_child(self, spec: ChildSpec) -> None:
+        """Add a dynamic child (appended last) and start it. ``StartError`` if it
+        fails (then it is not added); ``AlreadyStarted``/``AlreadyPresent`` if
+        the id exists."""
+        if not isinstance(spec, ChildSpec):
+            raise TypeError(f"start_child() takes a child spec (sv.child, sv.process), got {spec!r}")
+        await self._runner().call(StartChild(spec))
+
+    async def terminate_child(self, id: str) -> None:
+        """Stop a child and keep its spec (a temporary child is deleted). Not a restart."""
+        await self._runner().call(TerminateChild(id))
+
+    async def restart_child(self, id: str) -> None:
+        """Start a terminated child again."""
+        await self._runner().call(RestartChild(id))
+
+    async def delete_child(self, id: str) -> None:
+        """Remove a terminated child's spec (and its snapshot)."""
+        await self._runner().call(DeleteChild(id))
+
+    def state(self, path: str | Path) -> Any:
+        """The last snapshot of a child, by id or path relative to this handle."""
+        full = (*self.path, *parse_path(path))
+        if not full[len(self.path) :]:
+            raise NotFound("state() needs a child's path")
+        parent = Handle(self._tree, full[:-1])._runner()
+        child = parent.core.children.get(full[-1])
+        if child is None:
+            raise NotFound(f"{format_path(full)}: no such child")
+        return parent.runtime.store.snapshot(full, child.spec.initial_state)
+
+    def events(self, *, maxsize: int = 10_000) -> EventStream:
+        """An async iterator over the events of this subtree, from now on.
+
+        It subscribes when called, so nothing after this call is missed, and it
+        ends when the tree stops. A slow reader never blocks the tree: beyond
+        ``maxsize`` queued events, new ones are dropped, counted and logged.
+        """
+        return self._tree._runtime.hub.stream(self.path, maxsize)
+
+    @property
+    def spec(self) -> Supervisor:
+        """The spec this supervisor runs now."""
+        return self._runner().spec
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {format_path(self.path)}>"
+
+
+class Tree(Handle):
+    """A running tree: the root's handle, plus the tree-wide operations."""
+
+    def __init__(self, runtime: Runtime, runner: SupervisorRunner, source: Source) -> None:
+        self._runtime = runtime
+        self._root = runner
+        self.source = source
+        super().__init__(self, ())
+
+    @property
+    def stopped(self) -> bool:
+        """True once the root has exited."""
+        return self._root.finished is not None
+
+    async def stop(self) -> None:
+        """Stop the tree in order (children right to left). A second call does nothing."""
+        root = self._root
+        if root.finished is None:
+            root.feed(StopSupervisor())
+        await asyncio.shield(root.done)
+        await self._settle()
+
+    async def wait(self) -> None:
+        """Wait until the root stops. Raises ``TooManyRestarts`` if it gave up
+        (or the error that crashed it)."""
+        exit = await asyncio.shield(self._root.done)
+        await self._settle()
+        if exit.reason is ExitReason.CRASH or isinstance(exit.error, TooManyRestarts):
+            assert exit.error is not None
+            raise exit.error
+
+    async def _settle(self) -> None:
+        # The operations that fed the root's last completion end right after it.
+        pending = [task for task in self._runtime.operations if task is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending)
+
+    @property
+    def abandoned(self) -> frozenset[asyncio.Task[Any]]:
+        """Worker tasks that ignored cancellation past their shutdown and still run."""
+        return frozenset(self._runtime.abandoned)
+
+    def __repr__(self) -> str:
+        state = "stopped" if self.stopped else "running"
+        return f"<Tree {self.source.describe()} {state}>"
+
+
+async def _start_tree(target: Target, clock: Clock | None, rng: random.Random | None) -> Tree:
+    try:
+        spec = build(target)
+    except Exception as exc:
+        error = StartError((), f"could not build the tree from {target!r}: {exc}")
+        raise error from exc
+    runtime = Runtime(clock if clock is not None else LoopClock(), rng if rng is not None else random.Random())
+    runner = SupervisorRunner(runtime, spec, ())
+    tree = Tree(runtime, runner, Source(target))
+    runner.on_exit = lambda exit: runtime.hub.close()
+    runner.feed(Init())
+    await asyncio.shield(runner.started)
+    if runner.init_error is not None:
+        await tree._settle()
+        raise runner.init_error
+    return tree
+
+
+class _Starting:
+    """What ``sv.start`` returns: await it, or use it as an async context manager."""
+
+    def __init__(self, target: Target, clock: Clock | None, rng: random.Random | None) -> None:
+        self._target = target
+        self._clock = clock
+        self._rng = rng
+        self._tree: Tree | None = None
+
+    def __await__(self) -> Generator[Any, None, Tree]:
+        return _start_tree(self._target, self._clock, self._rng).__await__()
+
+    async def __aenter__(self) -> Tree:
+        self._tree = await _start_tree(self._target, self._clock, self._rng)
+        return self._tree
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._tree is not None
+        await self._tree.stop()
+
+
+def start(target: Target, *, clock: Clock | None = None, rng: random.Random | None = None) -> _Starting:
+    """Start a tree; raises ``StartError`` if a child fails to start.
+
+    ``target`` is a ``Supervisor`` spec, a zero-argument builder returning one,
+    or ``"pkg.module:build"`` / ``"path/to/file.py[:name]"``. ``clock`` and
+    ``rng`` are injected for tests (``supervision.testing.ManualClock``).
+
+    >>> async def main():
+    ...     async with sv.start(build) as tree:
+    ...         await tree.wait()
+    """
+    return _Starting(target, clock, rng)

@@ -1,0 +1,40 @@
+"""Shared test machinery: async tests run under asyncio.run, and every async test
+ends with no task left behind (the tree must clean up after itself)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+import pytest
+
+
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests in a fresh event loop, then check for leaked tasks."""
+    function = pyfuncitem.obj
+    if not inspect.iscoroutinefunction(function):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+
+    async def main() -> None:
+        await function(**kwargs)
+        for _ in range(3):  # let callbacks scheduled by the last operation run
+            await asyncio.sleep(0)
+        leaked = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert not leaked, f"tasks leaked by the test: {leaked}"
+
+    asyncio.run(main())
+    return True
+
+
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.add_marker(pytest.mark.asyncio_native)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "asyncio_native: an async test run by conftest under asyncio.run")
+    config.addinivalue_line("markers", "slow: a test that takes more than a few seconds")
