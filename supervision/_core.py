@@ -82,7 +82,7 @@ class Phase(enum.Enum):
 # -- inputs -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """How one incarnation of a child ended."""
 
@@ -92,7 +92,7 @@ class Outcome:
     signal: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Exited:
     """A running child exited by itself."""
 
@@ -101,7 +101,7 @@ class Exited:
     outcome: Outcome
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartDone:
     """The ``Start`` effect with this token succeeded."""
 
@@ -111,7 +111,7 @@ class StartDone:
     pid: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartFailed:
     """The ``Start`` effect with this token failed."""
 
@@ -121,7 +121,7 @@ class StartFailed:
     error: BaseException
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StopDone:
     """The ``Stop`` effect with this token finished; the child is gone."""
 
@@ -130,7 +130,7 @@ class StopDone:
     outcome: Outcome
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimerFired:
     token: int
 
@@ -178,16 +178,17 @@ Input: TypeAlias = "Exited | TimerFired | Command | StartDone | StartFailed | St
 # -- effects ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Start:
     """Start an incarnation of a child; answer with ``StartDone``/``StartFailed``."""
 
     id: str
     token: int
     spec: ChildSpec
+    path: Path = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Stop:
     """Stop the incarnation ``token`` of a child; answer with ``StopDone``."""
 
@@ -196,23 +197,23 @@ class Stop:
     spec: ChildSpec
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Emit:
     event: Event
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SetTimer:
     token: int
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelTimer:
     token: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
     """The answer to a command: ``error`` is raised by the caller, else ``value``."""
 
@@ -221,7 +222,7 @@ class Reply:
     error: BaseException | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Forget:
     """The child's spec is gone: drop the snapshot and start count of its path
     (and, for a supervisor, of every path below it)."""
@@ -230,12 +231,12 @@ class Forget:
     subtree: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ready:
     """All children started: the supervisor itself has started."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Exit:
     """The supervisor has finished; all its children are stopped.
 
@@ -258,6 +259,7 @@ class Child:
     """The core's record of one child."""
 
     spec: ChildSpec
+    path: Path
     dynamic: bool = False
     status: Status = Status.TERMINATED
     token: int = 0
@@ -294,8 +296,12 @@ class SupervisorCore:
         self.path = path
         self.rng = rng if rng is not None else random.Random()
         self.phase = Phase.NEW
-        self.order: list[str] = [c.id for c in spec.children]
-        self.children: dict[str, Child] = {c.id: Child(c) for c in spec.children}
+        # Children in start order (dicts keep insertion order: O(1) append and removal).
+        self.children: dict[str, Child] = {c.id: Child(c, (*path, c.id)) for c in spec.children}
+        self._rank: dict[str, int] = {id: n for n, id in enumerate(self.children)}
+        self._last_rank = len(self._rank)
+        self._ids: tuple[str, ...] | None = None  # cached start order, for plan()
+        self.observed = True  # False: nobody listens, so events are not even built
         self.restarts: deque[float] = deque()
         self.now = 0.0
         self._tokens = 0
@@ -331,6 +337,24 @@ class SupervisorCore:
         while self._job is None and self._mailbox:
             self._dispatch(self._mailbox.popleft())
         return out
+
+    @property
+    def order(self) -> list[str]:
+        """The children's ids in start order."""
+        return list(self.children)
+
+    def ids(self) -> tuple[str, ...]:
+        """The children's ids in start order, as the tuple ``plan()`` gets."""
+        if self._ids is None:
+            self._ids = tuple(self.children)
+        return self._ids
+
+    def _append(self, spec: ChildSpec) -> Child:
+        child = self.children[spec.id] = Child(spec, (*self.path, spec.id), dynamic=True)
+        self._last_rank += 1
+        self._rank[spec.id] = self._last_rank
+        self._ids = None
+        return child
 
     @property
     def busy(self) -> bool:
@@ -397,7 +421,8 @@ class SupervisorCore:
         self._out.append(Emit(event))
 
     def _child_path(self, id: str) -> Path:
-        return (*self.path, id)
+        child = self.children.get(id)
+        return child.path if child is not None else (*self.path, id)
 
     # -- starting and stopping one child --------------------------------------
 
@@ -406,15 +431,16 @@ class SupervisorCore:
         child = self.children[id]
         child.token = self.next_token()
         child.status = Status.STARTING
-        done = yield Start(id, child.token, child.spec)
+        done = yield Start(id, child.token, child.spec, child.path)
         if isinstance(done, StartDone):
             child.status = Status.RUNNING
             child.since = self.now
-            self._emit(ChildStarted(path=self._child_path(id), time=self.now, starts=done.starts, pid=done.pid))
+            if self.observed:
+                self._emit(ChildStarted(path=child.path, time=self.now, starts=done.starts, pid=done.pid))
             return None
         child.status = Status.TERMINATED
         error = self._start_error(id, done.error)
-        self._emit(ChildStartFailed(path=self._child_path(id), time=self.now, error=error))
+        self._emit(ChildStartFailed(path=child.path, time=self.now, error=error))
         return error
 
     def _start_error(self, id: str, error: BaseException) -> StartError:
@@ -432,6 +458,8 @@ class SupervisorCore:
         self._emit_exit(id, done.outcome)
 
     def _emit_exit(self, id: str, outcome: Outcome) -> None:
+        if not self.observed:
+            return
         self._emit(
             ChildExited(
                 path=self._child_path(id),
@@ -445,8 +473,9 @@ class SupervisorCore:
 
     def _remove(self, id: str) -> None:
         child = self.children.pop(id)
+        del self._rank[id]
+        self._ids = None
         self._cancel_retry(child)
-        self.order.remove(id)
         self._forget(id, child.spec)
 
     def _forget(self, id: str, spec: ChildSpec) -> None:
@@ -457,7 +486,7 @@ class SupervisorCore:
     def _init_job(self) -> Job:
         self.phase = Phase.STARTING
         started: list[str] = []
-        for id in self.order:
+        for id in list(self.children):
             error = yield from self._start(id)
             if error is not None:
                 for done in reversed(started):
@@ -474,16 +503,15 @@ class SupervisorCore:
 
     def _shutdown_job(self, reason: ExitReason, error: BaseException | None, *, orderly: bool = True) -> Job:
         self.phase = Phase.STOPPING
-        for id in reversed(self.order):
+        for id in reversed(list(self.children)):
             child = self.children[id]
             if child.status is Status.RUNNING:
                 yield from self._stop(id)
             else:
                 self._cancel_retry(child)
                 child.status = Status.TERMINATED
-        for id in list(self.order):
-            spec = self.children[id].spec
-            if self.children[id].dynamic or spec.restart is Restart.TEMPORARY:
+        for id, child in self.children.items():
+            if child.dynamic or child.spec.restart is Restart.TEMPORARY:
                 self._forget(id, child.spec)
         self.phase = Phase.STOPPED
         if orderly:
@@ -501,19 +529,17 @@ class SupervisorCore:
     def _restart_job(self, failed: str, waiting: Iterable[str] = ()) -> Job:
         """Restart ``failed`` and the children its supervisor's plan names with it."""
         try:
-            wanted = self._plan(failed)
+            group = self._group(failed, waiting)
         except Exception as exc:  # a broken plan() crashes the supervisor, as in OTP
             yield from self._shutdown_job(ExitReason.CRASH, exc, orderly=False)
             return None
-        wanted.update(waiting)
-        alive = (Status.RUNNING, Status.RESTARTING)
-        group = [id for id in self.order if id in wanted and (id == failed or self.children[id].status in alive)]
+        children = self.children
         for id in reversed(group):
-            if self.children[id].status is Status.RUNNING:
+            if children[id].status is Status.RUNNING:
                 yield from self._stop(id)
         to_start: list[str] = []
         for id in group:
-            child = self.children[id]
+            child = children[id]
             self._cancel_retry(child)  # this restart is the retry it was waiting for
             if child.spec.restart is Restart.TEMPORARY and id != failed:
                 self._remove(id)  # temporary bystanders are never restarted
@@ -530,14 +556,24 @@ class SupervisorCore:
                 return None
         return None
 
-    def _plan(self, failed: str) -> set[str]:
-        ids = tuple(self.order)
-        wanted = set(self.spec.plan(ids, failed))
-        unknown = wanted - set(ids)
+    def _group(self, failed: str, waiting: Iterable[str]) -> list[str]:
+        """The children a restart of ``failed`` cycles, in start order: those the
+        plan names that are running or restarting (terminated ones stay so),
+        the failed child itself, and the group members waiting on its retry."""
+        children = self.children
+        named = self.spec.plan(self.ids(), failed)
+        if not waiting and named == (failed,):
+            return [failed]  # one_for_one: nothing to gather or sort
+        planned = set(named)
+        unknown = [id for id in planned if id not in children]
         if unknown:
             raise ValueError(f"{type(self.spec).__name__}.plan() named unknown children {sorted(unknown)}")
-        wanted.add(failed)
-        return wanted
+        planned.update(id for id in waiting if id in children)
+        alive = (Status.RUNNING, Status.RESTARTING)
+        group = [id for id in planned if id != failed and children[id].status in alive]
+        group.append(failed)
+        group.sort(key=self._rank.__getitem__)
+        return group
 
     # -- restarts ---------------------------------------------------------------
 
@@ -629,8 +665,7 @@ class SupervisorCore:
         elif spec.significant and self.spec.auto_shutdown is AutoShutdown.NEVER:
             self._reply(command, SpecError((spec.id,), "significant", "a significant child needs auto_shutdown"))
         else:
-            self.children[spec.id] = Child(spec, dynamic=True)
-            self.order.append(spec.id)
+            self._append(spec)
             self._run(self._start_child_job(spec.id), command)
 
     def _start_child_job(self, id: str) -> Job:

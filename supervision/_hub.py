@@ -109,9 +109,16 @@ class EventHub:
         if stream in self._streams:
             self._streams.remove(stream)
 
+    @property
+    def observed(self) -> bool:
+        """False when no stream listens and the logger would drop every event."""
+        return bool(self._streams) or logger.isEnabledFor(logging.ERROR)
+
     def publish(self, event: Event) -> None:
         for stream in self._streams:
             stream._offer(event)
+        if not logger.isEnabledFor(logging.ERROR):  # nothing is logged above ERROR
+            return
         level = _level(event)
         if logger.isEnabledFor(level):
             logger.log(level, "%s", describe(event), exc_info=_traceback(event, level))

@@ -149,6 +149,7 @@ class Backoff:
 
 
 _UNSET: Any = object()
+_EMPTY = pmap()
 
 
 @dataclass(frozen=True, slots=True, eq=True)
@@ -169,6 +170,8 @@ class ChildSpec:
     state: Any = None
     state_version: int = 0
     migrate: Callable[[Any, int], Any] | None = None
+    kind: Literal["worker", "process", "supervisor"] = dataclasses.field(init=False, repr=False, compare=False)
+    """``"worker"``, ``"process"`` or ``"supervisor"``."""
 
     def __post_init__(self) -> None:
         path: Path = (self.id,) if isinstance(self.id, str) else ()
@@ -183,6 +186,8 @@ class ChildSpec:
                 f"must be an 'async def' function, a Supervisor or a process, got {start!r}",
             )
         set_ = object.__setattr__
+        kind = "supervisor" if isinstance(start, Supervisor) else "process" if isinstance(start, Process) else "worker"
+        set_(self, "kind", kind)
         set_(self, "restart", _enum(Restart, self.restart, path, "restart"))
         set_(self, "shutdown", _shutdown(self.shutdown, path))
         set_(self, "ready_timeout", float(_number(self.ready_timeout, path, "ready_timeout")))
@@ -203,18 +208,9 @@ class ChildSpec:
                 raise SpecError(path, "state", str(exc)) from None
 
     @property
-    def kind(self) -> Literal["worker", "process", "supervisor"]:
-        """``"worker"``, ``"process"`` or ``"supervisor"``."""
-        if isinstance(self.start, Supervisor):
-            return "supervisor"
-        if _is_async_function(self.start):
-            return "worker"
-        return "process"
-
-    @property
     def initial_state(self) -> Any:
         """The snapshot a child sees before it ever saved one."""
-        return pmap() if self.state is None else self.state
+        return _EMPTY if self.state is None else self.state
 
 
 def _check_id(id: object, path: Path) -> None:
