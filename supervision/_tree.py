@@ -62,9 +62,12 @@ class Handle:
             next_runner = runner.child_runner(id)
             if next_runner is None:
                 where = format_path(self.path[: depth + 1])
-                if id in runner.core.children:
-                    raise SupervisorNotRunning(f"{where}: supervisor is not running")
-                raise NotFound(f"{where}: no such supervisor")
+                child = runner.core.children.get(id)
+                if child is None:
+                    raise NotFound(f"{where}: no such supervisor")
+                if child.spec.kind != "supervisor":
+                    raise NotFound(f"{where}: a {child.spec.kind}, not a supervisor")
+                raise SupervisorNotRunning(f"{where}: supervisor is not running")
             runner = next_runner
         return runner
 
