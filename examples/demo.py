@@ -135,8 +135,10 @@ async def main(seconds: float) -> None:
 
         printer = asyncio.create_task(show())
         await done
-        print(f"ticker counted {tree.state('ticker').get('count', 0)} across "
-              f"{tree.which_children()[0].starts} start(s); pipeline: {dict(tree.state('pipeline/sink'))}")
+        print(
+            f"ticker counted {tree.state('ticker').get('count', 0)} across "
+            f"{tree.which_children()[0].starts} start(s); pipeline: {dict(tree.state('pipeline/sink'))}"
+        )
         print("stopping the tree (children right to left)")
     await printer
     print("stopped cleanly")

@@ -321,9 +321,7 @@ def test_backoff_spec_validation() -> None:
 
 async def test_terminate_child_cancels_pending_backoff_retry() -> None:
     clock = ManualClock()
-    tree = await sv.start(
-        sv.Supervisor([sv.child("w", forever)], backoff=sv.Backoff(initial=1, jitter=0)), clock=clock
-    )
+    tree = await sv.start(sv.Supervisor([sv.child("w", forever)], backoff=sv.Backoff(initial=1, jitter=0)), clock=clock)
     events = tree.events()
     crash(tree, "w")
     await next_event(events, is_(sv.RestartScheduled))
@@ -339,7 +337,9 @@ async def test_terminate_child_cancels_pending_backoff_retry() -> None:
 
 
 async def test_events_cover_the_subtree_and_end_when_the_tree_stops() -> None:
-    tree = await sv.start(sv.Supervisor([sv.child("a", forever), sv.child("sub", sv.Supervisor([sv.child("b", forever)]))]))
+    tree = await sv.start(
+        sv.Supervisor([sv.child("a", forever), sv.child("sub", sv.Supervisor([sv.child("b", forever)]))])
+    )
     everything, sub_only = tree.events(), tree.at("sub").events()
     crash(tree, "sub/b")
     crash(tree, "a")
