@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeAlias
 
-from pyrsistent import pmap
+from pyrsistent import PMap, pmap
 
 from ._errors import Path, SpecError
 from ._snapshot import check_immutable
@@ -149,7 +149,7 @@ class Backoff:
 
 
 _UNSET: Any = object()
-_EMPTY = pmap()
+_EMPTY: PMap[Any, Any] = pmap()
 
 
 @dataclass(frozen=True, slots=True, eq=True)
