@@ -559,7 +559,8 @@ class SupervisorCore:
     def _group(self, failed: str, waiting: Iterable[str]) -> list[str]:
         """The children a restart of ``failed`` cycles, in start order: those the
         plan names that are running or restarting (terminated ones stay so),
-        the failed child itself, and the group members waiting on its retry."""
+        the failed child itself, and the group members waiting on its retry
+        (or on the retry of any other member)."""
         children = self.children
         named = self.spec.plan(self.ids(), failed)
         if not waiting and named == (failed,):
@@ -569,6 +570,16 @@ class SupervisorCore:
         if unknown:
             raise ValueError(f"{type(self.spec).__name__}.plan() named unknown children {sorted(unknown)}")
         planned.update(id for id in waiting if id in children)
+        # A member's pending retry is consumed by this restart: whoever waited on
+        # that retry joins the group, or it would wait for ever.
+        pending = list(planned)
+        while pending:
+            retry = children[pending.pop()].retry
+            if retry is not None:
+                for id in self._retries[retry].waiting:
+                    if id in children and id not in planned:
+                        planned.add(id)
+                        pending.append(id)
         alive = (Status.RUNNING, Status.RESTARTING)
         group = [id for id in planned if id != failed and children[id].status in alive]
         group.append(failed)

@@ -5,6 +5,7 @@ Inside the core and the runtime the data is trusted; every check lives here.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import inspect
@@ -349,12 +350,14 @@ class Supervisor:
         return {k: getattr(self, k) for k in self._FIELDS}
 
     def replace(self, **changes: Any) -> Supervisor:
-        """A copy with some settings or the children replaced."""
+        """A copy with some settings or the children replaced (validated again).
+
+        Attributes a subclass set in its own ``__init__`` are kept."""
         values = self.settings()
         values["children"] = self.children
         values.update(changes)
         children = values.pop("children")
-        new = object.__new__(type(self))
+        new = copy.copy(self)
         Supervisor.__init__(new, children, **values)
         return new
 
@@ -367,7 +370,8 @@ class Supervisor:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Supervisor):
             return NotImplemented
-        return type(self) is type(other) and self.settings() == other.settings() and self.children == other.children
+        # vars() holds the settings, the children and whatever a subclass added
+        return type(self) is type(other) and vars(self) == vars(other)
 
     def __hash__(self) -> int:
         return hash((type(self), tuple(self.settings().items()), self.children))

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
 
 from ._clock import Clock, LoopClock
-from ._core import DeleteChild, Init, RestartChild, StartChild, Status, StopSupervisor, TerminateChild
+from ._core import DeleteChild, Exit, Init, RestartChild, StartChild, Status, StopSupervisor, TerminateChild
 from ._errors import NotFound, Path, StartError, SupervisorNotRunning, TooManyRestarts, format_path
 from ._events import ExitReason
 from ._hub import EventStream
 from ._runtime import Runtime, SupervisorRunner
 from ._spec import ChildSpec, Supervisor
 from ._target import Source, Target, build
+
+logger = logging.getLogger("supervision")
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,13 +204,22 @@ async def _start_tree(target: Target, clock: Clock | None, rng: random.Random | 
     runtime = Runtime(clock if clock is not None else LoopClock(), rng if rng is not None else random.Random())
     runner = SupervisorRunner(runtime, spec, ())
     tree = Tree(runtime, runner, Source(target))
-    runner.on_exit = lambda exit: runtime.hub.close()
+    runner.on_exit = _root_exited(runtime)
     runner.feed(Init())
     await asyncio.shield(runner.started)
     if runner.init_error is not None:
         await tree._settle()
         raise runner.init_error
     return tree
+
+
+def _root_exited(runtime: Runtime) -> Callable[[Exit], None]:
+    def on_exit(exit: Exit) -> None:
+        if exit.reason is ExitReason.CRASH:  # no parent reports it: say it here
+            logger.error("/: the root supervisor crashed: %r", exit.error, exc_info=exit.error)
+        runtime.hub.close()
+
+    return on_exit
 
 
 class _Starting:

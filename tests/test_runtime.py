@@ -436,3 +436,57 @@ async def test_builder_and_string_targets(tmp_path: pytest.TempPathFactory) -> N
             await sv.start(bad)
     with pytest.raises(sv.StartError):
         await sv.start(42)  # type: ignore[arg-type]
+
+
+async def test_a_restart_that_takes_over_a_retry_takes_its_waiting_children_along() -> None:
+    """A custom plan can name a child whose retry others wait on: they join the restart."""
+
+    class Plan(sv.Supervisor):
+        def plan(self, ids: tuple[str, ...], failed: str) -> list[str]:
+            return ["x", "b"] if failed == "x" else list(ids[ids.index(failed) :])
+
+    clock = ManualClock()
+    puppet = Puppet()
+    spec = Plan(
+        [sv.child(i, puppet, ready=True) for i in ("x", "b", "c")],
+        intensity=100,
+        backoff=sv.Backoff(initial=1, maximum=4, jitter=0),
+    )
+    tree = await sv.start(spec, clock=clock)
+    events = tree.events()
+    puppet.fail_starts["b"] = 1
+    puppet.exit("b", "crash")
+    await next_event(events, is_(sv.RestartScheduled, "b"))
+    clock.advance(1)  # b fails to restart: c waits on b's retry
+    await next_event(events, is_(sv.RestartScheduled, "b"))
+    assert statuses(tree) == {"x": "running", "b": "restarting", "c": "restarting"}
+    puppet.exit("x", "crash")
+    await next_event(events, is_(sv.RestartScheduled, "x"))
+    clock.advance(1)  # x's restart names b, consuming b's retry: c must come along
+    await next_event(events, is_(sv.ChildStarted, "c"))
+    assert statuses(tree) == {"x": "running", "b": "running", "c": "running"}
+    assert clock.pending == 0
+    await tree.stop()
+
+
+async def test_crash_needs_a_running_child() -> None:
+    tree = await sv.start(sv.Supervisor([sv.child("w", forever)]))
+    await tree.terminate_child("w")
+    with pytest.raises(sv.NotFound):
+        crash(tree, "w")
+    with pytest.raises(sv.NotFound):
+        crash(tree, "nope")
+    await tree.stop()
+
+
+async def test_a_crashed_root_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(sv.Supervisor):
+        def plan(self, ids: tuple[str, ...], failed: str) -> tuple[str, ...]:
+            return ("ghost",)
+
+    tree = await sv.start(Broken([sv.child("a", forever)]))
+    with caplog.at_level(logging.ERROR, logger="supervision"):
+        crash(tree, "a")
+        with pytest.raises(ValueError):
+            await tree.wait()
+    assert any("root supervisor crashed" in r.getMessage() for r in caplog.records)

@@ -23,6 +23,6 @@ def crash(tree: Handle, path: str | Path, exc: BaseException | None = None) -> N
     parent = tree.at(full[:-1])._runner()
     incarnation = parent.incarnations.get(full[-1])
     child = parent.core.children.get(full[-1])
-    if incarnation is None or child is None or child.token != incarnation.token:
+    if incarnation is None or child is None or child.token != incarnation.token or child.status != "running":
         raise NotFound(f"{format_path((*tree.path, *full))}: no running child")
     incarnation.crash(exc if exc is not None else InjectedCrash(f"crash injected into {format_path(full)}"))
