@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import contextlib
 
+from . import (
+    _process_runtime,  # noqa: F401  registers the "process" child kind
+    ready,
+)
 from ._clock import Clock, LoopClock
 from ._context import Context, current
 from ._core import Status
@@ -42,6 +46,7 @@ from ._events import (
     SupervisorStopped,
 )
 from ._hub import EventStream
+from ._process import ProcessExited, process
 from ._run import run
 from ._spec import (
     BRUTAL_KILL,
@@ -79,6 +84,7 @@ __all__ = [
     "Handle",
     "LoopClock",
     "NotFound",
+    "ProcessExited",
     "ReloadApplied",
     "ReloadError",
     "ReloadRejected",
@@ -99,6 +105,8 @@ __all__ = [
     "Tree",
     "child",
     "current",
+    "process",
+    "ready",
     "run",
     "start",
 ]

@@ -1,0 +1,248 @@
+"""The central reaper: one per event loop, for every process child of every tree.
+
+* Exits of our own children are observed with ``pidfd_open`` + ``loop.add_reader``
+  (no thread per child, no polling, no wake-up while nothing happens) and reaped
+  with ``waitid(P_PIDFD)``, so we only ever collect the pid we were told about.
+* The process is a child subreaper (``PR_SET_CHILD_SUBREAPER``): descendants
+  orphaned by a service (daemons that double-forked, children of a crashed
+  service) come back to us instead of to init.
+* A ``SIGCHLD`` handler (through the loop, so it runs as a normal callback)
+  reaps those orphans when they exit. It peeks with ``waitid(P_ALL, WNOWAIT)``
+  first and only reaps what is ours to reap: a watched child goes through its
+  watch; an unwatched child in *another session* than ours is an orphan that came
+  back to the subreaper (every service runs in a session of its own) and is
+  reaped; an unwatched child in our own session belongs to other code in this
+  process (``subprocess.run`` ...) and is left alone, its status not stolen (the
+  orphans it hides from the peek are then found through ``/proc``).
+* After a service's main process exits (or is stopped), what it left behind is
+  killed and reaped: members of its session that came back to us, orphans whose
+  initial environment carries its ``SUPERVISION_INVOCATION_ID`` (a daemon that
+  called ``setsid``), and all their descendants. Found through ``/proc``, killed
+  with ``pidfd_send_signal`` (no pid-reuse race), awaited through their pidfds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import weakref
+from collections.abc import Callable
+
+from ._spawn import Spawner, set_child_subreaper
+
+logger = logging.getLogger("supervision")
+
+ExitCallback = Callable[[int, int], None]
+"""Called with ``(si_code, si_status)`` of ``waitid`` once the child is reaped."""
+
+_spawner: Spawner | None = None
+_subreaper: bool | None = None
+_reapers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Reaper] = weakref.WeakKeyDictionary()
+
+
+def spawner() -> Spawner:
+    """The process-wide spawner (it holds the exec helper's memfd)."""
+    global _spawner
+    if _spawner is None:
+        _spawner = Spawner()
+    return _spawner
+
+
+def reaper() -> Reaper:
+    """The reaper of the running event loop."""
+    loop = asyncio.get_running_loop()
+    found = _reapers.get(loop)
+    if found is None:
+        found = _reapers[loop] = Reaper(loop)
+    return found
+
+
+class _Watch:
+    __slots__ = ("callback", "pid", "pidfd")
+
+    def __init__(self, pid: int, pidfd: int, callback: ExitCallback) -> None:
+        self.pid = pid
+        self.pidfd = pidfd
+        self.callback = callback
+
+
+class Reaper:
+    """Watches and reaps the process children started from one event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        global _subreaper
+        self.loop = loop
+        self._watches: dict[int, _Watch] = {}
+        self._own_pid = os.getpid()
+        self._own_session = os.getsid(0)
+        if _subreaper is None:
+            _subreaper = set_child_subreaper()
+            if not _subreaper:
+                logger.warning("PR_SET_CHILD_SUBREAPER refused: orphaned descendants will go to init")
+        self.sigchld = False
+        try:
+            loop.add_signal_handler(signal.SIGCHLD, self._on_sigchld)
+            self.sigchld = True
+        except (RuntimeError, ValueError):  # not the main thread: orphans are reaped at cleanups only
+            logger.debug("no SIGCHLD handler (event loop not in the main thread)")
+
+    # -- our own children ---------------------------------------------------------
+
+    def watch(self, pid: int, callback: ExitCallback) -> None:
+        """Call ``callback`` once ``pid`` (our child) has exited and been reaped."""
+        pidfd = os.pidfd_open(pid)
+        self._watches[pid] = _Watch(pid, pidfd, callback)
+        self.loop.add_reader(pidfd, self._collect, pid)
+
+    def watching(self, pid: int) -> bool:
+        return pid in self._watches
+
+    def _collect(self, pid: int) -> None:
+        watch = self._watches.get(pid)
+        if watch is None:
+            return
+        try:
+            info = os.waitid(os.P_PIDFD, watch.pidfd, os.WEXITED | os.WNOHANG)
+        except ChildProcessError:  # reaped behind our back (SIGCHLD set to SIG_IGN?)
+            code, status = os.CLD_KILLED, int(signal.SIGKILL)
+        else:
+            if info is None:
+                return  # not exited yet
+            code, status = info.si_code, info.si_status
+        del self._watches[pid]
+        self.loop.remove_reader(watch.pidfd)
+        os.close(watch.pidfd)
+        watch.callback(code, status)
+
+    # -- orphans ------------------------------------------------------------------
+
+    def _on_sigchld(self) -> None:
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None:
+                return
+            pid = info.si_pid
+            if pid in self._watches:
+                self._collect(pid)
+                if pid in self._watches:
+                    return  # cannot happen (it is a zombie); never spin on it
+                continue
+            stat = read_stat(pid)
+            if stat is None or stat[3] == self._own_session:
+                # Another part of this process owns that child: not ours to reap. It hides
+                # the zombies behind it from the peek, so look for orphans through /proc.
+                self._reap_orphans_by_scan()
+                return
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+
+    def _reap_orphans_by_scan(self) -> None:
+        for pid in children_of(self._own_pid, all_threads=True):
+            if pid in self._watches:
+                continue
+            stat = read_stat(pid)
+            if stat is not None and stat[0] == "Z" and stat[3] != self._own_session:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+
+    def leftovers(self, leader: int, marker: bytes) -> list[int]:
+        """Live or zombie processes a service left behind: orphans that came back to
+        us from its session or carrying its invocation id, and their descendants."""
+        roots = []
+        for pid in children_of(self._own_pid, all_threads=True):
+            if pid in self._watches:
+                continue
+            stat = read_stat(pid)
+            if stat is None:
+                continue
+            if stat[3] == leader or stat[2] == leader or _environ_has(pid, marker):
+                roots.append(pid)
+        found: list[int] = []
+        while roots:
+            pid = roots.pop()
+            found.append(pid)
+            roots.extend(children_of(pid))
+        return found
+
+    def tree_of(self, leader: int) -> list[int]:
+        """The live descendants of a running child (not the child itself)."""
+        found: list[int] = []
+        stack = children_of(leader)
+        while stack:
+            pid = stack.pop()
+            found.append(pid)
+            stack.extend(children_of(pid))
+        return found
+
+    async def kill_and_reap(self, pids: list[int], timeout: float = 5.0) -> None:
+        """SIGKILL these processes (a snapshot of descendants), wait until they are
+        gone and reap those that are (or became) our children."""
+        fds = []
+        for pid in pids:
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:  # gone already
+                continue
+            fds.append(fd)
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+        try:
+            waiters = []
+            for fd in fds:
+                future: asyncio.Future[None] = self.loop.create_future()
+                self.loop.add_reader(fd, _set_done, future)
+                waiters.append(future)
+            if waiters:
+                _, pending = await asyncio.wait(waiters, timeout=timeout)
+                if pending:
+                    logger.warning("%d process(es) still alive %gs after SIGKILL", len(pending), timeout)
+        finally:
+            for fd in fds:
+                self.loop.remove_reader(fd)
+                # Not our child: its parent (one of these, or us later) reaps it.
+                with contextlib.suppress(ChildProcessError):
+                    os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG)
+                os.close(fd)
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def children_of(pid: int, *, all_threads: bool = False) -> list[int]:
+    """The children of ``pid`` (of every thread with ``all_threads``), from /proc."""
+    tids = os.listdir(f"/proc/{pid}/task") if all_threads else [str(pid)]
+    found: list[int] = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as file:
+                found.extend(int(p) for p in file.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def read_stat(pid: int) -> tuple[str, int, int, int] | None:
+    """``(state, ppid, pgrp, session)`` of a process, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3])
+
+
+def _environ_has(pid: int, marker: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            return marker in file.read().split(b"\0")
+    except OSError:
+        return False
