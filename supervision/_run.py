@@ -1,20 +1,51 @@
-"""``sv.run``: the blocking entry point for a program whose job is to run a tree."""
+"""``sv.run``: the blocking entry point for a program whose job is to run a tree.
+
+Under ``run`` the tree gets what a long-running service needs:
+
+- **signals**: SIGTERM and SIGINT stop the tree in order; a second SIGINT while
+  it stops sends SIGKILL to every OS process child still running (to its whole
+  process group), so no ``shutdown`` timeout of a process is waited out (in-process
+  workers are still cancelled in order: a task cannot be killed); a third SIGINT
+  kills them again and exits at once (status 130). SIGHUP reloads the tree.
+- **the control socket** (``_control``, ``_commands``): ``supervision status``,
+  ``restart``, ``stop``, ``start``, ``reload``, ``logs``.
+- **systemd** (``_systemd``): ``READY=1``, ``RELOADING=1``, ``STOPPING=1``,
+  ``STATUS=``, watchdog pings, when ``NOTIFY_SOCKET`` / ``WATCHDOG_USEC`` are set.
+- **bookkeeping for the command line** (``_recorder``): uptime and last exit per
+  path from the tree's events, and the recent output lines of process children.
+
+Exit status: 0 after an orderly stop, 1 when the tree fails to start or the root
+gives up (or the control socket is taken), 130 after a forced stop (second SIGINT).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TextIO, cast
 
-from ._errors import StartError, TooManyRestarts
-from ._target import Target
-from ._tree import Tree, start
+from ._commands import Commands
+from ._control import ControlServer, RequestError, check_name, default_path
+from ._errors import ReloadError, StartError, SupervisionError, TooManyRestarts, format_path
+from ._reaper import children_of, read_stat
+from ._recorder import OutputLog, Recorder, Tee, process_paths
+from ._services import is_services_file
+from ._spec import Supervisor
+from ._systemd import Notifier, Watchdog, watchdog_interval
+from ._target import Source, Target, is_file_target, split_target
+from ._tree import Tree, parse_path, start
 
 logger = logging.getLogger("supervision")
 
 _DEFAULT: Any = object()
+
+_STOP = "supervision stop"  # the task that stops the tree: awaited, never cancelled
+FORCED_EXIT = 130  # 128 + SIGINT, as shells report a program stopped by Ctrl-C
 
 
 def _configure_logging() -> None:
@@ -31,53 +62,336 @@ def _configure_logging() -> None:
 def run(target: Target, *, control: Any = _DEFAULT, name: str | None = None) -> None:
     """Run a tree until it stops: the blocking entry point.
 
-    SIGTERM and SIGINT stop the tree in order; SIGHUP reloads it (for a builder
-    or a string target). Logs go to stderr at INFO unless logging is already
-    configured. Exits with status 1 when the root gives up or fails to start.
+    SIGTERM and SIGINT stop the tree in order (a second SIGINT kills the OS
+    processes that are left); SIGHUP reloads it (for a builder or a string
+    target). The control socket (``supervision status`` and friends) is served
+    at ``control`` (default: ``$XDG_RUNTIME_DIR/supervision/NAME.sock``; None
+    turns it off); ``name`` defaults to the target's module or file name. Speaks
+    sd_notify when ``NOTIFY_SOCKET`` is set. Logs go to stderr at INFO unless
+    logging is already configured. Exits with status 1 when the root gives up
+    or fails to start.
 
     >>> if __name__ == "__main__":
     ...     sv.run(build)          # or: sv.run("myapp.tree:build")
     """
     _configure_logging()
-    try:
-        asyncio.run(_main(target))
-    except (TooManyRestarts, StartError) as exc:
-        logger.error("%s", exc)
-        raise SystemExit(1) from None
+    name = check_name(name) if name is not None else default_name(target)
+    path: str | None
+    if control is _DEFAULT:
+        path = default_path(name)
+    elif control is None:
+        path = None
+    else:
+        path = os.fspath(control)
+    code = asyncio.run(Service(target, name).main(path))
+    if code:
+        raise SystemExit(code)
 
 
-async def _main(target: Target) -> None:
-    tree = await start(target)
-    loop = asyncio.get_running_loop()
-    stopping: list[asyncio.Task[None]] = []
-    reloads: set[asyncio.Task[None]] = set()
+def default_name(target: Target) -> str:
+    """The tree's name when none is given: ``pkg.module`` or the file's stem."""
+    if isinstance(target, str):
+        module, _ = (target, "") if is_services_file(target) else split_target(target)
+        is_file = is_services_file(module) or is_file_target(module)
+        raw = os.path.splitext(os.path.basename(module))[0] if is_file else module
+    elif isinstance(target, Supervisor):
+        raw = "supervision"
+    else:
+        raw = getattr(target, "__module__", None) or "supervision"
+        if raw == "__main__":
+            raw = os.path.splitext(os.path.basename(sys.argv[0] or "main"))[0]
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in raw).lstrip(".")
+    return cleaned or "supervision"
 
-    def on_stop(signum: int) -> None:
-        logger.info("%s: stopping the tree", signal.Signals(signum).name)
-        if not stopping:
-            stopping.append(loop.create_task(tree.stop()))
 
-    def on_reload() -> None:
+class Service:
+    """One ``sv.run``: the tree, its control socket, its signals and its systemd link.
+
+    It is also the ``Host`` the control commands run against.
+    """
+
+    def __init__(self, target: Target, name: str) -> None:
+        self.target_value = target
+        self.name = name
+        self.target = Source(target).describe()
+        self.state = "starting"
+        self.tree: Tree | None = None
+        self.recorder: Recorder | None = None
+        self.output = OutputLog()
+        self.notifier = Notifier.from_environ()
+        self.forced = False
+        self._started_at = 0.0
+        self._stop_pending = False
+        self._interrupts = 0
+        self._known_processes: set[str] = set()
+        self._reload_lock: asyncio.Lock | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: ControlServer | None = None
+
+    # -- the Host protocol --------------------------------------------------------
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def uptime(self) -> float:
+        return self.now() - self._started_at
+
+    def request_stop(self) -> None:
+        """Begin an orderly stop (once). Before the tree is up, it stops as soon as it is."""
+        if self.state == "stopping":
+            return
+        self.state = "stopping"
+        self.notifier.stopping("stopping")
+        if self.tree is None:
+            self._stop_pending = True
+        else:
+            self._spawn(self.tree.stop(), _STOP)
+
+    async def reload(self) -> dict[str, Any]:
+        """Reload the tree (SIGHUP, ``supervision reload``) and return what changed.
+        A rejected reload raises ``RequestError("ReloadError", why)``."""
+        tree = self.tree
+        if tree is None or self.state != "running":
+            raise RequestError("NotRunning", f"cannot reload: the tree is {self.state}")
         reload = getattr(tree, "reload", None)
         if reload is None:
-            logger.warning("SIGHUP: this tree cannot reload")
+            raise RequestError("NotSupported", "this version of supervision cannot reload")
+        assert self._reload_lock is not None
+        async with self._reload_lock:  # one at a time: SIGHUPs may come in bursts
+            if self.state != "running":
+                raise RequestError("NotRunning", f"cannot reload: the tree is {self.state}")
+            self.state = "reloading"
+            self.notifier.reloading()
+            status = "reload rejected"
+            try:
+                result = applied_json(await reload())
+                self._refresh_process_paths()
+                status = "reloaded: " + summary(result)
+                return result
+            except ReloadError as exc:
+                reason = rejection(exc)
+                status = f"reload rejected: {reason}"
+                raise RequestError("ReloadError", reason) from exc
+            finally:
+                if self.state == "reloading":
+                    self.state = "running"
+                    self.notifier.ready(status)
+
+    async def reexec(self) -> dict[str, Any]:
+        # The hook for re-exec in place (DESIGN section 4): serialise the target,
+        # the snapshots, the OS children (pid + start time) and this server's
+        # listening fd to a memfd, clear CLOEXEC on them, check that the code
+        # imports, then os.execv. It needs OS-process adoption, which comes later.
+        raise RequestError("NotSupported", "re-exec is not supported yet")
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def main(self, path: str | None) -> int:
+        loop = asyncio.get_running_loop()
+        self._started_at = loop.time()
+        self._reload_lock = asyncio.Lock()
+        if path is not None:
+            server = ControlServer(path, Commands(self))
+            try:
+                server.bind()  # before anything starts: a second copy fails here
+            except (SupervisionError, OSError) as exc:
+                logger.error("control socket: %s", exc)
+                return 1
+            self._server = server
+        restore_streams = _install_tees(self.output)
+        watchdog = None
+        interval = watchdog_interval() if self.notifier.enabled else None
+        if interval is not None:
+            watchdog = Watchdog(self.notifier, interval)
+            watchdog.start()
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        for signum in signals:
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        try:
+            if self._server is not None:
+                await self._server.start()
+                logger.info("control socket: %s", self._server.path)
+            return await self._run_tree()
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+            if watchdog is not None:
+                watchdog.stop()
+            await self._finish_tasks()
+            if self._server is not None:
+                await self._server.close()
+            restore_streams()
+            self.notifier.close()
+
+    async def _run_tree(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.notifier.status("starting")
+        try:
+            tree = await start(self.target_value)
+        except StartError as exc:
+            logger.error("%s", exc)
+            self.notifier.stopping(f"failed to start: {exc}")
+            return 1
+        self.tree = tree
+        self.recorder = Recorder(since=loop.time())
+        self._spawn(self.recorder.follow(tree.events()), "supervision recorder")
+        self._refresh_process_paths()
+        self.output.accepts = self._is_process
+        self.output.prune(self._known_processes)
+        if self._stop_pending:
+            self._spawn(tree.stop(), _STOP)
+        else:
+            self.state = "running"
+            counts = tree.count_children()
+            self.notifier.ready(f"running: {counts.active} of {counts.specs} children")
+        try:
+            await tree.wait()
+        except TooManyRestarts as exc:
+            logger.error("%s", exc)
+            self.notifier.stopping(f"gave up: {exc}")
+            return 1
+        except Exception as exc:  # the root crashed: a broken custom plan()
+            logger.error("the root supervisor crashed", exc_info=exc)
+            self.notifier.stopping(f"crashed: {exc!r}")
+            return 1
+        finally:
+            self.state = "stopping"
+            await tree.stop()
+        return FORCED_EXIT if self.forced else 0
+
+    def _refresh_process_paths(self) -> None:
+        tree = self.tree
+        if tree is not None and not tree.stopped:
+            self._known_processes = process_paths(tree.spec)
+
+    def _is_process(self, label: str) -> bool:
+        if label in self._known_processes:
+            return True
+        return self.recorder is not None and parse_path(label) in self.recorder.processes
+
+    # -- signals ------------------------------------------------------------------
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            if self.state != "running":
+                logger.warning("SIGHUP: not reloading, the tree is %s", self.state)
+                return
+            logger.info("SIGHUP: reloading the tree")
+            self._spawn(self._reload_quietly(), "supervision reload")
             return
-        reloads.add(task := loop.create_task(_reload(tree)))
-        task.add_done_callback(reloads.discard)
+        if self.state != "stopping":
+            hint = " (SIGINT again to kill the OS processes at once)" if signum == signal.SIGINT else ""
+            logger.info("%s: stopping the tree%s", name, hint)
+            self.request_stop()
+            return
+        if signum != signal.SIGINT:
+            logger.info("%s: already stopping", name)
+            return
+        self._interrupts += 1
+        self.forced = True
+        killed = kill_process_groups()
+        if self._interrupts == 1:
+            logger.warning("SIGINT again: killed %d process group(s); SIGINT once more exits at once", killed)
+            return
+        logger.warning("SIGINT a third time: exiting now, without waiting for the workers")
+        if self._server is not None:
+            self._server._unlink()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+        os._exit(FORCED_EXIT)
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_stop, signum)
-    loop.add_signal_handler(signal.SIGHUP, on_reload)
-    try:
-        await tree.wait()
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(signum)
-        await tree.stop()
+    async def _reload_quietly(self) -> None:
+        try:
+            await self.reload()
+        except RequestError as exc:
+            if exc.type != "ReloadError":  # a rejected reload is logged by its event
+                logger.warning("SIGHUP: %s", exc)
+
+    # -- tasks --------------------------------------------------------------------
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    async def _finish_tasks(self) -> None:
+        """Let stop and reload tasks end (the tree has stopped: they end at once);
+        cancel what is left, such as a reload waiting for its turn."""
+        tasks = set(self._tasks)
+        for task in tasks:
+            if task.get_name() != _STOP:
+                task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
 
-async def _reload(tree: Tree) -> None:
-    try:
-        await tree.reload()  # type: ignore[attr-defined]
-    except Exception as exc:
-        logger.error("reload rejected: %s", exc)
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("%s failed", task.get_name(), exc_info=task.exception())
+
+
+def kill_process_groups() -> int:
+    """SIGKILL the process group of each of our children that runs in a session
+    of its own (every process child does); what other code in this process
+    started (same session) is left alone. Returns how many groups were signalled.
+
+    Safe from pid reuse: a child's pid cannot be recycled before we reap it, and
+    reaping happens on this thread, in the event loop, not during this call.
+    """
+    own_session = os.getsid(0)
+    groups: set[int] = set()
+    for pid in children_of(os.getpid(), all_threads=True):
+        found = read_stat(pid)
+        if found is not None and found[3] != own_session:
+            groups.add(found[2])
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    return len(groups)
+
+
+def rejection(error: ReloadError) -> str:
+    """Why a reload was rejected, in one line: the cause, not our wrapper."""
+    cause = error.__cause__
+    while isinstance(cause, ReloadError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    if cause is None or isinstance(cause, ReloadError):
+        return str(cause or error)
+    if isinstance(cause, SupervisionError):
+        return str(cause)
+    return f"{type(cause).__name__}: {cause}"
+
+
+def applied_json(applied: Any) -> dict[str, Any]:
+    """A ``ReloadApplied`` as the protocol's reload result (paths as ``"a/b"``)."""
+    fields = ("started", "stopped", "restarted", "updated", "reset")
+    return {field: [format_path(path) for path in getattr(applied, field, ())] for field in fields}
+
+
+def summary(result: dict[str, Any]) -> str:
+    parts = [f"{field} {', '.join(paths)}" for field, paths in result.items() if paths]
+    return "; ".join(parts) if parts else "nothing changed"
+
+
+def _install_tees(log: OutputLog) -> Callable[[], None]:
+    """Record process children's prefixed lines from our stdout and stderr."""
+    saved = (sys.stdout, sys.stderr)
+    tees: list[Tee | None] = [None, None]
+    if sys.stdout is not None:
+        tees[0] = Tee(sys.stdout, "stdout", log)
+        sys.stdout = cast(TextIO, tees[0])
+    if sys.stderr is not None:
+        tees[1] = Tee(sys.stderr, "stderr", log)
+        sys.stderr = cast(TextIO, tees[1])
+
+    def restore() -> None:
+        # Only if nobody replaced them meanwhile.
+        if tees[0] is not None and sys.stdout is cast(TextIO, tees[0]):
+            sys.stdout = saved[0]
+        if tees[1] is not None and sys.stderr is cast(TextIO, tees[1]):
+            sys.stderr = saved[1]
+
+    return restore

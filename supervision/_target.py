@@ -1,8 +1,8 @@
 """Targets: what ``sv.start`` and ``sv.run`` accept, and how a spec is built from one.
 
 A target is a ``Supervisor`` spec, a zero-argument builder returning one, or a
-string: ``"pkg.module:build"`` or ``"path/to/file.py[:name]"`` (default name
-``build``).
+string: ``"pkg.module:build"``, ``"path/to/file.py[:name]"`` (default name
+``build``) or ``"path/to/services.toml"`` (a services file, see ``_services``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from types import ModuleType
 from typing import Any
 
 from ._errors import SpecError
+from ._services import is_services_file
+from ._services import load as load_services
 from ._spec import Supervisor
 
 Target = Supervisor | Callable[[], Supervisor] | str
@@ -82,6 +84,8 @@ def build(target: Target) -> Supervisor:
     if isinstance(target, Supervisor):
         return target
     if isinstance(target, str):
+        if is_services_file(target):
+            return load_services(target)  # read again on every build: a reload sees the edits
         module_name, name = split_target(target)
         module = load_module(module_name)
         try:

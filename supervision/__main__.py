@@ -1,0 +1,277 @@
+"""The ``supervision`` command (also ``python -m supervision``).
+
+::
+
+    supervision run TARGET [--name N] [--control PATH | --no-control]
+    supervision status [PATH] [--json]
+    supervision restart PATH
+    supervision stop [PATH] [--no-wait]
+    supervision start PATH
+    supervision reload
+    supervision logs PATH [-n LINES]
+    supervision reexec
+
+The client commands find the tree's control socket by ``--control PATH``, by
+``--name N`` (``$XDG_RUNTIME_DIR/supervision/N.sock``), or, given neither, as the
+only socket in that directory. Exit status: 0 done, 1 refused or failed (the
+reason on stderr), 2 bad usage, 3 no tree running there. See ``docs/cli.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ._control import Client, NotRunning, RequestError, client_path
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (the console script exits with it)."""
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    try:
+        path = client_path(args.name, args.control)
+        with Client(path) as client:
+            return int(COMMANDS[args.command](client, args))
+    except NotRunning as exc:
+        _error(str(exc))
+        return EXIT_NOT_RUNNING
+    except RequestError as exc:
+        if exc.type == "ReloadError":
+            _error(f"reload rejected: {exc}")
+        else:
+            _error(str(exc))
+        return EXIT_FAILED
+    except ValueError as exc:  # a bad --name
+        _error(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, json.JSONDecodeError) as exc:
+        _error(f"lost the connection: {exc}")
+        return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="supervision",
+        description="Run a supervision tree, or control a running one through its control socket.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        if name == "run":
+            sub.add_argument("--name", help="the tree's name (default: the target's module or file name)")
+            sub.add_argument("--control", metavar="PATH", help="serve the control socket here")
+        else:
+            sub.add_argument("--name", help="the tree's name (default: the only tree running)")
+            sub.add_argument("--control", metavar="PATH", help="the control socket's path")
+        return sub
+
+    run = command("run", "run a tree until it stops (SIGTERM/SIGINT stop it, SIGHUP reloads it)")
+    run.add_argument("target", help="pkg.module:build, path/to/file.py[:name], or a services file (.toml)")
+    run.add_argument("--no-control", action="store_true", help="serve no control socket")
+    status = command("status", "show the tree: path, kind, status, pid, uptime, restarts, last exit")
+    status.add_argument("path", nargs="?", help="only this child and what is under it")
+    status.add_argument("--json", action="store_true", help="print the status as JSON, for scripts")
+    command("restart", "stop a child (if it runs) and start it again").add_argument("path")
+    stop = command("stop", "stop a child (it stays stopped), or the whole tree without PATH")
+    stop.add_argument("path", nargs="?")
+    stop.add_argument("--no-wait", action="store_true", help="do not wait until the tree has stopped")
+    command("start", "start a stopped child again").add_argument("path")
+    command("reload", "reload the tree's source and restart only what changed")
+    logs = command("logs", "print the recent output lines of a process child (or of those under PATH)")
+    logs.add_argument("path")
+    logs.add_argument("-n", "--lines", type=int, default=100, help="how many lines (default 100)")
+    command("reexec", "re-execute the supervisor in place, keeping its OS children (not supported yet)")
+    return parser
+
+
+# -- run --------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ._run import run
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # "pkg.module:build" is found in the current directory
+    control: Any = None if args.no_control else args.control
+    kwargs: dict[str, Any] = {"name": args.name}
+    if control is not None or args.no_control:
+        kwargs["control"] = control
+    try:
+        run(args.target, **kwargs)
+    except ValueError as exc:  # a bad --name
+        _error(str(exc))
+        return EXIT_USAGE
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_FAILED
+    return 0
+
+
+# -- client commands --------------------------------------------------------------
+
+
+def _status(client: Client, args: argparse.Namespace) -> int:
+    result = client.call("status", **({"path": args.path} if args.path else {}))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_status(result))
+    return 0
+
+
+def _restart(client: Client, args: argparse.Namespace) -> int:
+    result = client.call("restart", path=args.path)
+    print(f"{result['path']}: restarted{_pid(result)}")
+    return 0
+
+
+def _stop(client: Client, args: argparse.Namespace) -> int:
+    if args.path:
+        result = client.call("stop", path=args.path)
+        print(f"{result['path']}: {'stopped' if result['status'] == 'terminated' else result['status']}")
+        return 0
+    client.call("stop")
+    if args.no_wait:
+        print("stopping")
+        return 0
+    client.wait_closed()
+    print("stopped")
+    return 0
+
+
+def _start(client: Client, args: argparse.Namespace) -> int:
+    result = client.call("start", path=args.path)
+    print(f"{result['path']}: started{_pid(result)}")
+    return 0
+
+
+def _reload(client: Client, args: argparse.Namespace) -> int:
+    result = client.call("reload")
+    changes = [f"  {field}: {', '.join(paths)}" for field, paths in result.items() if paths]
+    print("reloaded:" if changes else "reloaded: nothing changed")
+    for line in changes:
+        print(line)
+    return 0
+
+
+def _logs(client: Client, args: argparse.Namespace) -> int:
+    result = client.call("logs", path=args.path, lines=args.lines)
+    lines = result["lines"]
+    single = all(line["path"] == result["path"] for line in lines)
+    for line in lines:
+        print(line["text"] if single else f"{line['path']} | {line['text']}")
+    return 0
+
+
+def _reexec(client: Client, args: argparse.Namespace) -> int:
+    client.call("reexec")
+    print("re-executed")
+    return 0
+
+
+COMMANDS = {
+    "status": _status,
+    "restart": _restart,
+    "stop": _stop,
+    "start": _start,
+    "reload": _reload,
+    "logs": _logs,
+    "reexec": _reexec,
+}
+
+
+# -- formatting -------------------------------------------------------------------
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """The human view of a ``status`` result: a header, then one row per child,
+    indented by depth."""
+    header = f"{status['name']}: {status['state']}, pid {status['pid']}, up {duration(status['uptime'])}"
+    rows = [("PATH", "KIND", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST EXIT")]
+
+    def add(node: dict[str, Any], depth: int) -> None:
+        rows.append(
+            (
+                "  " * depth + node["path"],
+                node["kind"],
+                node["status"],
+                str(node["pid"]) if node["pid"] is not None else "-",
+                duration(node["uptime"]) if node["uptime"] is not None else "-",
+                str(node["restarts"]),
+                last_exit(node["last_exit"]),
+            )
+        )
+        for child in node.get("children", ()):
+            add(child, depth + 1)
+
+    for node in status["children"]:
+        add(node, 0)
+    if len(rows) == 1:
+        return f"{header}\n(no children)"
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows
+    ]
+    return "\n".join([header, *(line.rstrip() for line in lines)])
+
+
+def last_exit(found: dict[str, Any] | None) -> str:
+    if not found:
+        return "-"
+    text = found["reason"]
+    if found.get("exit_status") is not None:
+        text += f" (status {found['exit_status']})"
+    elif found.get("signal") is not None:
+        text += f" ({_signal_name(found['signal'])})"
+    elif found.get("error"):
+        error = str(found["error"])
+        text += f" ({error[:57] + '...' if len(error) > 60 else error})"
+    return f"{text}, {duration(found['ago'])} ago"
+
+
+def duration(seconds: float) -> str:
+    """``4.2s``, ``5m12s``, ``2h03m``, ``3d04h``."""
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s"
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _pid(result: dict[str, Any]) -> str:
+    return f" (pid {result['pid']})" if result.get("pid") is not None else ""
+
+
+def _error(message: str) -> None:
+    print(f"supervision: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,437 @@
+"""The control socket: how ``supervision status`` (and friends) talk to a running tree.
+
+A unix stream socket, mode 0600, by default ``$XDG_RUNTIME_DIR/supervision/NAME.sock``.
+The protocol is JSON lines, one request and one reply per line, in order, as many
+as the client likes on one connection (see ``docs/cli.md``)::
+
+    -> {"v": 1, "id": 1, "cmd": "restart", "path": "web"}
+    <- {"v": 1, "id": 1, "ok": true, "result": {"path": "web", "pid": 4242}}
+    <- {"v": 1, "id": 2, "ok": false, "error": {"type": "NotFound", "message": "..."}}
+
+Security: the socket file is 0600 and its default directory 0700, and every peer
+is checked with ``SO_PEERCRED``: a uid other than ours or root's gets an error
+reply and is disconnected. Robustness: a malformed, oversized (> 1 MiB) or
+unknown request gets an error reply and the connection goes on; each connection
+is one task, all of them cancelled and awaited when the server closes; at most
+``max_connections`` are served at once.
+
+Only one tree may own a socket path: a stale socket (its server is dead:
+``ECONNREFUSED``) is replaced, a live one is not (``AlreadyRunning``). The check
+and the bind happen under an ``flock`` of the directory, so two trees starting
+at once cannot both take the path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+import stat
+import struct
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ._errors import SupervisionError
+
+logger = logging.getLogger("supervision")
+
+VERSION = 1
+"""The protocol version; a request with another ``"v"`` gets ``UnsupportedVersion``."""
+MAX_REQUEST = 1 << 20
+"""The longest request line accepted, in bytes (without its newline)."""
+
+_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+_CHUNK = 65536
+
+Request = dict[str, Any]
+Handler = Callable[[Request], Awaitable[dict[str, Any]]]
+
+
+class RequestError(SupervisionError):
+    """A request the server cannot carry out; ``.type`` is the error type of the reply."""
+
+    def __init__(self, type: str, message: str) -> None:
+        self.type = type
+        super().__init__(message)
+
+
+class AlreadyRunning(SupervisionError):
+    """Another live tree serves this control socket."""
+
+
+class NotRunning(SupervisionError):
+    """No tree serves this control socket (a client could not connect)."""
+
+
+# -- where sockets live -----------------------------------------------------------
+
+
+def runtime_dir() -> str:
+    """Where sockets live by default: ``$XDG_RUNTIME_DIR/supervision``; for root
+    without it (a systemd system service) ``/run/supervision`` (``/tmp`` may be a
+    service's ``PrivateTmp``); else ``$TMPDIR/supervision-UID``."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg):
+        return os.path.join(xdg, "supervision")
+    if os.geteuid() == 0 and os.path.isdir("/run"):
+        return "/run/supervision"
+    return os.path.join(tempfile.gettempdir(), f"supervision-{os.geteuid()}")
+
+
+def default_path(name: str) -> str:
+    return os.path.join(runtime_dir(), f"{name}.sock")
+
+
+def check_name(name: str) -> str:
+    if not name or name.startswith(".") or any(not (c.isalnum() or c in "._-") for c in name):
+        raise ValueError(f"a tree name is letters, digits, '.', '_' and '-', got {name!r}")
+    return name
+
+
+def _private_dir(directory: str) -> None:
+    """Create ``directory`` 0700 if missing; refuse one that others could write to."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode):
+        raise SupervisionError(f"{directory}: not a directory")
+    if info.st_uid not in (os.geteuid(), 0) or info.st_mode & 0o022:
+        raise SupervisionError(f"{directory}: unsafe (owned by uid {info.st_uid}, mode {info.st_mode & 0o777:o})")
+
+
+def client_path(name: str | None, control: str | None) -> str:
+    """The socket a client command should use: ``--control``, else the one named
+    ``--name``, else the only socket in the runtime directory."""
+    if control:
+        return control
+    if name:
+        return default_path(check_name(name))
+    directory = runtime_dir()
+    try:
+        found = sorted(entry[:-5] for entry in os.listdir(directory) if entry.endswith(".sock"))
+    except FileNotFoundError:
+        found = []
+    if not found:
+        raise NotRunning(f"no tree is running (no socket in {directory}); start one with 'supervision run'")
+    if len(found) > 1:
+        raise NotRunning(f"several trees are running ({', '.join(found)}); choose one with --name")
+    return os.path.join(directory, found[0] + ".sock")
+
+
+# -- the server -------------------------------------------------------------------
+
+
+class ControlServer:
+    """Serves the control protocol on a unix socket; ``handler`` answers requests.
+
+    ``bind()`` takes the path (synchronously, before anything else starts, so a
+    second copy of a tree fails before spawning anything); ``start()`` begins
+    accepting; ``close()`` stops, cancels and awaits every connection and
+    removes the socket file.
+    """
+
+    def __init__(self, path: str, handler: Handler, *, max_connections: int = 64) -> None:
+        self.path = os.path.abspath(path)
+        self.handler = handler
+        self.max_connections = max_connections
+        self._listener: socket.socket | None = None
+        self._inode: tuple[int, int] | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._uids = {os.geteuid(), 0}
+
+    @property
+    def connections(self) -> int:
+        """How many connections are being served now."""
+        return len(self._connections)
+
+    def bind(self) -> None:
+        directory = os.path.dirname(self.path)
+        if directory == runtime_dir():
+            _private_dir(directory)
+        else:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            with _locked(directory):
+                _clear_stale(self.path)
+                old_umask = os.umask(0o177)  # born 0600: no window where others may connect
+                try:
+                    listener.bind(self.path)
+                finally:
+                    os.umask(old_umask)
+                os.chmod(self.path, 0o600)
+                listener.listen(64)
+            info = os.stat(self.path)
+        except BaseException:
+            listener.close()
+            raise
+        listener.setblocking(False)
+        self._listener = listener
+        self._inode = (info.st_dev, info.st_ino)
+
+    async def start(self) -> None:
+        if self._listener is None:
+            self.bind()
+        self._accepting = asyncio.get_running_loop().create_task(self._accept(), name="supervision control")
+
+    async def close(self) -> None:
+        """Stop accepting, end every connection, remove the socket file. Idempotent."""
+        if self._accepting is not None:
+            self._accepting.cancel()
+            await asyncio.wait({self._accepting})
+            self._accepting = None
+        connections = set(self._connections)
+        for task in connections:
+            task.cancel()
+        if connections:
+            await asyncio.wait(connections)
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+            self._unlink()
+
+    def _unlink(self) -> None:
+        # Only our own socket: another tree may have replaced it after a restart.
+        with contextlib.suppress(OSError):
+            info = os.stat(self.path)
+            if (info.st_dev, info.st_ino) == self._inode:
+                os.unlink(self.path)
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._listener is not None
+        while True:
+            try:
+                connection, _ = await loop.sock_accept(self._listener)
+            except OSError as exc:  # EMFILE and friends: wait a little, keep serving
+                logger.warning("control socket: accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            connection.setblocking(False)
+            if len(self._connections) >= self.max_connections:
+                _try_send(connection, _error_line(None, "Busy", "too many connections"))
+                connection.close()
+                continue
+            task = loop.create_task(self._serve(connection), name="supervision control connection")
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    async def _serve(self, connection: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            uid = _peer_uid(connection)
+            if uid not in self._uids:
+                logger.warning("control socket: refused a peer with uid %s", uid)
+                await loop.sock_sendall(connection, _error_line(None, "PermissionDenied", "permission denied"))
+                await _linger(connection)
+                return
+            buffer = bytearray()
+            discarding = False  # skipping the rest of an oversized line
+            while True:
+                data = await loop.sock_recv(connection, _CHUNK)
+                if not data:
+                    if buffer and not discarding:
+                        await loop.sock_sendall(connection, await self._answer(bytes(buffer)))
+                    return
+                buffer += data
+                while (end := buffer.find(b"\n")) >= 0:
+                    line = bytes(buffer[:end])
+                    del buffer[: end + 1]
+                    if discarding:
+                        discarding = False
+                    elif len(line) > MAX_REQUEST:
+                        await loop.sock_sendall(connection, _too_large())
+                    else:
+                        await loop.sock_sendall(connection, await self._answer(line))
+                if discarding:
+                    buffer.clear()  # still inside the oversized line
+                elif len(buffer) > MAX_REQUEST:
+                    await loop.sock_sendall(connection, _too_large())
+                    discarding = True
+                    buffer.clear()
+        except OSError:
+            pass  # the peer went away
+        finally:
+            connection.close()
+
+    async def _answer(self, line: bytes) -> bytes:
+        """The reply line to one request line. Never raises (but for cancellation)."""
+        id: Any = None
+        try:
+            request = _parse(line)
+            id = request.get("id")
+            result = await self.handler(request)
+            return _line({"v": VERSION, "id": id, "ok": True, "result": result})
+        except RequestError as exc:
+            return _error_line(id, exc.type, str(exc))
+        except SupervisionError as exc:
+            return _error_line(id, type(exc).__name__, str(exc))
+        except Exception as exc:
+            logger.exception("control socket: internal error")
+            return _error_line(id, "Internal", f"{type(exc).__name__}: {exc}")
+
+
+def _parse(line: bytes) -> Request:
+    try:
+        request = json.loads(line)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise RequestError("BadRequest", f"not a JSON object: {exc}") from None
+    if not isinstance(request, dict):
+        raise RequestError("BadRequest", "a request is a JSON object")
+    id = request.get("id")
+    if not (id is None or (isinstance(id, (str, int)) and not isinstance(id, bool))):
+        raise RequestError("BadRequest", "'id' must be a string or an integer")
+    if request.get("v") != VERSION:
+        raise RequestError("UnsupportedVersion", f"this server speaks protocol version {VERSION}")
+    if not isinstance(request.get("cmd"), str):
+        raise RequestError("BadRequest", "'cmd' must be a string")
+    return request
+
+
+def _line(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
+
+
+def _error_line(id: Any, type: str, message: str) -> bytes:
+    return _line({"v": VERSION, "id": id, "ok": False, "error": {"type": type, "message": message}})
+
+
+def _too_large() -> bytes:
+    return _error_line(None, "TooLarge", f"a request is at most {MAX_REQUEST} bytes")
+
+
+async def _linger(connection: socket.socket, timeout: float = 1.0) -> None:
+    """Half-close, and read (and drop) what the peer sent for a moment: closing a
+    socket with unread data resets the connection, and the peer might then lose
+    the reply we just sent."""
+    loop = asyncio.get_running_loop()
+    connection.shutdown(socket.SHUT_WR)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            for _ in range(16):
+                if not await loop.sock_recv(connection, _CHUNK):
+                    break
+
+
+def _try_send(connection: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        connection.send(data)
+
+
+def _peer_uid(connection: socket.socket) -> int:
+    data = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
+    _, uid, _ = _CREDENTIALS.unpack(data)
+    return int(uid)
+
+
+@contextlib.contextmanager
+def _locked(directory: str, timeout: float = 5.0) -> Any:
+    """Hold an ``flock`` on ``directory`` while checking and binding a socket in it."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SupervisionError(f"{directory}: locked by another process for {timeout:g}s") from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _clear_stale(path: str) -> None:
+    """Remove a socket left by a dead server; ``AlreadyRunning`` if one answers."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise SupervisionError(f"{path} exists and is not a socket; not touching it")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
+        probe.settimeout(2.0)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            os.unlink(path)  # stale: nobody listens
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise SupervisionError(f"{path}: cannot check the existing socket: {exc}") from None
+        pid, _, _ = _CREDENTIALS.unpack(probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size))
+    raise AlreadyRunning(f"a tree is already running on {path} (pid {pid})")
+
+
+# -- the client -------------------------------------------------------------------
+
+
+class Client:
+    """A blocking connection to a control socket (what the command line uses).
+
+    >>> with Client(path) as client:
+    ...     client.call("status")
+    """
+
+    def __init__(self, path: str, *, timeout: float | None = None) -> None:
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self._sock.settimeout(5.0)
+        try:
+            self._sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            self._sock.close()
+            raise NotRunning(f"no tree is running on {path}") from None
+        except OSError as exc:
+            self._sock.close()
+            raise NotRunning(f"cannot connect to {path}: {exc.strerror or exc}") from None
+        self._sock.settimeout(timeout)
+        self._file = self._sock.makefile("rb")
+        self._ids = 0
+
+    def call(self, cmd: str, **fields: Any) -> Any:
+        """Send one request and return its result; an error reply raises ``RequestError``."""
+        self._ids += 1
+        self.send({"v": VERSION, "id": self._ids, "cmd": cmd, **fields})
+        reply = self.receive()
+        if reply is None:
+            raise NotRunning(f"the tree on {self.path} closed the connection")
+        if not reply.get("ok"):
+            error = reply.get("error") or {}
+            raise RequestError(str(error.get("type", "Error")), str(error.get("message", "")))
+        return reply.get("result")
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._sock.sendall(_line(message))
+
+    def receive(self) -> dict[str, Any] | None:
+        """The next reply, or None at the end of the connection."""
+        line = self._file.readline()
+        if not line:
+            return None
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def wait_closed(self) -> None:
+        """Block until the server closes the connection (the tree has stopped)."""
+        while self._file.readline():
+            pass
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
