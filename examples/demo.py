@@ -48,7 +48,7 @@ async def flaky(ctx: sv.Context) -> None:
 
 
 async def source(ctx: sv.Context) -> None:
-    queue = QUEUE
+    queue = items()
     n = ctx.state.get("produced", 0)
     ctx.ready()
     while True:
@@ -62,11 +62,20 @@ async def source(ctx: sv.Context) -> None:
 
 async def sink(ctx: sv.Context) -> None:
     while True:
-        await QUEUE.get()
+        await items().get()
         ctx.save(ctx.state.set("consumed", ctx.state.get("consumed", 0) + 1))
 
 
-QUEUE: asyncio.Queue[int]
+_queue: asyncio.Queue[int] | None = None
+
+
+def items() -> asyncio.Queue[int]:
+    """The queue between source and sink (made in the running loop, on first use)."""
+    global _queue
+    if _queue is None:
+        _queue = asyncio.Queue()
+    return _queue
+
 
 CLOCK_SCRIPT = """
 import random, sys, time
@@ -117,8 +126,6 @@ def describe(event: sv.Event) -> str:
 
 
 async def main(seconds: float) -> None:
-    global QUEUE
-    QUEUE = asyncio.Queue()
     began = time.monotonic()
     async with sv.start(build) as tree:
         events = tree.events()
