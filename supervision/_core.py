@@ -22,6 +22,10 @@ How it works, in OTP's terms:
   for one, and on each failed (re)start that calls for a retry.
 * A child that failed to (re)start is ``RESTARTING`` and owns a retry timer.
   Children of the same group that were not started yet wait on that retry.
+* A reload is the ``Update`` command: a job that applies a ``Plan`` (see
+  ``_diff``) to this supervisor and, through the ``UpdateSupervisor`` effect,
+  to the nested supervisors it updates in place. Like a group restart, it stops
+  right to left, then starts left to right.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ import enum
 import random
 from collections import deque
 from collections.abc import Generator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from ._diff import Plan, diff, same_child
 from ._errors import (
     AlreadyPresent,
     AlreadyStarted,
@@ -171,8 +176,46 @@ class DeleteChild(Command):
     id: str
 
 
-Completion: TypeAlias = "StartDone | StartFailed | StopDone"
-Input: TypeAlias = "Exited | TimerFired | Command | StartDone | StartFailed | StopDone"
+@dataclass(eq=False, slots=True)
+class Update(Command):
+    """Run the ``spec`` from now on, changing only what ``plan`` says (a reload).
+
+    The reply is an :class:`Applied`. A ``plan`` computed against another spec
+    than the one running (or None) is computed again.
+    """
+
+    spec: Supervisor
+    plan: Plan | None = None
+
+
+@dataclass(slots=True)
+class UpdateDone:
+    """The ``UpdateSupervisor`` effect with this token finished; ``applied`` is
+    None if the nested supervisor was not running any more."""
+
+    id: str
+    token: int
+    applied: Applied | None
+
+
+@dataclass(slots=True)
+class Applied:
+    """What an update did, by path: the reply to ``Update``."""
+
+    started: list[Path] = field(default_factory=list)
+    stopped: list[Path] = field(default_factory=list)
+    restarted: list[Path] = field(default_factory=list)
+    updated: list[Path] = field(default_factory=list)
+
+    def merge(self, other: Applied) -> None:
+        self.started += other.started
+        self.stopped += other.stopped
+        self.restarted += other.restarted
+        self.updated += other.updated
+
+
+Completion: TypeAlias = "StartDone | StartFailed | StopDone | UpdateDone"
+Input: TypeAlias = "Exited | TimerFired | Command | StartDone | StartFailed | StopDone | UpdateDone"
 
 
 # -- effects ------------------------------------------------------------------
@@ -195,6 +238,17 @@ class Stop:
     id: str
     token: int
     spec: ChildSpec
+
+
+@dataclass(slots=True)
+class UpdateSupervisor:
+    """Apply ``plan`` to the running nested supervisor ``id`` (incarnation
+    ``token``), whose child spec is now ``spec``; answer with ``UpdateDone``."""
+
+    id: str
+    token: int
+    spec: ChildSpec
+    plan: Plan
 
 
 @dataclass(slots=True)
@@ -248,10 +302,10 @@ class Exit:
     start_failed: bool = False
 
 
-Effect: TypeAlias = "Start | Stop | Emit | SetTimer | CancelTimer | Reply | Forget | Ready | Exit"
-BLOCKING = (Start, Stop)
+Effect: TypeAlias = "Start | Stop | UpdateSupervisor | Emit | SetTimer | CancelTimer | Reply | Forget | Ready | Exit"
+BLOCKING = (Start, Stop, UpdateSupervisor)
 
-Job: TypeAlias = Generator["Start | Stop", Any, Any]
+Job: TypeAlias = Generator["Start | Stop | UpdateSupervisor", Any, Any]
 
 
 @dataclass(slots=True)
@@ -308,7 +362,7 @@ class SupervisorCore:
         self._mailbox: deque[Input] = deque()
         self._job: Job | None = None
         self._job_command: Command | None = None
-        self._awaiting: Start | Stop | None = None
+        self._awaiting: Start | Stop | UpdateSupervisor | None = None
         self._retries: dict[int, _Retry] = {}
         self._out: list[Effect] = []
 
@@ -317,15 +371,15 @@ class SupervisorCore:
     def handle(self, message: Input, now: float) -> list[Effect]:
         """Feed one input at time ``now``; return the effects to execute, in order.
 
-        A ``Start`` or ``Stop`` effect, if any, is the last one: the caller must
-        answer it (with ``StartDone``/``StartFailed``/``StopDone``) before the core
-        does anything else. Other inputs may be fed at any time; the core queues
-        them while it is busy.
+        A ``Start``, ``Stop`` or ``UpdateSupervisor`` effect, if any, is the last
+        one: the caller must answer it (with ``StartDone``/``StartFailed``,
+        ``StopDone`` or ``UpdateDone``) before the core does anything else. Other
+        inputs may be fed at any time; the core queues them while it is busy.
         """
         self.now = now
         out = self._out = []
         awaiting = self._awaiting
-        if awaiting is not None and isinstance(message, (StartDone, StartFailed, StopDone)):
+        if awaiting is not None and isinstance(message, (StartDone, StartFailed, StopDone, UpdateDone)):
             if message.id != awaiting.id or message.token != awaiting.token:
                 raise RuntimeError(f"completion {message!r} does not answer {awaiting!r}")
             self._awaiting = None
@@ -389,6 +443,8 @@ class SupervisorCore:
             self._restart_child(message)
         elif isinstance(message, DeleteChild):
             self._delete_child(message)
+        elif isinstance(message, Update):
+            self._update(message)
         else:
             raise RuntimeError(f"unexpected input {message!r} while idle")
 
@@ -426,7 +482,7 @@ class SupervisorCore:
 
     # -- starting and stopping one child --------------------------------------
 
-    def _start(self, id: str) -> Generator[Start, Any, StartError | None]:
+    def _start(self, id: str, *, reload: bool = False) -> Generator[Start, Any, StartError | None]:
         """Start one child; the ``StartError`` if it failed, else None."""
         child = self.children[id]
         child.token = self.next_token()
@@ -440,7 +496,7 @@ class SupervisorCore:
             return None
         child.status = Status.TERMINATED
         error = self._start_error(id, done.error)
-        self._emit(ChildStartFailed(path=child.path, time=self.now, error=error))
+        self._emit(ChildStartFailed(path=child.path, time=self.now, error=error, reload=reload))
         return error
 
     def _start_error(self, id: str, error: BaseException) -> StartError:
@@ -732,3 +788,105 @@ class SupervisorCore:
         else:
             self._remove(command.id)
             self._reply(command, None)
+
+    # -- reload -------------------------------------------------------------------
+
+    def _update(self, command: Update) -> None:
+        if self.phase is not Phase.RUNNING:
+            self._reply(command, SupervisorNotRunning(f"{format_path(self.path)}: supervisor is not running"))
+            return
+        plan = command.plan
+        if plan is None or plan.old is not self.spec or plan.new is not command.spec or plan.path != self.path:
+            plan = diff(self.spec, command.spec, self.path)
+        self._run(self._update_job(plan), command)
+
+    def _update_job(self, plan: Plan) -> Job:
+        """Apply a reload plan: removed children stopped right to left and
+        forgotten, changed ones stopped right to left; then the new specs,
+        settings and order installed; then, left to right, the changed and added
+        children started and the nested supervisors updated. Unchanged children
+        are not touched. A start that fails is a start failure like any other
+        (counted against the intensity, retried), its event marked ``reload``."""
+        applied = Applied()
+        children = self.children
+        rank = self._rank.__getitem__
+        changed = {id for id in plan.changed if id in children}
+        adopted = [id for id in plan.added if id in children]  # dynamic children the new spec now declares
+        if adopted:
+            specs = {spec.id: spec for spec in plan.new.children}
+            changed.update(id for id in adopted if not same_child(children[id].spec, specs[id]))
+        for id in sorted((id for id in plan.removed if id in children), key=rank, reverse=True):
+            child = children[id]
+            if child.status is Status.RUNNING:
+                yield from self._stop(id)
+            self._cancel_retry(child, hand_off=True)
+            self._remove(id)
+            applied.stopped.append(child.path)
+        to_start: set[str] = set()
+        for id in sorted(changed, key=rank, reverse=True):
+            child = children[id]
+            if child.status is Status.RUNNING:
+                yield from self._stop(id)
+                to_start.add(id)
+            elif child.status is Status.RESTARTING and child.retry is not None:
+                # The reload is the retry it waited for (and so is it for those waiting on it).
+                waiting = self._retries[child.retry].waiting
+                self._cancel_retry(child)
+                to_start.add(id)
+                to_start.update(w for w in waiting if w in children and children[w].status is Status.RESTARTING)
+            else:  # terminated, or waiting on a sibling's retry: it only takes its new spec
+                applied.updated.append(child.path)
+        restarted = to_start & changed
+        # The new specs, settings and order. Children of the old spec that are
+        # gone (a temporary child that exited, a deleted one) stay gone; dynamic
+        # children the new spec does not declare keep running, after the others.
+        self.spec = plan.new
+        if plan.added or plan.reordered:
+            order: dict[str, Child] = {}
+            for spec in plan.new.children:
+                child_or_none = children.get(spec.id)
+                if child_or_none is None:
+                    if spec.id not in plan.added:
+                        continue
+                    child_or_none = Child(spec, (*self.path, spec.id))
+                    to_start.add(spec.id)
+                child_or_none.spec = spec
+                child_or_none.dynamic = False
+                order[spec.id] = child_or_none
+            for id, child in children.items():
+                order.setdefault(id, child)
+            self.children = children = order
+            self._rank = {id: n for n, id in enumerate(order)}
+            self._last_rank = len(order)
+            self._ids = None
+            rank = self._rank.__getitem__
+        else:  # the same order: only the specs change (removed children are gone already)
+            for spec in plan.new.children:
+                existing = children.get(spec.id)
+                if existing is not None:
+                    existing.spec = spec
+        if plan.settings:
+            applied.updated.append(self.path)
+        nested = [id for id in plan.nested if id in children]
+        for id in sorted(to_start.union(nested), key=rank):
+            child = children[id]
+            if id in to_start:
+                if id in restarted:
+                    applied.restarted.append(child.path)
+                elif id in plan.added:
+                    applied.started.append(child.path)
+                error = yield from self._start(id, reload=True)
+                if error is not None:
+                    if not add_restart(self.restarts, self.now, self.spec.intensity, self.spec.period):
+                        yield from self._give_up_job(error)
+                        return applied
+                    self._schedule_retry(id, ())
+            else:
+                plan_of_child = plan.nested[id]
+                if plan_of_child.respec or child.status is not Status.RUNNING:
+                    applied.updated.append(child.path)  # not running: it starts with its new spec
+                if child.status is Status.RUNNING and plan_of_child.inside:
+                    done: UpdateDone = yield UpdateSupervisor(id, child.token, child.spec, plan_of_child)
+                    if done.applied is not None:
+                        applied.merge(done.applied)
+        return applied

@@ -114,7 +114,15 @@ class ShutdownTimeout(SupervisionError):
 
 
 class ReloadError(SupervisionError):
-    """A reload was rejected; the running tree is unchanged. ``__cause__`` says why."""
+    """A reload was rejected; the running tree is unchanged. ``__cause__`` says why.
+
+    ``.path`` names the child at fault when there is one (a ``migrate`` that
+    raised), else it is None.
+    """
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        self.path = path
+        super().__init__(f"{format_path(path)}: {message}" if path is not None else message)
 
 
 class Shutdown(Exception):

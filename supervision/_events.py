@@ -51,9 +51,14 @@ class ChildExited(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChildStartFailed(Event):
-    """A start attempt failed; ``error`` says why (``StartError`` has the cause)."""
+    """A start attempt failed; ``error`` says why (``StartError`` has the cause).
+
+    ``reload`` is True when the start was a reload's (a changed or added child
+    that failed to start with its new spec: it is retried as any other).
+    """
 
     error: BaseException
+    reload: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,7 +110,7 @@ def describe(event: Event) -> str:
     for f in getattr(type(event), "__dataclass_fields__", {}):
         if f not in ("path", "time"):
             value = getattr(event, f)
-            if value not in (None, ()):
+            if value is not False and value not in (None, ()):
                 details[f] = value
     if not details:
         return f"{where}: {name}"

@@ -41,7 +41,11 @@ from ._core import (
     StopSupervisor,
     SupervisorCore,
     TimerFired,
+    Update,
+    UpdateDone,
+    UpdateSupervisor,
 )
+from ._diff import Plan
 from ._errors import Path, Shutdown, ShutdownTimeout, StartError, SupervisorNotRunning, format_path
 from ._events import ExitReason
 from ._hub import EventHub
@@ -50,7 +54,7 @@ from ._spec import BRUTAL_KILL, INFINITY, ChildSpec, ShutdownSpec, Supervisor
 
 logger = logging.getLogger("supervision")
 
-Completion = StartDone | StartFailed | StopDone
+Completion = StartDone | StartFailed | StopDone | UpdateDone
 
 
 class Runtime:
@@ -280,6 +284,23 @@ class SupervisorIncarnation(Incarnation):
             return self._stopped(self._outcome())
         return self._wait_stopped()
 
+    def update(self, token: int, plan: Plan) -> UpdateDone | Awaitable[UpdateDone]:
+        """Forward a reload's plan to this supervisor's runner (its ``Update`` job)."""
+        if self.child.finished is not None:
+            return UpdateDone(self.id, token, None)
+        reply = self.child.request(Update(plan.new, plan))
+        if reply.done():  # every start and stop it needed completed at once
+            return self._updated(token, reply)
+        done: asyncio.Future[UpdateDone] = self.runner.runtime.loop.create_future()
+        reply.add_done_callback(lambda reply: done.set_result(self._updated(token, reply)))
+        return done
+
+    def _updated(self, token: int, reply: asyncio.Future[Any]) -> UpdateDone:
+        # No applied result if it stopped meanwhile (it gave up): its exit follows.
+        if reply.cancelled() or reply.exception() is not None:
+            return UpdateDone(self.id, token, None)
+        return UpdateDone(self.id, token, reply.result())
+
     def _outcome(self) -> Outcome:
         finished = self.child.finished
         assert finished is not None
@@ -349,10 +370,18 @@ class SupervisorRunner:
         """Send a command to the core and wait for its reply."""
         if self.finished is not None:
             raise SupervisorNotRunning(f"{format_path(self.path)}: supervisor is not running")
+        return await self.request(command)
+
+    def request(self, command: Command) -> asyncio.Future[Any]:
+        """Send a command to the core; the future of its reply (done already
+        if the core could answer at once)."""
         future: asyncio.Future[Any] = self.runtime.loop.create_future()
+        if self.finished is not None:
+            future.set_exception(SupervisorNotRunning(f"{format_path(self.path)}: supervisor is not running"))
+            return future
         self._replies[command] = future
         self.feed(command)
-        return await future
+        return future
 
     def child_exited(self, incarnation: Incarnation, outcome: Outcome) -> None:
         self.feed(Exited(incarnation.id, incarnation.token, outcome))
@@ -385,6 +414,8 @@ class SupervisorRunner:
                     message = self._start(effect)  # type: ignore[arg-type]
                 elif kind is Stop:
                     message = self._stop(effect)  # type: ignore[arg-type]
+                elif kind is UpdateSupervisor:
+                    message = self._update(effect)  # type: ignore[arg-type]
                 elif kind is SetTimer:
                     self._set_timer(effect)  # type: ignore[arg-type]
                 elif kind is CancelTimer:
@@ -407,10 +438,22 @@ class SupervisorRunner:
     def _start(self, effect: Start) -> Completion | None:
         spec = effect.spec
         path = effect.path or (*self.path, effect.id)
-        starts = self.runtime.store.count_start(path)
+        store = self.runtime.store
+        starts = store.count_start(path)
         incarnation = KINDS[spec.kind](self, effect.id, effect.token, spec, path, starts)
         self.incarnations[effect.id] = incarnation
+        if store.versions.get(path, 0) != spec.state_version:  # a reload changed it
+            try:
+                store.adopt(path, spec.state_version, spec.migrate)
+            except Exception as exc:  # a migrate that raises: the start fails, the snapshot is kept
+                return incarnation._failed(exc)
         return self._complete(incarnation.start(), incarnation, stopping=False)
+
+    def _update(self, effect: UpdateSupervisor) -> Completion | None:
+        incarnation = self.incarnations[effect.id]
+        assert isinstance(incarnation, SupervisorIncarnation) and incarnation.token == effect.token, effect
+        incarnation.spec = effect.spec
+        return self._complete(incarnation.update(effect.token, effect.plan), incarnation, stopping=False)
 
     def _stop(self, effect: Stop) -> Completion | None:
         incarnation = self.incarnations[effect.id]
@@ -420,7 +463,7 @@ class SupervisorRunner:
     def _complete(
         self, result: Completion | Awaitable[Completion], incarnation: Incarnation, *, stopping: bool
     ) -> Completion | None:
-        if isinstance(result, (StartDone, StartFailed, StopDone)):
+        if isinstance(result, (StartDone, StartFailed, StopDone, UpdateDone)):
             return result
         if isinstance(result, asyncio.Future):  # resolved by the incarnation's own callbacks
             result.add_done_callback(lambda future: self.feed(future.result()))

@@ -7,6 +7,8 @@ for re-exec).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pyrsistent import PBag, PClass, PDeque, PList, PMap, PSet, PVector
@@ -39,15 +41,33 @@ def check_immutable(value: Any) -> None:
             )
 
 
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """A snapshot converted ahead of time by a reload (``migrate(source, old_version)``)."""
+
+    source: Any
+    old_version: int
+    version: int
+    result: Any
+
+
 class PathStore:
     """Snapshots and start counts, by path. They belong to the path, not to one
-    incarnation: they survive restarts of the child and of its supervisors."""
+    incarnation: they survive restarts of the child and of its supervisors.
 
-    __slots__ = ("snapshots", "starts")
+    ``versions`` holds the ``state_version`` of the incarnation that last started
+    at a path (absent: 0), so the snapshot it saved can be converted when a
+    reload changes the version; ``migrations`` holds conversions a reload
+    computed ahead of time, installed at the child's next start.
+    """
+
+    __slots__ = ("migrations", "snapshots", "starts", "versions")
 
     def __init__(self) -> None:
         self.snapshots: dict[tuple[str, ...], Any] = {}
         self.starts: dict[tuple[str, ...], int] = {}
+        self.versions: dict[tuple[str, ...], int] = {}
+        self.migrations: dict[tuple[str, ...], Migration] = {}
 
     def snapshot(self, path: tuple[str, ...], default: Any) -> Any:
         return self.snapshots.get(path, default)
@@ -60,12 +80,44 @@ class PathStore:
         self.starts[path] = n
         return n
 
+    def adopt(self, path: tuple[str, ...], version: int, migrate: Callable[[Any, int], Any] | None) -> None:
+        """Before a child of ``state_version`` ``version`` starts at ``path``:
+        convert the snapshot saved under another version with ``migrate`` (the
+        conversion a reload computed, if the snapshot has not changed since),
+        or drop it without ``migrate``. Raises what ``migrate`` raises (then
+        nothing changed: the start fails, and a later reload can still convert it).
+        """
+        old_version = self.versions.get(path, 0)
+        if old_version == version:
+            return
+        snapshots = self.snapshots
+        if path in snapshots:
+            pending = self.migrations.get(path)
+            if migrate is None:
+                del snapshots[path]
+            elif (
+                pending is not None
+                and pending.source is snapshots[path]
+                and (pending.old_version, pending.version) == (old_version, version)
+            ):
+                snapshots[path] = pending.result
+            else:
+                result = migrate(snapshots[path], old_version)
+                check_immutable(result)
+                snapshots[path] = result
+        self.migrations.pop(path, None)
+        if version:
+            self.versions[path] = version
+        else:
+            self.versions.pop(path, None)
+
     def forget(self, path: tuple[str, ...], *, subtree: bool = False) -> None:
         """Drop what is kept for ``path`` (and, with ``subtree``, every path below it)."""
-        self.snapshots.pop(path, None)
-        self.starts.pop(path, None)
+        tables: tuple[dict[tuple[str, ...], Any], ...] = (self.snapshots, self.starts, self.versions, self.migrations)
+        for table in tables:
+            table.pop(path, None)
         if subtree:
             depth = len(path)
-            for table in (self.snapshots, self.starts):
+            for table in tables:
                 for key in [k for k in table if len(k) > depth and k[:depth] == path]:
                     del table[key]

@@ -8,13 +8,35 @@ import random
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, NoReturn
 
 from ._clock import Clock, LoopClock
-from ._core import DeleteChild, Exit, Init, RestartChild, StartChild, Status, StopSupervisor, TerminateChild
-from ._errors import NotFound, Path, StartError, SupervisorNotRunning, TooManyRestarts, format_path
-from ._events import ExitReason
+from ._core import (
+    Applied,
+    DeleteChild,
+    Exit,
+    Init,
+    RestartChild,
+    StartChild,
+    Status,
+    StopSupervisor,
+    TerminateChild,
+    Update,
+)
+from ._diff import diff, plan_migrations
+from ._errors import (
+    NotFound,
+    Path,
+    ReloadError,
+    SpecError,
+    StartError,
+    SupervisorNotRunning,
+    TooManyRestarts,
+    format_path,
+)
+from ._events import ExitReason, ReloadApplied, ReloadRejected
 from ._hub import EventStream
+from ._reload import Reloader, Swap
 from ._runtime import Runtime, SupervisorRunner
 from ._spec import ChildSpec, Supervisor
 from ._target import Source, Target, build
@@ -156,6 +178,94 @@ class Tree(Handle):
         self._root = runner
         self.source = source
         super().__init__(self, ())
+        self._reloading = asyncio.Lock()  # reloads and updates, one at a time
+        self._reloader: Reloader | None = None
+        self._not_reloadable: ReloadError | None = None
+        try:
+            self._reloader = Reloader(source.target)
+        except ReloadError as exc:
+            self._not_reloadable = exc
+        except Exception as exc:  # whatever stops us finding the source: the tree runs, it cannot reload
+            self._not_reloadable = ReloadError(f"cannot find the tree's source again: {exc!r}")
+            self._not_reloadable.__cause__ = exc
+
+    async def reload(self) -> ReloadApplied:
+        """Re-import the tree's source, build the spec again and apply the diff.
+
+        The target's module is re-imported, with the modules of its package (or
+        directory) whose source changed and those that use them; the builder
+        is called; the new spec is diffed against the running tree by path, and
+        only what changed is stopped, started, restarted or updated in place
+        (see ``docs/reload.md``). Returns the ``ReloadApplied`` event (also
+        emitted).
+
+        Anything that fails before the diff is applied (an import or syntax
+        error, a builder that raises, an invalid spec, a ``migrate`` that raises)
+        rejects the reload: ``ReloadError`` (``__cause__`` says why), a
+        ``ReloadRejected`` event, ``sys.modules`` restored, the running tree and
+        every snapshot untouched. A tree started from a bare spec cannot reload.
+        """
+        async with self._reloading:
+            if self._reloader is None:
+                assert self._not_reloadable is not None
+                self._reject(self._not_reloadable)
+            try:
+                swap = self._reloader.load()
+            except Exception as exc:
+                self._reject(exc)
+            assert swap.spec is not None
+            return await self._apply(swap.spec, swap)
+
+    async def update(self, spec: Supervisor) -> ReloadApplied:
+        """Apply the diff between the running tree and ``spec``, as ``reload()``
+        does with the spec it builds (see there), and return ``ReloadApplied``."""
+        async with self._reloading:
+            return await self._apply(spec, None)
+
+    async def _apply(self, spec: Supervisor, swap: Swap | None) -> ReloadApplied:
+        runtime = self._runtime
+        store = runtime.store
+        root = self._root
+        try:
+            if not isinstance(spec, Supervisor):
+                raise SpecError((), "spec", f"a reload needs a Supervisor, got {spec!r}")
+            if root.finished is not None:
+                raise SupervisorNotRunning("the tree has stopped")
+            plan = diff(root.spec, spec)
+            migrations, reset = plan_migrations(plan, store.snapshots, store.versions)
+        except Exception as exc:
+            if swap is not None:
+                swap.rollback()
+            self._reject(exc)
+        except BaseException:
+            if swap is not None:
+                swap.rollback()
+            raise
+        if swap is not None:
+            swap.commit()
+        store.migrations.update(migrations)  # installed when each child next starts
+        applied: Applied = await root.call(Update(spec, plan))
+        event = ReloadApplied(
+            path=(),
+            time=runtime.clock.now(),
+            started=tuple(applied.started),
+            stopped=tuple(applied.stopped),
+            restarted=tuple(applied.restarted),
+            updated=tuple(dict.fromkeys(applied.updated)),
+            reset=reset,
+        )
+        runtime.hub.publish(event)
+        return event
+
+    def _reject(self, cause: Exception) -> NoReturn:
+        """Emit ``ReloadRejected`` and raise the ``ReloadError``."""
+        if isinstance(cause, ReloadError):
+            error = cause
+        else:
+            error = ReloadError(f"reload rejected: {cause!r}")
+            error.__cause__ = cause
+        self._runtime.hub.publish(ReloadRejected(path=(), time=self._runtime.clock.now(), error=error))
+        raise error
 
     @property
     def stopped(self) -> bool:

@@ -1,0 +1,349 @@
+"""Fingerprints: compare code and values across a reload, where identity fails.
+
+A reload re-imports modules, so every function and class in them is a new
+object: ``old_worker is new_worker`` is False even when nothing was edited.
+:func:`Fingerprints.of` maps a value to a plain structure that compares equal
+(with ``==``) exactly when the two values would behave the same:
+
+* a function: its code (below), its defaults and keyword defaults, its closure
+  cell values, and what it uses by global name from its own module: functions
+  and classes defined there (followed recursively) and plain constants. So
+  editing a helper that a worker calls restarts that worker, and editing a
+  constant it reads (``TIMEOUT = 5``) does too. Other module globals (a lock, a
+  registry, a connection) are *not* compared: see ``docs/reload.md``.
+* a code object: ``co_code`` (bytecode, which does not hold line numbers), the
+  constants (nested code objects recursively, the docstring left out), the
+  names, the local, free and cell variable names, the argument counts, the
+  flags and the exception table. Line numbers, file names and comments are
+  left out, so moving a function or editing a comment is not a change.
+* a class: its module and qualified name, its bases, and its own attributes
+  (methods by their code, plain constants by value).
+* plain data (None, bool, int, float, str, bytes, tuples, lists, dicts, sets,
+  pyrsistent structures), enum members (by class name and member name),
+  dataclass instances (field by field), ``functools.partial`` and bound
+  methods: by structure.
+* anything else: by ``==`` (identity for objects without value equality), so a
+  builder that creates a new connection object for a child on every call
+  restarts that child on every reload, which is what it asked for.
+
+Pure: reads objects, never imports, never touches a clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import inspect
+import sys
+import types
+from collections.abc import Mapping
+from typing import Any
+
+from pyrsistent import PBag, PDeque, PList, PMap, PSet, PVector
+
+_ATOMS = (type(None), bool, int, str, bytes, complex, type(Ellipsis))
+_SEQUENCES = (tuple, list, PVector, PList, PDeque)
+_SETS = (set, frozenset, PSet, PBag)
+# Class attributes that describe the class to Python rather than define behaviour.
+_CLASS_NOISE = frozenset(
+    {
+        "__dict__",
+        "__weakref__",
+        "__module__",
+        "__qualname__",
+        "__doc__",
+        "__annotations__",
+        "__slotnames__",
+        "__dataclass_fields__",
+        "__dataclass_params__",
+        "__match_args__",
+        "__firstlineno__",
+        "__static_attributes__",
+        "__parameters__",
+        "__orig_bases__",
+        "__abstractmethods__",
+        "_abc_impl",
+    }
+)
+_NOWHERE = sys.maxsize
+# What a class's fingerprint compares; other attributes (descriptors, caches) are skipped.
+_CLASS_MEMBERS = (types.FunctionType, type, staticmethod, classmethod, property, enum.Enum, list, dict, set)
+_CO_HAS_DOCSTRING = getattr(inspect, "CO_HAS_DOCSTRING", 0)  # Python 3.14+
+
+
+class _Opaque:
+    """An object with no structure we know: equal to another by ``==``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Opaque):
+            return NotImplemented
+        a, b = self.value, other.value
+        if a is b:
+            return True
+        if type(a).__qualname__ != type(b).__qualname__:
+            return False
+        try:
+            return bool(a == b)
+        except Exception:  # an __eq__ that raises or returns an array: not the same
+            return False
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<opaque {self.value!r}>"
+
+
+class _Cycle:
+    """Stands for an object whose fingerprint is being computed (a recursion)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Cycle) and other.name == self.name
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _is_constant(value: object) -> bool:
+    """Plain immutable data worth comparing when a function reads it as a global."""
+    if isinstance(value, (*_ATOMS, float, enum.Enum)):
+        return True
+    if isinstance(value, (tuple, frozenset)):
+        return all(_is_constant(item) for item in value)
+    return False
+
+
+def _docstring_index(code: types.CodeType) -> int:
+    """1 if ``co_consts[0]`` is the function's docstring (then it is skipped), else 0."""
+    if not code.co_consts or not isinstance(code.co_consts[0], str):
+        return 0
+    if _CO_HAS_DOCSTRING:
+        return 1 if code.co_flags & _CO_HAS_DOCSTRING else 0
+    # Up to 3.13 a function body's first constant is its docstring (or None).
+    is_function = code.co_flags & inspect.CO_OPTIMIZED and not code.co_name.startswith("<")
+    return 1 if is_function else 0
+
+
+class Fingerprints:
+    """Computes fingerprints, remembering each object's (one instance per diff).
+
+    >>> async def a(ctx):
+    ...     return 1  # a comment
+    >>> async def b(ctx):
+    ...     return 1
+    >>> fp = Fingerprints()
+    >>> fp.same(a, b)
+    True
+    """
+
+    def __init__(self) -> None:
+        # id -> (object, fingerprint); the object is kept so its id is not reused.
+        self._memo: dict[int, tuple[object, Any]] = {}
+        self._open: dict[int, int] = {}  # id -> depth, for the objects being fingerprinted
+        self._reaches = _NOWHERE  # the lowest open depth the current computation refers back to
+        # (id, id) -> (a, b, answer): ten thousand children running one function compare it once.
+        self._answers: dict[tuple[int, int], tuple[object, object, bool]] = {}
+
+    def same(self, a: object, b: object) -> bool:
+        """True if ``a`` and ``b`` would behave the same (``a is b`` always is)."""
+        if a is b:
+            return True
+        key = (id(a), id(b))
+        known = self._answers.get(key)
+        if known is not None:
+            return known[2]
+        try:
+            answer = bool(self.of(a) == self.of(b))
+        except Exception:  # absurdly deep data, an object that resists inspection: a change, safely
+            answer = False
+        self._answers[key] = (a, b, answer)
+        return answer
+
+    def of(self, value: object) -> Any:
+        """The fingerprint of ``value``: plain tuples, compared with ``==``."""
+        kind = type(value)
+        if kind in _ATOMS:
+            return (kind.__name__, value)
+        if kind is float:
+            return ("float", float.hex(value))  # type: ignore[arg-type]  # nan == nan, -0.0 != 0.0
+        key = id(value)
+        memo = self._memo.get(key)
+        if memo is not None:
+            return memo[1]
+        depth = self._open.get(key)
+        if depth is not None:  # a recursion (a function that calls itself...)
+            self._reaches = min(self._reaches, depth)
+            return _Cycle(getattr(value, "__qualname__", kind.__qualname__))
+        depth = self._open[key] = len(self._open)
+        outer, self._reaches = self._reaches, _NOWHERE
+        try:
+            result = self._compute(value)
+        finally:
+            del self._open[key]
+        reaches = self._reaches
+        if reaches >= depth:
+            # Self-contained: memoise it. A fingerprint that refers back to an
+            # object still open above it is not, as it depends on where the
+            # traversal started (so both sides of a diff compute it alike).
+            self._memo[key] = (value, result)
+            reaches = _NOWHERE
+        self._reaches = min(outer, reaches)
+        return result
+
+    def _compute(self, value: Any) -> Any:
+        of = self.of
+        if isinstance(value, types.FunctionType):
+            return self._function(value)
+        if isinstance(value, types.CodeType):
+            return self._code(value)
+        if isinstance(value, type):
+            return self._class(value)
+        if isinstance(value, enum.Enum):
+            return ("enum", type(value).__module__, type(value).__qualname__, value.name)
+        if isinstance(value, (float, *_ATOMS)):  # subclasses of the atoms
+            return (type(value).__qualname__, of(value.__class__.__mro__[-2](value)))
+        if isinstance(value, _SEQUENCES):
+            return (type(value).__qualname__, tuple(of(item) for item in value))
+        if isinstance(value, (Mapping, PMap)):
+            items = [(of(k), of(v)) for k, v in value.items()]
+            return ("mapping", type(value).__qualname__, _Unordered(items))
+        if isinstance(value, _SETS):
+            return ("set", type(value).__qualname__, _Unordered([of(item) for item in value]))
+        if isinstance(value, types.MethodType):
+            return ("method", of(value.__func__), of(value.__self__))
+        if isinstance(value, (staticmethod, classmethod)):
+            return (type(value).__name__, of(value.__func__))
+        if isinstance(value, property):
+            return ("property", of(value.fget), of(value.fset), of(value.fdel))
+        if isinstance(value, functools.partial):
+            return ("partial", of(value.func), of(value.args), of(value.keywords))
+        if isinstance(value, types.ModuleType):
+            return ("module", value.__name__)
+        if isinstance(value, (types.BuiltinFunctionType, types.MethodDescriptorType, types.WrapperDescriptorType)):
+            return ("builtin", getattr(value, "__module__", None), value.__qualname__, _Opaque(value))
+        if dataclasses.is_dataclass(value):
+            fields = tuple((f.name, of(getattr(value, f.name))) for f in dataclasses.fields(value))
+            return ("dataclass", of(type(value)), fields)
+        call = getattr(type(value), "__call__", None)  # noqa: B004 - an object with an async __call__
+        if getattr(type(value), "__eq__", None) is object.__eq__ and inspect.iscoroutinefunction(call):
+            # An object with an async __call__ used as a worker: its class and its attributes.
+            attributes = getattr(value, "__dict__", None)
+            return ("callable", of(type(value)), of(dict(attributes)) if attributes is not None else _Opaque(value))
+        return ("object", _Opaque(value))
+
+    def _function(self, fn: types.FunctionType) -> Any:
+        of = self.of
+        code = fn.__code__
+        cells: tuple[tuple[str, Any], ...] = ()
+        if fn.__closure__:
+            values = []
+            for name, cell in zip(code.co_freevars, fn.__closure__, strict=True):
+                try:
+                    values.append((name, of(cell.cell_contents)))
+                except ValueError:  # an empty cell (a name assigned later)
+                    values.append((name, ("empty cell",)))
+            cells = tuple(values)
+        return (
+            "function",
+            of(code),
+            of(fn.__defaults__),
+            of(fn.__kwdefaults__),
+            cells,
+            self._globals(fn),
+        )
+
+    def _globals(self, fn: types.FunctionType) -> Any:
+        """What ``fn`` uses by global name from its own module: functions and
+        classes defined there, and plain constants."""
+        namespace = fn.__globals__
+        module = fn.__module__
+        used = []
+        for name in sorted(_global_names(fn.__code__)):
+            if name not in namespace:
+                continue  # a builtin, an attribute name, or not defined yet
+            value = namespace[name]
+            if isinstance(value, (types.FunctionType, type)):
+                if getattr(value, "__module__", None) == module:
+                    used.append((name, self.of(value)))
+            elif _is_constant(value):
+                used.append((name, self.of(value)))
+        return tuple(used)
+
+    def _code(self, code: types.CodeType) -> Any:
+        of = self.of
+        consts = code.co_consts[_docstring_index(code) :]
+        return (
+            "code",
+            code.co_code,
+            tuple(of(c) for c in consts),
+            code.co_names,
+            code.co_varnames,
+            code.co_freevars,
+            code.co_cellvars,
+            code.co_argcount,
+            code.co_posonlyargcount,
+            code.co_kwonlyargcount,
+            code.co_flags & ~_CO_HAS_DOCSTRING,
+            code.co_exceptiontable if sys.version_info >= (3, 11) else b"",
+        )
+
+    def _class(self, cls: type) -> Any:
+        of = self.of
+        if cls.__module__ == "builtins" or cls.__module__.startswith("supervision."):
+            return ("class", cls.__module__, cls.__qualname__, _Opaque(cls))  # never reloaded: by identity
+        bases = tuple(
+            (b.__module__, b.__qualname__, of(b) if b.__module__ == cls.__module__ else None) for b in cls.__bases__
+        )
+        attributes = []
+        for name, value in sorted(vars(cls).items()):
+            if name in _CLASS_NOISE:
+                continue
+            if isinstance(value, _CLASS_MEMBERS) or _is_constant(value):
+                attributes.append((name, of(value)))
+        return ("class", cls.__module__, cls.__qualname__, bases, tuple(attributes))
+
+
+class _Unordered:
+    """A multiset of fingerprints (dict items, set members): order does not matter."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Unordered):
+            return NotImplemented
+        if len(other.items) != len(self.items):
+            return False
+        if self.items == other.items:
+            return True
+        remaining = list(other.items)
+        for item in self.items:  # quadratic, but only for containers listed in another order
+            for index, candidate in enumerate(remaining):
+                if item == candidate:
+                    del remaining[index]
+                    break
+            else:
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """The names a code object (and the code nested in it) may read as globals."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
