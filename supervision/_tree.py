@@ -35,7 +35,7 @@ from ._errors import (
     format_path,
 )
 from ._events import ExitReason, ReloadApplied, ReloadRejected
-from ._hub import EventStream
+from ._hub import EventHub, EventStream
 from ._reload import Reloader, Swap
 from ._runtime import Runtime, SupervisorRunner
 from ._spec import ChildSpec, Supervisor
@@ -305,13 +305,19 @@ class Tree(Handle):
         return f"<Tree {self.source.describe()} {state}>"
 
 
-async def _start_tree(target: Target, clock: Clock | None, rng: random.Random | None) -> Tree:
+async def _start_tree(
+    target: Target, clock: Clock | None, rng: random.Random | None, hub: EventHub | None = None
+) -> Tree:
     try:
         spec = build(target)
     except Exception as exc:
+        if hub is not None:
+            hub.close()
         error = StartError((), f"could not build the tree from {target!r}: {exc}")
         raise error from exc
     runtime = Runtime(clock if clock is not None else LoopClock(), rng if rng is not None else random.Random())
+    if hub is not None:
+        runtime.hub = hub  # streams subscribed before the start see the start-up events
     runner = SupervisorRunner(runtime, spec, ())
     tree = Tree(runtime, runner, Source(target))
     runner.on_exit = _root_exited(runtime)
@@ -339,13 +345,26 @@ class _Starting:
         self._target = target
         self._clock = clock
         self._rng = rng
+        self._hub: EventHub | None = None
         self._tree: Tree | None = None
 
+    def events(self, *, maxsize: int = 10_000) -> EventStream:
+        """Subscribe before the tree starts, so the stream sees the start-up events
+        too (a child that crashes at once, say). Call it before awaiting.
+
+        >>> starting = sv.start(build)
+        >>> events = starting.events()
+        >>> async with starting as tree: ...
+        """
+        if self._hub is None:
+            self._hub = EventHub()
+        return self._hub.stream((), maxsize)
+
     def __await__(self) -> Generator[Any, None, Tree]:
-        return _start_tree(self._target, self._clock, self._rng).__await__()
+        return _start_tree(self._target, self._clock, self._rng, self._hub).__await__()
 
     async def __aenter__(self) -> Tree:
-        self._tree = await _start_tree(self._target, self._clock, self._rng)
+        self._tree = await _start_tree(self._target, self._clock, self._rng, self._hub)
         return self._tree
 
     async def __aexit__(

@@ -490,3 +490,24 @@ async def test_a_crashed_root_is_logged(caplog: pytest.LogCaptureFixture) -> Non
         with pytest.raises(ValueError):
             await tree.wait()
     assert any("root supervisor crashed" in r.getMessage() for r in caplog.records)
+
+
+async def test_events_subscribed_before_the_start_see_the_start_up() -> None:
+    async def dies_at_once(ctx: sv.Context) -> None:
+        if ctx.starts == 1:
+            raise Died("at once")
+        await asyncio.Event().wait()
+
+    starting = sv.start(sv.Supervisor([sv.child("w", dies_at_once)]))
+    events = starting.events()
+    async with starting:
+        first = await next_event(events, is_(sv.ChildStarted, "w"))
+        crashed = await next_event(events, is_(sv.ChildExited, "w"))
+        again = await next_event(events, is_(sv.ChildStarted, "w"))
+    assert (first.starts, crashed.reason, again.starts) == (1, "crash", 2)  # type: ignore[attr-defined]
+
+    failing = sv.start(lambda: 42)  # type: ignore[arg-type, return-value]
+    events = failing.events()
+    with pytest.raises(sv.StartError):
+        await failing
+    assert [e async for e in events] == []  # the stream ends with the failed start
