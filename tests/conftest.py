@@ -38,3 +38,31 @@ def pytest_collection_modifyitems(items: list[Any]) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "asyncio_native: an async test run by conftest under asyncio.run")
     config.addinivalue_line("markers", "slow: a test that takes more than a few seconds")
+
+
+# -- hypothesis profiles ------------------------------------------------------------
+#
+# ``ci`` (the default) is derandomized, so every run tries the same examples and a
+# failure reproduces. ``HYPOTHESIS_PROFILE=thorough`` runs more examples, with fresh
+# randomness each time. Tests that need a budget of their own per profile (the
+# stateful test of tests/test_model_stateful.py) read the profile's name from
+# ``HYPOTHESIS_PROFILE`` too.
+
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough",
+    deadline=None,
+    max_examples=1_000,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

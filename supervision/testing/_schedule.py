@@ -1,0 +1,248 @@
+"""The schedule vocabulary: what happens to a tree, step by step.
+
+A *schedule* is a list of steps. :func:`supervision.testing.simulate` runs them
+against the real core, and :class:`supervision.testing.model.Model` runs them
+against the reference model; both read the same steps. Paths are tuples of ids
+(``("db", "pool")``) or strings (``"db/pool"``).
+
+>>> Crash("db/pool")
+Crash('db/pool')
+>>> [FailNextStart("web", times=2), Crash("web"), Advance(1.0)]
+[FailNextStart('web', times=2), Crash('web'), Advance(1.0)]
+
+What each step does, when the tree cannot do it:
+
+- ``Crash``/``Exit`` of a child that is not running is skipped (nothing happens):
+  a random schedule names children that may have gone.
+- The commands (``TerminateChild``, ``RestartChild``, ``DeleteChild``,
+  ``StartChild``) fail as the API calls do (``NotFound``, ``ChildRunning``, ...);
+  the simulator records the error and goes on.
+- Timers (restart retries, backoff delays) fire only while time advances: a
+  retry due now waits for the next ``Advance`` (``Advance(0)`` fires it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from .._errors import Path, format_path
+from .._events import ExitReason
+from .._spec import ChildSpec
+
+
+class SimulatedCrash(Exception):
+    """The default error of a :class:`Crash` step."""
+
+
+class SimulatedStartFailure(Exception):
+    """The error of a start attempt failed by :class:`FailNextStart`."""
+
+
+def to_path(path: str | Path) -> Path:
+    """``"db/pool"`` or ``("db", "pool")`` -> ``("db", "pool")``."""
+    if isinstance(path, tuple):
+        return path
+    return tuple(part for part in path.split("/") if part)
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True, eq=True)
+class Crash:
+    """The running child at ``path`` exits with reason ``"crash"`` (``error``, or a
+    ``SimulatedCrash``). A nested supervisor first stops its children in order."""
+
+    path: Path
+    error: BaseException | None = field(default=None, compare=False)
+
+    def __init__(self, path: str | Path, error: BaseException | None = None) -> None:
+        _set(self, "path", to_path(path))
+        _set(self, "error", error)
+
+    def __repr__(self) -> str:
+        return f"Crash({format_path(self.path)!r})"
+
+
+@dataclass(frozen=True, eq=True)
+class Exit:
+    """The running child at ``path`` exits by itself with ``reason`` (``"normal"``,
+    ``"shutdown"`` or ``"crash"``), as a worker that returns, raises
+    ``sv.Shutdown`` or raises another exception."""
+
+    path: Path
+    reason: ExitReason = ExitReason.NORMAL
+    error: BaseException | None = field(default=None, compare=False)
+
+    def __init__(
+        self, path: str | Path, reason: ExitReason | str = ExitReason.NORMAL, error: BaseException | None = None
+    ) -> None:
+        _set(self, "path", to_path(path))
+        _set(self, "reason", ExitReason(reason))
+        _set(self, "error", error)
+
+    def __repr__(self) -> str:
+        return f"Exit({format_path(self.path)!r}, {self.reason.value!r})"
+
+
+@dataclass(frozen=True, eq=True)
+class FailNextStart:
+    """The next ``times`` start attempts of ``path`` fail (``SimulatedStartFailure``).
+
+    On a nested supervisor's path the attempt fails before any of its children
+    start. To fail the tree's own start, put it before a ``StartTree()`` step.
+    """
+
+    path: Path
+    times: int = 1
+
+    def __init__(self, path: str | Path, times: int = 1) -> None:
+        _set(self, "path", to_path(path))
+        _set(self, "times", times)
+
+    def __repr__(self) -> str:
+        extra = f", times={self.times}" if self.times != 1 else ""
+        return f"FailNextStart({format_path(self.path)!r}{extra})"
+
+
+@dataclass(frozen=True, eq=True)
+class Advance:
+    """The clock moves ``seconds`` forward; due timers fire, each at its own time."""
+
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if self.seconds < 0:
+            raise ValueError("time does not go backwards")
+
+    def __repr__(self) -> str:
+        return f"Advance({self.seconds!r})"
+
+
+@dataclass(frozen=True, eq=True)
+class TerminateChild:
+    """``terminate_child`` of the child at ``path`` (its supervisor is ``path[:-1]``)."""
+
+    path: Path
+
+    def __init__(self, path: str | Path) -> None:
+        _set(self, "path", to_path(path))
+
+    def __repr__(self) -> str:
+        return f"TerminateChild({format_path(self.path)!r})"
+
+
+@dataclass(frozen=True, eq=True)
+class RestartChild:
+    """``restart_child`` of the terminated child at ``path``."""
+
+    path: Path
+
+    def __init__(self, path: str | Path) -> None:
+        _set(self, "path", to_path(path))
+
+    def __repr__(self) -> str:
+        return f"RestartChild({format_path(self.path)!r})"
+
+
+@dataclass(frozen=True, eq=True)
+class DeleteChild:
+    """``delete_child`` of the terminated child at ``path``."""
+
+    path: Path
+
+    def __init__(self, path: str | Path) -> None:
+        _set(self, "path", to_path(path))
+
+    def __repr__(self) -> str:
+        return f"DeleteChild({format_path(self.path)!r})"
+
+
+@dataclass(frozen=True, eq=True)
+class StartChild:
+    """``start_child(spec)`` on the supervisor at ``parent`` (``()`` is the root)."""
+
+    parent: Path
+    spec: ChildSpec
+
+    def __init__(self, parent: str | Path, spec: ChildSpec) -> None:
+        _set(self, "parent", to_path(parent))
+        _set(self, "spec", spec)
+
+    def __repr__(self) -> str:
+        return f"StartChild({format_path(self.parent)!r}, {describe_child(self.spec)})"
+
+
+@dataclass(frozen=True, eq=True)
+class StartTree:
+    """The tree starts here (children left to right). Without this step, a
+    schedule starts the tree before its first step; with it, the steps before it
+    (``FailNextStart``) can make the start fail.
+
+    >>> [FailNextStart("db"), StartTree()]
+    [FailNextStart('db'), StartTree()]
+    """
+
+    def __repr__(self) -> str:
+        return "StartTree()"
+
+
+@dataclass(frozen=True, eq=True)
+class StopTree:
+    """``tree.stop()``: the root stops its children right to left and exits."""
+
+    def __repr__(self) -> str:
+        return "StopTree()"
+
+
+Step: TypeAlias = (
+    "Crash | Exit | FailNextStart | Advance | TerminateChild | RestartChild | DeleteChild | StartChild"
+    " | StartTree | StopTree"
+)
+COMMANDS = (TerminateChild, RestartChild, DeleteChild, StartChild, StopTree)
+
+
+def describe_child(spec: ChildSpec) -> str:
+    """A compact one-line description of a child spec, for failing examples."""
+    from .._spec import Restart, Supervisor
+
+    flags = []
+    if spec.restart is not Restart.PERMANENT:
+        flags.append(spec.restart.value)
+    if spec.significant:
+        flags.append("significant")
+    start = spec.start
+    if isinstance(start, Supervisor):
+        return f"{spec.id}{'[' + ','.join(flags) + ']' if flags else ''}={describe_supervisor(start)}"
+    return f"{spec.id}{'[' + ','.join(flags) + ']' if flags else ''}"
+
+
+def describe_supervisor(spec: object) -> str:
+    """A compact one-line description of a supervisor spec and its subtree.
+
+    >>> import supervision as sv
+    >>> async def w(ctx): ...
+    >>> describe_supervisor(sv.Supervisor([sv.child("a", w, restart="transient")], intensity=1, period=2))
+    'one_for_one(1/2s){a[transient]}'
+    """
+    from .._spec import AutoShutdown, Strategy, Supervisor
+
+    assert isinstance(spec, Supervisor)
+    strategy = spec.strategy
+    name = strategy.value if isinstance(strategy, Strategy) else str(strategy)
+    if type(spec).plan is not Supervisor.plan:
+        name = type(spec).__name__
+    settings = f"{spec.intensity}/{spec.period:g}s"
+    if spec.auto_shutdown is not AutoShutdown.NEVER:
+        settings += f",{spec.auto_shutdown}"
+    if spec.backoff is not None:
+        b = spec.backoff
+        settings += f",backoff={b.initial:g}*{b.factor:g}^n<={b.maximum:g}"
+        if b.jitter:
+            settings += f"~{b.jitter:g}"
+        if b.reset_after is not None:
+            settings += f",reset={b.reset_after:g}"
+    children = ",".join(describe_child(c) for c in spec.children)
+    return f"{name}({settings}){{{children}}}"
