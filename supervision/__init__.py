@@ -111,6 +111,16 @@ __all__ = [
     "start",
 ]
 
+
+def __getattr__(name: str) -> object:
+    """``sv.testing`` without importing it up front (it is for tests, not for production)."""
+    if name == "testing":
+        import importlib
+
+        return importlib.import_module("supervision.testing")
+    raise AttributeError(f"module 'supervision' has no attribute {name!r}")
+
+
 # Users see sv.X, not sv._module.X (as trio does).
 for _name in __all__:
     _obj = globals()[_name]

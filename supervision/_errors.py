@@ -14,7 +14,9 @@ builtin they refine, so ``except LookupError`` keeps working::
     ├── TooManyRestarts                 restart intensity exceeded (.path, __cause__)
     ├── ShutdownTimeout                 a worker ignored cancellation past its shutdown
     ├── SupervisorNotRunning            the supervisor addressed has stopped
-    └── ReloadError                     reload rejected, tree unchanged (__cause__)
+    ├── ProcessExited                   an OS process exited non-zero or by a signal
+    │                                   (in supervision._process; ChildExited.error)
+    └── ReloadError                     reload rejected, tree unchanged (.path, __cause__)
 
 :class:`Shutdown` is not an error: a worker raises it to exit with reason
 ``"shutdown"`` (a transient child raising it is not restarted).

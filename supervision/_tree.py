@@ -345,19 +345,18 @@ class _Starting:
         self._target = target
         self._clock = clock
         self._rng = rng
-        self._hub: EventHub | None = None
+        self._hub = EventHub()  # the tree's own: a stream taken at any time sees what follows
         self._tree: Tree | None = None
 
     def events(self, *, maxsize: int = 10_000) -> EventStream:
         """Subscribe before the tree starts, so the stream sees the start-up events
-        too (a child that crashes at once, say). Call it before awaiting.
+        too (a child that crashes at once, say). Taken later, it is the same as
+        ``tree.events()``; after the tree has stopped, it is empty.
 
         >>> starting = sv.start(build)
         >>> events = starting.events()
         >>> async with starting as tree: ...
         """
-        if self._hub is None:
-            self._hub = EventHub()
         return self._hub.stream((), maxsize)
 
     def __await__(self) -> Generator[Any, None, Tree]:

@@ -610,3 +610,21 @@ async def _many_reloads(package: Package, edits: list[tuple[str, int]]) -> None:
             assert [c.id for c in tree.which_children()] == [id for id in model.workers if id != "n"] + ["sub"]
             assert starts(tree.at("sub")) == {"n": 1}
             assert tree.at("sub").spec.intensity == model.intensity
+
+
+async def test_restarts_made_by_a_reload_do_not_count_against_intensity() -> None:
+    """With intensity=0 any restart the supervisor decides makes it give up; an
+    operator's reload that restarts a changed child is not such a restart."""
+
+    def spec(n: int) -> sv.Supervisor:
+        async def worker(ctx: sv.Context) -> None:
+            await asyncio.Event().wait()
+
+        return sv.Supervisor([sv.child("w", worker, state_version=n, migrate=lambda old, v: old)], intensity=0)
+
+    tree = await sv.start(spec(0))
+    for n in (1, 2, 3):
+        await tree.update(spec(n))
+    assert tree.which_children()[0].starts == 4
+    assert not tree.stopped
+    await tree.stop()

@@ -511,3 +511,12 @@ async def test_events_subscribed_before_the_start_see_the_start_up() -> None:
     with pytest.raises(sv.StartError):
         await failing
     assert [e async for e in events] == []  # the stream ends with the failed start
+
+
+async def test_events_from_the_starting_object_at_any_time() -> None:
+    starting = sv.start(sv.Supervisor([sv.child("w", forever)]))
+    async with starting as tree:
+        late = starting.events()
+        crash(tree, "w")
+        await next_event(late, is_(sv.ChildStarted, "w", starts=2))
+    assert [e async for e in starting.events()] == []  # after the stop: ends at once

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 
 from ._clock import ManualClock
-from ._crash import crash
+from ._crash import InjectedCrash, crash
 from ._lockstep import Disagreement, Lockstep, check_against_model
 from ._schedule import (
     Advance,
@@ -50,6 +50,7 @@ __all__ = [
     "Disagreement",
     "Exit",
     "FailNextStart",
+    "InjectedCrash",
     "Lockstep",
     "ManualClock",
     "RestartChild",

@@ -198,9 +198,18 @@ class StopTree:
 
 
 Step: TypeAlias = (
-    "Crash | Exit | FailNextStart | Advance | TerminateChild | RestartChild | DeleteChild | StartChild"
-    " | StartTree | StopTree"
+    Crash
+    | Exit
+    | FailNextStart
+    | Advance
+    | TerminateChild
+    | RestartChild
+    | DeleteChild
+    | StartChild
+    | StartTree
+    | StopTree
 )
+"""One step of a schedule (a real union: ``isinstance(x, Step)`` works)."""
 COMMANDS = (TerminateChild, RestartChild, DeleteChild, StartChild, StopTree)
 
 
