@@ -48,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RequestError as exc:
         if exc.type == "ReloadError":
             _error(f"reload rejected: {exc}")
+        elif exc.type == "ReexecRejected":
+            _error(f"reexec rejected: {exc}")
         else:
             _error(str(exc))
         return EXIT_FAILED
@@ -93,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     logs = command("logs", "print the recent output lines of a process child (or of those under PATH)")
     logs.add_argument("path")
     logs.add_argument("-n", "--lines", type=int, default=100, help="how many lines (default 100)")
-    command("reexec", "re-execute the supervisor in place, keeping its OS children (not supported yet)")
+    command("reexec", "re-execute the supervisor in place (same pid), keeping its OS children running")
     return parser
 
 
@@ -176,8 +178,16 @@ def _logs(client: Client, args: argparse.Namespace) -> int:
 
 
 def _reexec(client: Client, args: argparse.Namespace) -> int:
-    client.call("reexec")
-    print("re-executed")
+    result = client.call("reexec")
+    adopted = len(result["adopted"])
+    print(f"re-executed: pid {result['pid']}, {adopted} OS process(es) kept, in {result['handover_ms']:.0f} ms")
+    for field, what in (
+        ("lost", "lost during the handover (restart rules apply)"),
+        ("replaced", "restarted with the spec on disk"),
+        ("stopped", "stopped (no longer declared, dynamic, or terminated)"),
+    ):
+        if result.get(field):
+            print(f"  {what}: {', '.join(result[field])}")
     return 0
 
 

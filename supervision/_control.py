@@ -24,7 +24,9 @@ at once cannot both take the path.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import contextvars
 import fcntl
 import json
 import logging
@@ -51,6 +53,27 @@ _CHUNK = 65536
 
 Request = dict[str, Any]
 Handler = Callable[[Request], Awaitable[dict[str, Any]]]
+
+
+class Peer:
+    """A connection being served: the socket, the id of the request being
+    answered, and what it sent after that request (not read yet)."""
+
+    __slots__ = ("buffer", "connection", "id")
+
+    def __init__(self, connection: socket.socket, buffer: bytes = b"") -> None:
+        self.connection = connection
+        self.id: Any = None
+        self.buffer = bytearray(buffer)
+
+
+_peer: contextvars.ContextVar[Peer] = contextvars.ContextVar("supervision.peer")
+
+
+def current_request() -> Peer | None:
+    """Inside a handler: the connection the request came on (a re-exec hands it
+    over, with what follows the request, so that the new image replies)."""
+    return _peer.get(None)
 
 
 class RequestError(SupervisionError):
@@ -175,6 +198,72 @@ class ControlServer:
         self._listener = listener
         self._inode = (info.st_dev, info.st_ino)
 
+    def adopt(self, state: dict[str, Any]) -> bool:
+        """Re-exec: serve on the listening socket the previous image of this process
+        handed over (see :meth:`handover`), instead of binding again: no moment
+        without a listener, no stale-socket check. False (and the fd closed) if
+        the socket file was removed or replaced meanwhile: then :meth:`bind`."""
+        listener = socket.socket(fileno=int(state["fd"]))
+        listener.set_inheritable(False)
+        inode = (int(state["inode"][0]), int(state["inode"][1]))
+        try:
+            info = os.stat(self.path)
+            current = (info.st_dev, info.st_ino)
+        except OSError:
+            current = None
+        if state["path"] != self.path or current != inode:
+            listener.close()
+            return False
+        listener.setblocking(False)
+        self._listener = listener
+        self._inode = inode
+        return True
+
+    def handover(self, reply_to: Peer | None) -> tuple[dict[str, Any], list[int]]:
+        """Re-exec: what :meth:`adopt` needs in the new image, and the fds to keep
+        open across the exec: the listening socket and, with ``reply_to``, the
+        connection the new image replies on (with the request's id, and what the
+        peer sent after it). Other connections are closed by the exec."""
+        assert self._listener is not None and self._inode is not None
+        state: dict[str, Any] = {"fd": self._listener.fileno(), "path": self.path, "inode": list(self._inode)}
+        fds = [self._listener.fileno()]
+        if reply_to is not None and reply_to.connection.fileno() >= 0:
+            fd = reply_to.connection.fileno()
+            rest = base64.b64encode(bytes(reply_to.buffer)).decode()
+            state["reply"] = {"fd": fd, "id": reply_to.id, "rest": rest}
+            fds.append(fd)
+        return state, fds
+
+    def resume(
+        self, reply: dict[str, Any], result: dict[str, Any] | None, error: tuple[str, str] | None = None
+    ) -> None:
+        """Re-exec: answer the request that asked for it, on the connection handed
+        over by the previous image (``handover()["reply"]``), then serve the rest
+        of that connection as any other."""
+        fd, id = int(reply["fd"]), reply["id"]
+        connection = socket.socket(fileno=fd)
+        connection.set_inheritable(False)
+        connection.setblocking(False)
+        if error is not None:  # at once: the run is about to end
+            _try_send(connection, _error_line(id, *error))
+            connection.close()
+            return
+        line = _line({"v": VERSION, "id": id, "ok": True, "result": result})
+        rest = base64.b64decode(reply.get("rest", ""))
+        task = asyncio.get_running_loop().create_task(
+            self._resume(connection, line, rest), name="supervision control connection"
+        )
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+
+    async def _resume(self, connection: socket.socket, line: bytes, rest: bytes) -> None:
+        try:
+            await asyncio.get_running_loop().sock_sendall(connection, line)
+        except OSError:
+            connection.close()
+            return
+        await self._serve(connection, rest)
+
     async def start(self) -> None:
         if self._listener is None:
             self.bind()
@@ -222,8 +311,10 @@ class ControlServer:
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
 
-    async def _serve(self, connection: socket.socket) -> None:
+    async def _serve(self, connection: socket.socket, rest: bytes = b"") -> None:
         loop = asyncio.get_running_loop()
+        peer = Peer(connection, rest)
+        _peer.set(peer)
         try:
             uid = _peer_uid(connection)
             if uid not in self._uids:
@@ -231,15 +322,9 @@ class ControlServer:
                 await loop.sock_sendall(connection, _error_line(None, "PermissionDenied", "permission denied"))
                 await _linger(connection)
                 return
-            buffer = bytearray()
+            buffer = peer.buffer  # what follows the request being answered: a re-exec hands it over
             discarding = False  # skipping the rest of an oversized line
             while True:
-                data = await loop.sock_recv(connection, _CHUNK)
-                if not data:
-                    if buffer and not discarding:
-                        await loop.sock_sendall(connection, await self._answer(bytes(buffer)))
-                    return
-                buffer += data
                 while (end := buffer.find(b"\n")) >= 0:
                     line = bytes(buffer[:end])
                     del buffer[: end + 1]
@@ -255,6 +340,14 @@ class ControlServer:
                     await loop.sock_sendall(connection, _too_large())
                     discarding = True
                     buffer.clear()
+                data = await loop.sock_recv(connection, _CHUNK)
+                if not data:
+                    if buffer and not discarding:
+                        line = bytes(buffer)
+                        buffer.clear()
+                        await loop.sock_sendall(connection, await self._answer(line))
+                    return
+                buffer += data
         except OSError:
             pass  # the peer went away
         finally:
@@ -266,6 +359,9 @@ class ControlServer:
         try:
             request = _parse(line)
             id = request.get("id")
+            peer = _peer.get(None)
+            if peer is not None:
+                peer.id = id
             result = await self.handler(request)
             return _line({"v": VERSION, "id": id, "ok": True, "result": result})
         except RequestError as exc:

@@ -28,7 +28,16 @@ _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 class NotifySocket:
     """Receives ``READY=1``, ``STATUS=...`` and ``STOPPING=1`` from one child."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, label: str, on_ready: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        label: str,
+        on_ready: Callable[[], None],
+        *,
+        adopt: tuple[int, str] | None = None,
+    ) -> None:
+        """A new socket; with ``adopt=(fd, address)`` (re-exec), the bound socket
+        the previous image of this process used, made close-on-exec again."""
         self.loop = loop
         self.label = label
         self.on_ready = on_ready
@@ -37,17 +46,23 @@ class NotifySocket:
         """The last ``STATUS=`` the child sent."""
         self.stopping = False
         """True once the child sent ``STOPPING=1``."""
-        name = f"supervision/{secrets.token_hex(12)}"
-        self.address = "@" + name
-        """The value of ``NOTIFY_SOCKET`` for the child."""
         self._uids = {os.geteuid(), 0}
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
-        try:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-            self._sock.bind("\0" + name)
-        except OSError:
-            self._sock.close()
-            raise
+        if adopt is not None:
+            fd, self.address = adopt
+            self._sock = socket.socket(fileno=fd)
+            self._sock.set_inheritable(False)
+            self._sock.setblocking(False)
+        else:
+            name = f"supervision/{secrets.token_hex(12)}"
+            self.address = "@" + name
+            """The value of ``NOTIFY_SOCKET`` for the child."""
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+                self._sock.bind("\0" + name)
+            except OSError:
+                self._sock.close()
+                raise
         loop.add_reader(self._sock.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
@@ -82,6 +97,10 @@ class NotifySocket:
             elif key == "STOPPING" and value == "1":
                 self.stopping = True
                 logger.info("%s: stopping", self.label)
+
+    def fileno(self) -> int:
+        """The socket's fd (re-exec hands it over, see ``_adopt``)."""
+        return self._sock.fileno()
 
     def close(self) -> None:
         if self._sock.fileno() >= 0:

@@ -41,6 +41,33 @@ class PrefixedOutput:
         for stream in self._streams:
             os.set_blocking(stream.fd, False)
 
+    @classmethod
+    def adopt(
+        cls, loop: asyncio.AbstractEventLoop, prefix: str, fds: tuple[int, int], partial: tuple[bytes, bytes]
+    ) -> PrefixedOutput:
+        """Re-exec: take over the read ends (``-1``: closed already) the previous
+        image of this process read from, and the partial lines it held. Reading
+        begins at once; the fds are made close-on-exec again."""
+        self = cls.__new__(cls)
+        self.loop = loop
+        self.prefix = prefix
+        self.child_stdout = self.child_stderr = -1
+        self._streams = []
+        for fd, rest, to_stderr in zip(fds, partial, (False, True), strict=True):
+            stream = _Stream(fd, to_stderr)
+            stream.partial = rest
+            if fd >= 0:
+                os.set_inheritable(fd, False)
+                os.set_blocking(fd, False)
+                loop.add_reader(fd, self._on_readable, stream)
+            self._streams.append(stream)
+        return self
+
+    def handover(self) -> tuple[tuple[int, int], tuple[bytes, bytes]]:
+        """Re-exec: the read ends (``-1`` once closed) and the partial lines held."""
+        out, err = self._streams
+        return (out.fd, err.fd), (out.partial, err.partial)
+
     def started(self) -> None:
         """The child has its copies of the write ends: close ours, start reading."""
         self.close_child_ends()

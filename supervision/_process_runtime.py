@@ -16,19 +16,20 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import ready as _ready
+from ._adopt import Adoption, ProcessLost, ProcessRecord, encode_shutdown, launch
 from ._core import Outcome, StopDone
-from ._errors import format_path
+from ._errors import Path, format_path
 from ._events import ExitReason
 from ._notify import NotifySocket
 from ._output import PrefixedOutput
 from ._process import Process, ProcessExited
-from ._reaper import Reaper, reaper, spawner
-from ._runtime import Completion, Incarnation, register_kind
-from ._spec import BRUTAL_KILL, INFINITY
+from ._reaper import Reaper, reaper, spawner, start_time
+from ._runtime import Completion, Incarnation, SupervisorRunner, register_kind
+from ._spec import BRUTAL_KILL, INFINITY, ChildSpec
 
 logger = logging.getLogger("supervision")
 
@@ -57,6 +58,7 @@ class ProcessIncarnation(Incarnation):
     kind = "process"
     __slots__ = (
         "_pid",
+        "adoption",
         "exited",
         "injected",
         "marker",
@@ -70,6 +72,8 @@ class ProcessIncarnation(Incarnation):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._pid: int | None = None
+        self.adoption: Adoption | None = None
+        """Re-exec: the handed-over process this incarnation adopts instead of spawning."""
 
     @property
     def pid(self) -> int | None:
@@ -84,6 +88,8 @@ class ProcessIncarnation(Incarnation):
     # -- start --------------------------------------------------------------------
 
     def start(self) -> Completion | Awaitable[Completion]:
+        if self.adoption is not None:
+            return self._adopt(self.adoption)
         loop = self.runner.runtime.loop
         spec = self.process
         self.reaped = False
@@ -132,6 +138,69 @@ class ProcessIncarnation(Incarnation):
         if spec.ready is None:
             return self._done()
         return self._wait_ready(spec.ready)
+
+    def _adopt(self, adoption: Adoption) -> Completion | Awaitable[Completion]:
+        """Re-exec: "start" by adopting the process the previous image started
+        (same pid, its output pipes and notify socket); see ``_adopt``."""
+        self.adoption = None
+        adoption.claimed = True
+        loop = self.runner.runtime.loop
+        spec = self.process
+        self.reaped = False
+        self.injected = None
+        self.ready_future = None
+        self.exited = loop.create_future()
+        self.reaper = reaper()
+        self.marker = adoption.record.invocation
+        self.output = adoption.output
+        self.notify = adoption.notify
+        if adoption.lost is not None:
+            # Gone, or not ours: "started", then reported crashed at once (after the start).
+            self.reaped = True
+            self.injected = ProcessLost(self.path, adoption.pid, adoption.lost)
+            loop.call_soon(self._finish, None, None)
+            return self._done()
+        self._pid = adoption.pid
+        waiting = spec.ready is not None and not adoption.record.ready
+        if self.notify is not None:
+            self.notify.on_ready = self._on_notify_ready
+            if waiting and isinstance(spec.ready, _ready.Notify):
+                self.ready_future = loop.create_future()
+        adoption.claim(self._on_reaped)
+        if not waiting:
+            return self._done()
+        assert spec.ready is not None
+        return self._wait_ready(spec.ready)
+
+    def handover(self, dynamic: bool) -> ProcessRecord | None:
+        """Re-exec: this process as the new image needs it, or None if it has
+        exited (or never ran)."""
+        pid = self._pid
+        if pid is None or self.reaped:
+            return None
+        started_at = start_time(pid)
+        if started_at is None:
+            return None
+        output = notify = None
+        partial = (b"", b"")
+        if self.output is not None:
+            output, partial = self.output.handover()
+        if self.notify is not None:
+            notify = (self.notify.fileno(), self.notify.address)
+        return ProcessRecord(
+            path=self.path,
+            pid=pid,
+            start_time=started_at,
+            invocation=self.marker,
+            launch=launch(self.spec),
+            stop_signal=self.process.stop_signal,
+            shutdown=encode_shutdown(self.spec.shutdown),
+            ready=self.started,
+            output=output,
+            partial=partial,
+            notify=notify,
+            dynamic=dynamic,
+        )
 
     def _on_notify_ready(self) -> None:
         if self.ready_future is not None and not self.ready_future.done():
@@ -292,6 +361,18 @@ async def _connect(check: _ready.Port) -> None:
 def _set_done(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def adopter(adoption: Adoption) -> Callable[[SupervisorRunner, str, int, ChildSpec, Path, int], Incarnation]:
+    """Re-exec: what the runtime calls instead of ``ProcessIncarnation`` to start
+    the child at ``adoption``'s path the first time (``Runtime.adoptions``)."""
+
+    def make(runner: SupervisorRunner, id: str, token: int, spec: ChildSpec, path: Path, starts: int) -> Incarnation:
+        incarnation = ProcessIncarnation(runner, id, token, spec, path, starts)
+        incarnation.adoption = adoption
+        return incarnation
+
+    return make
 
 
 register_kind("process", ProcessIncarnation)

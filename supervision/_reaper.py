@@ -97,6 +97,13 @@ class Reaper:
         self._watches[pid] = _Watch(pid, pidfd, callback)
         self.loop.add_reader(pidfd, self._collect, pid)
 
+    def adopt(self, pid: int, pidfd: int, callback: ExitCallback) -> None:
+        """Watch a child through a pidfd opened already (re-exec: a child the
+        previous image of this process started, see ``_adopt``). The watch owns
+        ``pidfd`` from now on."""
+        self._watches[pid] = _Watch(pid, pidfd, callback)
+        self.loop.add_reader(pidfd, self._collect, pid)
+
     def watching(self, pid: int) -> bool:
         return pid in self._watches
 
@@ -238,6 +245,19 @@ def read_stat(pid: int) -> tuple[str, int, int, int] | None:
         return None
     fields = data[data.rfind(b")") + 2 :].split()
     return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3])
+
+
+def start_time(pid: int) -> int | None:
+    """When a process started (``/proc/PID/stat`` field 22, in clock ticks since
+    boot), or None if it is gone. With the pid, it names one process for good:
+    a recycled pid has another start time."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    # Fields after the command (which may hold spaces and parentheses) start at field 3.
+    return int(data[data.rfind(b")") + 2 :].split()[22 - 3])
 
 
 def _environ_has(pid: int, marker: bytes) -> bool:

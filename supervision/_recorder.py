@@ -33,6 +33,15 @@ class LastExit:
     signal: int | None = None
     error: str | None = None
 
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "time": self.time,
+            "exit_status": self.exit_status,
+            "signal": self.signal,
+            "error": self.error,
+        }
+
     def to_json(self, now: float) -> dict[str, Any]:
         return {
             "reason": self.reason,
@@ -76,6 +85,29 @@ class Recorder:
 
     def started(self, path: Path) -> float:
         return self._started.get(path, self.since)
+
+    def handover(self) -> dict[str, Any]:
+        """Re-exec: start times and last exits as JSON values (times are the
+        loop's monotonic clock, which an exec does not reset)."""
+        return {
+            "since": self.since,
+            "started": [[list(path), since] for path, since in self._started.items()],
+            "exits": [[list(path), exit.to_state()] for path, exit in self._exits.items()],
+            "processes": [list(path) for path in self.processes],
+        }
+
+    def restore(self, state: dict[str, Any], kept: Iterable[Path]) -> None:
+        """Re-exec: take back the last exits, and the start times of the paths
+        ``kept`` that still run the same incarnation (adopted processes, supervisors)."""
+        started = {tuple(path): since for path, since in state["started"]}
+        for path in kept:
+            if path not in self._started:
+                _put(self._started, path, started.get(path, state["since"]), self.max_paths)
+        for raw, exit in state["exits"]:
+            path = tuple(raw)
+            if path not in self._exits:
+                _put(self._exits, path, LastExit(**exit), self.max_paths)
+        self.processes.update(tuple(path) for path in state["processes"])
 
     def last_exit(self, path: Path) -> LastExit | None:
         return self._exits.get(path)
@@ -134,7 +166,7 @@ class OutputLog:
         self._bytes = 0
         self._seq = 0
 
-    def add(self, path: str, stream: str, text: str) -> None:
+    def add(self, path: str, stream: str, text: str, *, at: float | None = None) -> None:
         if self.accepts is not None and not self.accepts(path):
             return
         if len(text) > self.max_line:
@@ -148,7 +180,7 @@ class OutputLog:
         if len(lines) >= self.lines_per_path:
             self._bytes -= len(lines.popleft().text)
         self._seq += 1
-        lines.append(Line(self._seq, time.time(), path, stream, text))
+        lines.append(Line(self._seq, time.time() if at is None else at, path, stream, text))
         self._bytes += len(text)
         while self._bytes > self.max_bytes:
             oldest = next(iter(self._lines))
@@ -164,6 +196,26 @@ class OutputLog:
         wanted = set(keep)
         for path in [p for p in self._lines if p not in wanted]:
             self._drop(path)
+
+    def handover(self) -> list[list[Any]]:
+        """Re-exec: every line kept, oldest first, as JSON values."""
+        lines = sorted((line for queue in self._lines.values() for line in queue), key=lambda line: line.seq)
+        return [[line.time, line.path, line.stream, line.text] for line in lines]
+
+    def restore(self, lines: list[list[Any]]) -> None:
+        """Re-exec: put back the lines of the previous image, before the new ones."""
+        kept = self._lines
+        self._lines = OrderedDict()
+        self._bytes = 0
+        accepts, self.accepts = self.accepts, None
+        try:
+            for time_, path, stream, text in lines:
+                self.add(path, stream, text, at=time_)
+            for queue in kept.values():
+                for line in queue:
+                    self.add(line.path, line.stream, line.text, at=line.time)
+        finally:
+            self.accepts = accepts
 
     def lines(self, path: str, limit: int) -> list[Line]:
         """The last ``limit`` lines of ``path`` and of the process children under it."""

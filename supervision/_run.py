@@ -8,7 +8,10 @@ Under ``run`` the tree gets what a long-running service needs:
   workers are still cancelled in order: a task cannot be killed); a third SIGINT
   kills them again and exits at once (status 130). SIGHUP reloads the tree.
 - **the control socket** (``_control``, ``_commands``): ``supervision status``,
-  ``restart``, ``stop``, ``start``, ``reload``, ``logs``.
+  ``restart``, ``stop``, ``start``, ``reload``, ``logs``, ``reexec``.
+- **re-exec in place** (``_reexec``): the control socket, the connection that
+  asked, uptimes, last exits and recent output lines are handed over with the
+  tree; the new image serves the same socket and answers that request.
 - **systemd** (``_systemd``): ``READY=1``, ``RELOADING=1``, ``STOPPING=1``,
   ``STATUS=``, watchdog pings, when ``NOTIFY_SOCKET`` / ``WATCHDOG_USEC`` are set.
 - **bookkeeping for the command line** (``_recorder``): uptime and last exit per
@@ -30,10 +33,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TextIO, cast
 
 from ._commands import Commands
-from ._control import ControlServer, RequestError, check_name, default_path
+from ._control import ControlServer, RequestError, check_name, current_request, default_path
 from ._errors import ReloadError, StartError, SupervisionError, TooManyRestarts, format_path
 from ._reaper import children_of, read_stat
 from ._recorder import OutputLog, Recorder, Tee, process_paths
+from ._reexec import Handover, attach
+from ._reexec import pending as pending_handover
 from ._services import is_services_file
 from ._spec import Supervisor
 from ._systemd import Notifier, Watchdog, watchdog_interval
@@ -127,6 +132,8 @@ class Service:
         self._reload_lock: asyncio.Lock | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: ControlServer | None = None
+        self._reply_to: Any = None  # the connection of a reexec request, handed over
+        self._handover: Handover | None = None
 
     # -- the Host protocol --------------------------------------------------------
 
@@ -178,11 +185,74 @@ class Service:
                     self.notifier.ready(status)
 
     async def reexec(self) -> dict[str, Any]:
-        # The hook for re-exec in place (DESIGN section 4): serialise the target,
-        # the snapshots, the OS children (pid + start time) and this server's
-        # listening fd to a memfd, clear CLOEXEC on them, check that the code
-        # imports, then os.execv. It needs OS-process adoption, which comes later.
-        raise RequestError("NotSupported", "re-exec is not supported yet")
+        """Re-execute in place (``supervision reexec``). On success this never
+        returns: the new image answers the request, on the same connection. A
+        refused re-exec raises ``RequestError("ReexecRejected", why)``."""
+        tree = self.tree
+        if tree is None or self.state != "running":
+            raise RequestError("NotRunning", f"cannot re-exec: the tree is {self.state}")
+        assert self._reload_lock is not None
+        async with self._reload_lock:  # never during a reload
+            if self.state != "running":
+                raise RequestError("NotRunning", f"cannot re-exec: the tree is {self.state}")
+            self.state = "reexecuting"
+            self.notifier.reloading()
+            self._reply_to = current_request()
+            status = "re-exec rejected"
+            try:
+                await tree.reexec()
+            except ReloadError as exc:
+                reason = rejection(exc)
+                status = f"re-exec rejected: {reason}"
+                logger.error("%s", status)
+                raise RequestError("ReexecRejected", reason) from exc
+            finally:
+                self._reply_to = None
+                if self.state == "reexecuting":
+                    self.state = "running"
+                    self.notifier.ready(status)
+
+    # -- re-exec: the _reexec.Host protocol -----------------------------------------
+
+    def handover(self) -> tuple[dict[str, Any], list[int]]:
+        state: dict[str, Any] = {"started_at": self._started_at, "output": self.output.handover()}
+        fds: list[int] = []
+        if self.recorder is not None:
+            state["recorder"] = self.recorder.handover()
+        if self._server is not None:
+            state["control"], fds = self._server.handover(self._reply_to)
+        return state, fds
+
+    def cancel_reason(self) -> str | None:
+        return None if self.state == "reexecuting" else f"the tree is {self.state}"
+
+    def _resume(self, handover: Handover) -> None:
+        """The new image of a re-exec: take back what the old one handed over,
+        before the tree starts (the tree takes its own part in ``sv.start``)."""
+        state = handover.host
+        self._handover = handover
+        self._started_at = float(state.get("started_at", self._started_at))
+        self.output.restore(state.get("output", []))
+
+    def _resumed(self, tree: Tree | None, error: str | None = None) -> None:
+        """The new image's tree is up (or failed to start): the bookkeeping of the
+        old image, and the answer to the ``reexec`` request."""
+        handover = self._handover
+        if handover is None:
+            return
+        self._handover = None
+        recorder = self.recorder
+        if recorder is not None and "recorder" in handover.host:
+            recorder.restore(handover.host["recorder"], kept=handover.resumed)
+        reply = (handover.host.get("control") or {}).pop("reply", None)
+        if reply is None:
+            return
+        if self._server is None:
+            os.close(int(reply["fd"]))
+        elif error is not None:
+            self._server.resume(reply, None, ("ReexecFailed", error))
+        else:
+            self._server.resume(reply, {"pid": os.getpid(), **handover.result})
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -190,14 +260,23 @@ class Service:
         loop = asyncio.get_running_loop()
         self._started_at = loop.time()
         self._reload_lock = asyncio.Lock()
+        handover = pending_handover()  # this process was re-executed: take over
+        control: dict[str, Any] | None = None
+        if handover is not None:
+            self._resume(handover)
+            control = handover.host.get("control")
         if path is not None:
             server = ControlServer(path, Commands(self))
             try:
-                server.bind()  # before anything starts: a second copy fails here
+                if control is None or not server.adopt(control):
+                    server.bind()  # before anything starts: a second copy fails here
             except (SupervisionError, OSError) as exc:
                 logger.error("control socket: %s", exc)
+                self._resumed(None, f"control socket: {exc}")
                 return 1
             self._server = server
+        elif control is not None:
+            os.close(int(control["fd"]))
         restore_streams = _install_tees(self.output)
         watchdog = None
         interval = watchdog_interval() if self.notifier.enabled else None
@@ -231,9 +310,12 @@ class Service:
         except StartError as exc:
             logger.error("%s", exc)
             self.notifier.stopping(f"failed to start: {exc}")
+            self._resumed(None, f"the new image failed to start the tree: {exc}")
             return 1
         self.tree = tree
+        attach(tree, self)
         self.recorder = Recorder(since=loop.time())
+        self._resumed(tree)
         self._spawn(self.recorder.follow(tree.events()), "supervision recorder")
         self._refresh_process_paths()
         self.output.accepts = self._is_process

@@ -70,6 +70,10 @@ class Runtime:
         self.operations: set[asyncio.Task[Any]] = set()
         self.abandoned: set[asyncio.Task[Any]] = set()
         """Worker tasks that ignored cancellation past their shutdown timeout."""
+        self.adoptions: dict[Path, Callable[..., Incarnation]] = {}
+        """Re-exec: what makes the first incarnation of a path in the new image,
+        instead of its kind (adopt a handed-over OS process, hold a terminated
+        child); each is used once. See ``_reexec``."""
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = self.loop.create_task(coroutine, name=name)
@@ -440,7 +444,8 @@ class SupervisorRunner:
         path = effect.path or (*self.path, effect.id)
         store = self.runtime.store
         starts = store.count_start(path)
-        incarnation = KINDS[spec.kind](self, effect.id, effect.token, spec, path, starts)
+        make = self.runtime.adoptions.pop(path, None) if self.runtime.adoptions else None
+        incarnation = (make or KINDS[spec.kind])(self, effect.id, effect.token, spec, path, starts)
         self.incarnations[effect.id] = incarnation
         if store.versions.get(path, 0) != spec.state_version:  # a reload changed it
             try:

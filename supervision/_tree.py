@@ -36,6 +36,8 @@ from ._errors import (
 )
 from ._events import ExitReason, ReloadApplied, ReloadRejected
 from ._hub import EventHub, EventStream
+from ._reexec import claim as claim_handover
+from ._reexec import reexec as _reexec
 from ._reload import Reloader, Swap
 from ._runtime import Runtime, SupervisorRunner
 from ._spec import ChildSpec, Supervisor
@@ -300,6 +302,25 @@ class Tree(Handle):
         """Worker tasks that ignored cancellation past their shutdown and still run."""
         return frozenset(self._runtime.abandoned)
 
+    async def reexec(self) -> NoReturn:
+        r"""Re-execute this process in place, keeping the OS children running.
+
+        The supervisor ``execve``\ s the same interpreter with the same arguments
+        (same pid, like systemd's daemon-reexec), after checking in a subprocess
+        that the code on disk imports and the target builds; the new image
+        re-adopts the OS children by pid (same pids, output and notify sockets
+        kept), restores every snapshot, and starts the in-process workers again
+        (they are stopped, in order, just before the exec). Under ``sv.run`` the
+        control socket is kept too. The first tree the new image starts (its
+        ``sv.run`` or ``sv.start``) takes the children over.
+
+        Returns only by raising ``ReloadError`` (the check failed, a stop began,
+        ``execve`` failed): then nothing has changed and this image keeps
+        supervising. See ``docs/reload.md``.
+        """
+        async with self._reloading:  # never during a reload
+            await _reexec(self)
+
     def __repr__(self) -> str:
         state = "stopped" if self.stopped else "running"
         return f"<Tree {self.source.describe()} {state}>"
@@ -321,8 +342,13 @@ async def _start_tree(
     runner = SupervisorRunner(runtime, spec, ())
     tree = Tree(runtime, runner, Source(target))
     runner.on_exit = _root_exited(runtime)
+    handover = claim_handover()  # None unless this process was just re-executed (see _reexec)
+    if handover is not None:
+        await handover.prepare(runtime, spec)
     runner.feed(Init())
     await asyncio.shield(runner.started)
+    if handover is not None:
+        await handover.finish(tree)
     if runner.init_error is not None:
         await tree._settle()
         raise runner.init_error

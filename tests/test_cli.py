@@ -97,7 +97,6 @@ def test_errors_go_to_stderr_with_a_non_zero_exit(run: Run, tmp_path: Path) -> N
     done = run.cli("restart", "nope", expect=1)
     assert done.stdout == "" and "nope: no such child" in done.stderr
     assert "running" in run.cli("start", "web", expect=1).stderr
-    assert "not supported" in run.cli("reexec", expect=1).stderr
     assert run.cli("status", "db/nope", expect=1).stderr
     # No tree at that path: exit status 3.
     missing = str(tmp_path / "none" / "x.sock")
