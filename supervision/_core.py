@@ -35,7 +35,7 @@ import random
 from collections import deque
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from ._diff import Plan, diff, same_child
 from ._errors import (
@@ -308,6 +308,12 @@ BLOCKING = (Start, Stop, UpdateSupervisor)
 Job: TypeAlias = Generator["Start | Stop | UpdateSupervisor", Any, Any]
 
 
+class _Steps(Protocol):
+    """What runs a job: a generator, or a hand-written object with the same ``send``."""
+
+    def send(self, value: Any, /) -> Start | Stop | UpdateSupervisor: ...
+
+
 @dataclass(slots=True)
 class Child:
     """The core's record of one child."""
@@ -360,7 +366,7 @@ class SupervisorCore:
         self.now = 0.0
         self._tokens = 0
         self._mailbox: deque[Input] = deque()
-        self._job: Job | None = None
+        self._job: _Steps | None = None
         self._job_command: Command | None = None
         self._awaiting: Start | Stop | UpdateSupervisor | None = None
         self._retries: dict[int, _Retry] = {}
@@ -448,7 +454,7 @@ class SupervisorCore:
         else:
             raise RuntimeError(f"unexpected input {message!r} while idle")
 
-    def _run(self, job: Job, command: Command | None = None) -> None:
+    def _run(self, job: _Steps, command: Command | None = None) -> None:
         self._job = job
         self._job_command = command
         self._advance(None)
@@ -484,10 +490,17 @@ class SupervisorCore:
 
     def _start(self, id: str, *, reload: bool = False) -> Generator[Start, Any, StartError | None]:
         """Start one child; the ``StartError`` if it failed, else None."""
+        done = yield self._begin_start(id)
+        return self._end_start(id, done, reload=reload)
+
+    def _begin_start(self, id: str) -> Start:
         child = self.children[id]
         child.token = self.next_token()
         child.status = Status.STARTING
-        done = yield Start(id, child.token, child.spec, child.path)
+        return Start(id, child.token, child.spec, child.path)
+
+    def _end_start(self, id: str, done: StartDone | StartFailed, *, reload: bool = False) -> StartError | None:
+        child = self.children[id]
         if isinstance(done, StartDone):
             child.status = Status.RUNNING
             child.since = self.now
@@ -582,13 +595,18 @@ class SupervisorCore:
         yield from self._shutdown_job(ExitReason.SHUTDOWN, error, orderly=False)
         return None
 
-    def _restart_job(self, failed: str, waiting: Iterable[str] = ()) -> Job:
-        """Restart ``failed`` and the children its supervisor's plan names with it."""
+    def _restart(self, failed: str, waiting: Iterable[str] = ()) -> _Steps:
+        """The job that restarts ``failed`` and the children its supervisor's plan
+        names with it."""
         try:
             group = self._group(failed, waiting)
         except Exception as exc:  # a broken plan() crashes the supervisor, as in OTP
-            yield from self._shutdown_job(ExitReason.CRASH, exc, orderly=False)
-            return None
+            return self._shutdown_job(ExitReason.CRASH, exc, orderly=False)
+        if len(group) == 1:
+            return _RestartOne(self, failed)  # one_for_one, the hot path: no generator
+        return self._restart_job(failed, group)
+
+    def _restart_job(self, failed: str, group: list[str]) -> Job:
         children = self.children
         for id in reversed(group):
             if children[id].status is Status.RUNNING:
@@ -605,11 +623,17 @@ class SupervisorCore:
         for index, id in enumerate(to_start):
             error = yield from self._start(id)
             if error is not None:
-                if not add_restart(self.restarts, self.now, self.spec.intensity, self.spec.period):
-                    yield from self._give_up_job(error)
-                    return None
-                self._schedule_retry(id, tuple(to_start[index + 1 :]))
+                yield from self._retry_or_give_up(id, tuple(to_start[index + 1 :]), error)
                 return None
+        return None
+
+    def _retry_or_give_up(self, id: str, waiting: tuple[str, ...], error: StartError) -> Job:
+        """A restart of ``id`` failed: retry it (``waiting`` wait on that retry),
+        unless the retry exceeds the intensity."""
+        if not add_restart(self.restarts, self.now, self.spec.intensity, self.spec.period):
+            yield from self._give_up_job(error)
+            return None
+        self._schedule_retry(id, waiting)
         return None
 
     def _group(self, failed: str, waiting: Iterable[str]) -> list[str]:
@@ -668,7 +692,7 @@ class SupervisorCore:
         if self.spec.backoff is not None:
             self._schedule_retry(message.id, ())
         else:
-            self._run(self._restart_job(message.id))
+            self._run(self._restart(message.id))
 
     def _schedule_retry(self, id: str, waiting: tuple[str, ...]) -> None:
         child = self.children[id]
@@ -689,7 +713,7 @@ class SupervisorCore:
         child = self.children[retry.id]
         child.retry = None
         if child.status is Status.RESTARTING:
-            self._run(self._restart_job(retry.id, retry.waiting))
+            self._run(self._restart(retry.id, retry.waiting))
 
     def _cancel_retry(self, child: Child, *, hand_off: bool = False) -> None:
         """Cancel the child's pending retry. With ``hand_off``, the group members
@@ -890,3 +914,28 @@ class SupervisorCore:
                     if done.applied is not None:
                         applied.merge(done.applied)
         return applied
+
+
+class _RestartOne:
+    """The restart of a group of one (one_for_one): ``_restart_job``'s steps for a
+    single child, as a plain object, because this is the path every crash of a
+    one_for_one child takes and a generator per restart costs measurably more.
+    """
+
+    __slots__ = ("core", "id")
+
+    def __init__(self, core: SupervisorCore, id: str) -> None:
+        self.core = core
+        self.id = id
+
+    def send(self, done: StartDone | StartFailed | None, /) -> Start | Stop | UpdateSupervisor:
+        core = self.core
+        if done is None:
+            core._cancel_retry(core.children[self.id])  # this restart is the retry it waited for
+            return core._begin_start(self.id)
+        error = core._end_start(self.id, done)
+        if error is None:
+            raise StopIteration
+        job = core._retry_or_give_up(self.id, (), error)
+        core._job = job  # the rest, if any (giving up), is an ordinary job
+        return job.send(None)
