@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import os
 import signal
@@ -37,7 +36,7 @@ from ._errors import Path, SupervisionError, format_path
 from ._notify import NotifySocket
 from ._output import PrefixedOutput
 from ._process import Process
-from ._reaper import ExitCallback, Reaper, read_stat, start_time
+from ._reaper import ExitCallback, Reaper, read_stat, signal_group, start_time
 from ._spec import BRUTAL_KILL, INFINITY, ChildSpec, ShutdownSpec
 
 logger = logging.getLogger("supervision")
@@ -243,13 +242,8 @@ class Adoption:
             self.release()
 
     def _signal(self, signum: int) -> None:
-        if self.reaped:
-            return  # the pid (and group id) may be reused once reaped
-        try:
-            os.killpg(self.pid, signum)
-        except ProcessLookupError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signum)
+        if not self.reaped:  # once reaped, the pid (and group id) may be reused
+            signal_group(self.pid, signum)
 
 
 def _set_done(future: asyncio.Future[None]) -> None:

@@ -10,7 +10,6 @@ the output pipes are drained; only then is the exit reported to the supervisor.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -27,7 +26,7 @@ from ._events import ExitReason
 from ._notify import NotifySocket
 from ._output import PrefixedOutput
 from ._process import Process, ProcessExited
-from ._reaper import Reaper, reaper, spawner, start_time
+from ._reaper import Reaper, reaper, signal_group, spawner, start_time
 from ._runtime import Completion, Incarnation, SupervisorRunner, register_kind
 from ._spec import BRUTAL_KILL, INFINITY, ChildSpec
 
@@ -322,13 +321,8 @@ class ProcessIncarnation(Incarnation):
         return await asyncio.shield(self.exited)
 
     def _signal_group(self, signum: int) -> None:
-        if self.reaped or self._pid is None:
-            return  # the pid (and group id) may be reused once reaped
-        try:
-            os.killpg(self._pid, signum)
-        except ProcessLookupError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signum)
+        if not self.reaped and self._pid is not None:  # once reaped, the pid may be reused
+            signal_group(self._pid, signum)
 
     def crash(self, error: BaseException) -> None:
         """SIGKILL the process group; the exit is reported as a crash with ``error``."""

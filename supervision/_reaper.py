@@ -247,6 +247,17 @@ def read_stat(pid: int) -> tuple[str, int, int, int] | None:
     return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3])
 
 
+def signal_group(pid: int, signum: int) -> None:
+    """Signal the process group a child leads, or the child alone if it left its
+    group. Call it only while the child is not reaped: then neither its pid nor
+    its group id can have been reused."""
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
 def start_time(pid: int) -> int | None:
     """When a process started (``/proc/PID/stat`` field 22, in clock ticks since
     boot), or None if it is gone. With the pid, it names one process for good:

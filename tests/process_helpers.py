@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import supervision as sv
+from supervision._reaper import read_stat
 
 PY = sys.executable
 
@@ -34,15 +35,7 @@ def once(path: str, then: str, first: str) -> list[str]:
     return ["sh", "-c", script]
 
 
-def stat(pid: int) -> tuple[str, int, int, int] | None:
-    """``(state, ppid, pgrp, session)`` or None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            data = file.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].split()
-    return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3])
+stat = read_stat  # ``(state, ppid, pgrp, session)`` or None if there is no such process
 
 
 def exists(pid: int) -> bool:
