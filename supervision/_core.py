@@ -303,7 +303,6 @@ class Exit:
 
 
 Effect: TypeAlias = "Start | Stop | UpdateSupervisor | Emit | SetTimer | CancelTimer | Reply | Forget | Ready | Exit"
-BLOCKING = (Start, Stop, UpdateSupervisor)
 
 Job: TypeAlias = Generator["Start | Stop | UpdateSupervisor", Any, Any]
 

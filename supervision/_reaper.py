@@ -104,9 +104,6 @@ class Reaper:
         self._watches[pid] = _Watch(pid, pidfd, callback)
         self.loop.add_reader(pidfd, self._collect, pid)
 
-    def watching(self, pid: int) -> bool:
-        return pid in self._watches
-
     def _collect(self, pid: int) -> None:
         watch = self._watches.get(pid)
         if watch is None:
@@ -175,16 +172,6 @@ class Reaper:
             pid = roots.pop()
             found.append(pid)
             roots.extend(children_of(pid))
-        return found
-
-    def tree_of(self, leader: int) -> list[int]:
-        """The live descendants of a running child (not the child itself)."""
-        found: list[int] = []
-        stack = children_of(leader)
-        while stack:
-            pid = stack.pop()
-            found.append(pid)
-            stack.extend(children_of(pid))
         return found
 
     async def kill_and_reap(self, pids: list[int], timeout: float = 5.0) -> None:

@@ -68,7 +68,6 @@ INFINITY: Final = _Special.INFINITY
 """``shutdown=INFINITY``: wait for ever for the child to stop."""
 
 ShutdownSpec: TypeAlias = "float | Literal[_Special.BRUTAL_KILL, _Special.INFINITY]"
-WorkerFn: TypeAlias = "Callable[[Any], Any]"
 
 
 def _enum(cls: type[enum.Enum], value: object, path: Path, field: str) -> Any:

@@ -30,10 +30,6 @@ class Source:
 
     target: Target
 
-    @property
-    def reloadable(self) -> bool:
-        return not isinstance(self.target, Supervisor)
-
     def describe(self) -> str:
         target = self.target
         if isinstance(target, str):

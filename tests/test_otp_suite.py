@@ -185,10 +185,6 @@ async def test_child_adm() -> None:
     await tree.stop()  # a second stop is a no-op
 
 
-async def forever_plain(ctx: sv.Context) -> None:
-    await asyncio.Event().wait()
-
-
 def test_child_specs() -> None:
     """Bad specs fail at construction, naming the path and the field."""
 

@@ -255,9 +255,13 @@ async def test_stop_without_shutdown_limit_waits_for_the_child() -> None:
         assert (exited.reason, exited.exit_status) == (sv.ExitReason.SHUTDOWN, 0)
 
 
-DAEMON = (
-    NOTIFY
-    + """
+def daemonising(lifetime: float) -> str:
+    """Python source that double-forks a daemon in a session of its own, which
+    writes its pid to ``argv[1]`` and lives ``lifetime`` seconds; the script goes on
+    once the pid file exists."""
+    return (
+        NOTIFY
+        + f"""
 import os, sys, time
 if os.fork() == 0:
     os.setsid()
@@ -265,12 +269,19 @@ if os.fork() == 0:
         with open(sys.argv[1] + ".tmp", "w") as f:
             f.write(str(os.getpid()))
         os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-        time.sleep(1000)
+        time.sleep({lifetime})
+        os._exit(0)
     os._exit(0)
 os.wait()
 while not os.path.exists(sys.argv[1]):
     time.sleep(0.01)
-if sys.argv[2] == "stay":
+"""
+    )
+
+
+DAEMON = (
+    daemonising(1000)
+    + """if sys.argv[2] == "stay":
     notify("READY=1")
     time.sleep(1000)
 sys.exit(4)
@@ -617,22 +628,8 @@ def _readlink(path: str) -> str:
 
 
 SHORT_DAEMON = (
-    NOTIFY
-    + """
-import os, sys, time
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        with open(sys.argv[1] + ".tmp", "w") as f:
-            f.write(str(os.getpid()))
-        os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-        time.sleep(0.3)
-        os._exit(0)
-    os._exit(0)
-os.wait()
-while not os.path.exists(sys.argv[1]):
-    time.sleep(0.01)
-notify("READY=1")
+    daemonising(0.3)
+    + """notify("READY=1")
 time.sleep(1000)
 """
 )
