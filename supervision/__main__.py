@@ -14,7 +14,8 @@
 The client commands find the tree's control socket by ``--control PATH``, by
 ``--name N`` (``$XDG_RUNTIME_DIR/supervision/N.sock``), or, given neither, as the
 only socket in that directory. Exit status: 0 done, 1 refused or failed (the
-reason on stderr), 2 bad usage, 3 no tree running there. See ``docs/cli.md``.
+reason on stderr; also a connection lost before the reply), 2 bad usage (also several
+trees and no ``--name``), 3 no tree running there. See ``docs/cli.md``.
 """
 
 from __future__ import annotations
