@@ -11,11 +11,16 @@ object: ``old_worker is new_worker`` is False even when nothing was edited.
   editing a helper that a worker calls restarts that worker, and editing a
   constant it reads (``TIMEOUT = 5``) does too. Other module globals (a lock, a
   registry, a connection) are *not* compared: see ``docs/reload.md``.
-* a code object: ``co_code`` (bytecode, which does not hold line numbers), the
-  constants (nested code objects recursively, the docstring left out), the
-  names, the local, free and cell variable names, the argument counts, the
-  flags and the exception table. Line numbers, file names and comments are
-  left out, so moving a function or editing a comment is not a change.
+* a code object: its instructions (bytecode, which does not hold line numbers)
+  with every constant they load compared by value rather than by its index in
+  ``co_consts`` (nested code objects recursively), the names, the local, free
+  and cell variable names, the argument counts, the flags and the exception
+  table. Line numbers, file names and comments are left out, so moving a
+  function or editing a comment is not a change. The docstring is left out
+  too, whether edited, added or removed: no instruction loads it, and adding
+  one shifts the index of every other constant (up to 3.13 a function's first
+  constant is its docstring, or ``None`` without one), which is why the
+  constants are compared where they are used and not as a tuple.
 * a class: its module and qualified name, its bases, and its own attributes
   (methods by their code, plain constants by value).
 * plain data (None, bool, int, float, str, bytes, tuples, lists, dicts, sets,
@@ -32,6 +37,7 @@ Pure: reads objects, never imports, never touches a clock.
 from __future__ import annotations
 
 import dataclasses
+import dis
 import enum
 import functools
 import inspect
@@ -122,15 +128,29 @@ def _is_constant(value: object) -> bool:
     return False
 
 
-def _docstring_index(code: types.CodeType) -> int:
-    """1 if ``co_consts[0]`` is the function's docstring (then it is skipped), else 0."""
-    if not code.co_consts or not isinstance(code.co_consts[0], str):
-        return 0
-    if _CO_HAS_DOCSTRING:
-        return 1 if code.co_flags & _CO_HAS_DOCSTRING else 0
-    # Up to 3.13 a function body's first constant is its docstring (or None).
-    is_function = code.co_flags & inspect.CO_OPTIMIZED and not code.co_name.startswith("<")
-    return 1 if is_function else 0
+_LOADS_CONST = frozenset(dis.hasconst)
+_EXTENDED_ARG = dis.EXTENDED_ARG
+
+
+def _instructions(code: types.CodeType) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The code's instructions as ``(opcode, argument, ...)`` where a constant's
+    argument is the rank of its first use instead of its ``co_consts`` index,
+    and the ``co_consts`` indices in that order. Constants no instruction loads
+    (the docstring) are not in it."""
+    raw = code.co_code
+    ranks: dict[int, int] = {}
+    ops: list[int] = []
+    extended = 0
+    for offset in range(0, len(raw), 2):
+        op, arg = raw[offset], raw[offset + 1] | extended
+        if op == _EXTENDED_ARG:
+            extended = arg << 8
+            continue  # its effect is in the next argument (offsets still count it)
+        extended = 0
+        if op in _LOADS_CONST:
+            arg = ranks.setdefault(arg, len(ranks))
+        ops += (op, arg)
+    return tuple(ops), tuple(ranks)
 
 
 class Fingerprints:
@@ -280,11 +300,11 @@ class Fingerprints:
 
     def _code(self, code: types.CodeType) -> Any:
         of = self.of
-        consts = code.co_consts[_docstring_index(code) :]
+        ops, used = _instructions(code)
         return (
             "code",
-            code.co_code,
-            tuple(of(c) for c in consts),
+            ops,
+            tuple(of(code.co_consts[index]) for index in used),
             code.co_names,
             code.co_varnames,
             code.co_freevars,
