@@ -3,11 +3,19 @@ change, and functions reached in other modules of the tree's own code are follow
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+import supervision as sv
 from supervision._fingerprint import Fingerprints
 
 from .test_diff import load
+from .test_reload import Package
 
 # -- docstrings --------------------------------------------------------------------------
 
@@ -102,3 +110,128 @@ def test_a_lambda_and_a_nested_function_with_a_docstring() -> None:
     documented = source.replace("async def inner(ctx):", "async def inner(ctx):\n                '''Inner.'''")
     assert Fingerprints().same(load(source).make(), load(documented).make())
     assert Fingerprints().same(load(source).make, load(documented).make)
+
+
+# -- code in other modules of the tree's own package (real files, real reloads) --------------
+
+HELPERS = """
+    from .deep import inner
+
+    def parse(text):
+        return "parsed " + text
+
+    def outer(text):
+        return inner(text) + "!"
+"""
+
+DEEP = """
+    def inner(text):
+        return "inner " + text
+"""
+
+MODELS = """
+    class Parser:
+        def parse(self, text):
+            return "model " + text
+"""
+
+WORKERS = """
+    import asyncio
+    import json
+    from pyrsistent import pmap
+    from . import helpers
+    from .helpers import outer, parse
+    from .models import Parser
+
+    async def uses_helper(ctx):
+        ctx.save(pmap({"v": parse("x")}))
+        await asyncio.Event().wait()
+
+    async def uses_helper_of_helper(ctx):
+        ctx.save(pmap({"v": outer("x")}))
+        await asyncio.Event().wait()
+
+    async def uses_method(ctx):
+        ctx.save(pmap({"v": Parser().parse("x")}))
+        await asyncio.Event().wait()
+
+    async def uses_module_attribute(ctx):
+        ctx.save(pmap({"v": helpers.parse("y")}))
+        await asyncio.Event().wait()
+
+    async def uses_the_stdlib(ctx):
+        ctx.save(pmap({"v": json.dumps("x")}))
+        await asyncio.Event().wait()
+"""
+
+FOLLOW_TREE = """
+    import supervision as sv
+    from . import workers
+
+    def build():
+        return sv.Supervisor([
+            sv.child(name, getattr(workers, name))
+            for name in ("uses_helper", "uses_helper_of_helper", "uses_method",
+                         "uses_module_attribute", "uses_the_stdlib")
+        ])
+"""
+
+
+@pytest.fixture
+def package(tmp_path: Path) -> Iterator[Package]:
+    sys.path.insert(0, str(tmp_path))
+    package = Package(tmp_path)
+    try:
+        yield package
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in package.modules():
+            del sys.modules[name]
+
+
+def values(tree: sv.Tree) -> dict[str, Any]:
+    return {c.id: tree.state(c.id).get("v") for c in tree.which_children()}
+
+
+@pytest.mark.parametrize(
+    ("module", "old", "new", "restarted", "value"),
+    [
+        ("helpers", '"parsed "', '"PARSED "', ["uses_helper", "uses_module_attribute"], "PARSED x"),
+        ("deep", '"inner "', '"INNER "', ["uses_helper_of_helper"], "INNER x!"),
+        ("models", '"model "', '"MODEL "', ["uses_method"], "MODEL x"),
+    ],
+    ids=["helper in another module", "helper of a helper", "class method"],
+)
+async def test_editing_code_a_worker_reaches_in_another_module_restarts_it(
+    package: Package, module: str, old: str, new: str, restarted: list[str], value: str
+) -> None:
+    for name, source in (("helpers", HELPERS), ("deep", DEEP), ("models", MODELS), ("workers", WORKERS)):
+        package.write(name, source)
+    package.write("tree", FOLLOW_TREE)
+    async with sv.start(package.target) as tree:
+        await asyncio.sleep(0)
+        before = values(tree)
+        assert before["uses_helper"] == "parsed x" and before["uses_helper_of_helper"] == "inner x!"
+        package.edit(module, old, new)
+        applied = await tree.reload()
+        assert sorted("/".join(path) for path in applied.restarted) == restarted
+        await asyncio.sleep(0)
+        after = values(tree)
+        first = restarted[0]
+        assert after[first] == value  # the restarted worker runs the new code
+        assert {k: v for k, v in after.items() if k not in restarted} == {
+            k: v for k, v in before.items() if k not in restarted
+        }
+        starts = {c.id: c.starts for c in tree.which_children()}
+        assert starts == {c: 2 if c in restarted else 1 for c in starts}
+
+
+async def test_editing_a_docstring_in_a_helper_module_restarts_nothing(package: Package) -> None:
+    for name, source in (("helpers", HELPERS), ("deep", DEEP), ("models", MODELS), ("workers", WORKERS)):
+        package.write(name, source)
+    package.write("tree", FOLLOW_TREE)
+    async with sv.start(package.target) as tree:
+        package.edit("deep", "def inner(text):\n", "def inner(text):\n    '''Now documented.'''\n")
+        package.edit("models", "class Parser:\n", "# a comment\nclass Parser:\n")
+        applied = await tree.reload()
+        assert applied.restarted == ()
