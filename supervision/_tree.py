@@ -346,13 +346,30 @@ async def _start_tree(
     if handover is not None:
         await handover.prepare(runtime, spec)
     runner.feed(Init())
-    await asyncio.shield(runner.started)
-    if handover is not None:
-        await handover.finish(tree)
+    try:
+        await asyncio.shield(runner.started)
+        if handover is not None:
+            await handover.finish(tree)
+    except asyncio.CancelledError:
+        await _cancelled_start(tree)
+        raise
     if runner.init_error is not None:
         await tree._settle()
         raise runner.init_error
     return tree
+
+
+async def _cancelled_start(tree: Tree) -> None:
+    """The caller of a start was cancelled (a timeout, Ctrl-C): stop what was
+    started, right to left, as a failed start does, before the cancellation goes on.
+    A second cancellation meanwhile leaves the stop running on its own."""
+    root = tree._root
+    root.abort_start()
+    await asyncio.shield(root.started)  # the start job ends: failed, or done just before the abort
+    if root.finished is None:
+        root.feed(StopSupervisor())
+    await asyncio.shield(root.done)
+    await tree._settle()
 
 
 def _root_exited(runtime: Runtime) -> Callable[[Exit], None]:
