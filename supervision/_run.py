@@ -316,7 +316,7 @@ class Service:
         attach(tree, self)
         self.recorder = Recorder(since=loop.time())
         self._resumed(tree)
-        self._spawn(self.recorder.follow(tree.events()), "supervision recorder")
+        tree._observe(self.recorder.observe)  # in step with the tree: a status is one snapshot
         self._refresh_process_paths()
         self.output.accepts = self._is_process
         self.output.prune(self._known_processes)

@@ -47,7 +47,7 @@ from ._core import (
 )
 from ._diff import Plan
 from ._errors import Path, Shutdown, ShutdownTimeout, StartError, SupervisorNotRunning, format_path
-from ._events import ExitReason
+from ._events import Event, ExitReason
 from ._hub import EventHub
 from ._snapshot import PathStore
 from ._spec import BRUTAL_KILL, INFINITY, ChildSpec, ShutdownSpec, Supervisor
@@ -70,6 +70,9 @@ class Runtime:
         self.operations: set[asyncio.Task[Any]] = set()
         self.abandoned: set[asyncio.Task[Any]] = set()
         """Worker tasks that ignored cancellation past their shutdown timeout."""
+        self.observers: list[Callable[[Event], None]] = []
+        """Called with each event of the tree as the core emits it, before any
+        ``events()`` reader sees it: bookkeeping kept in step with the tree's state."""
         self.adoptions: dict[Path, Callable[..., Incarnation]] = {}
         """Re-exec: what makes the first incarnation of a path in the new image,
         instead of its kind (adopt a handed-over OS process, hold a terminated
@@ -408,14 +411,17 @@ class SupervisorRunner:
     def _process(self, message: Input | None) -> None:
         runtime = self.runtime
         core = self.core
-        core.observed = runtime.hub.observed
+        core.observed = runtime.hub.observed or bool(runtime.observers)
         while message is not None:
             effects = core.handle(message, runtime.clock.now())
             message = None
             for effect in effects:
                 kind = type(effect)
                 if kind is Emit:
-                    runtime.hub.publish(effect.event)  # type: ignore[union-attr]
+                    event = effect.event  # type: ignore[union-attr]
+                    for observer in runtime.observers:
+                        observer(event)
+                    runtime.hub.publish(event)
                 elif kind is Start:
                     message = self._start(effect)  # type: ignore[arg-type]
                 elif kind is Stop:

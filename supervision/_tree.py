@@ -34,7 +34,7 @@ from ._errors import (
     TooManyRestarts,
     format_path,
 )
-from ._events import ExitReason, ReloadApplied, ReloadRejected
+from ._events import Event, ExitReason, ReloadApplied, ReloadRejected
 from ._hub import EventHub, EventStream
 from ._reexec import claim as claim_handover
 from ._reexec import reexec as _reexec
@@ -268,6 +268,13 @@ class Tree(Handle):
             error.__cause__ = cause
         self._runtime.hub.publish(ReloadRejected(path=(), time=self._runtime.clock.now(), error=error))
         raise error
+
+    def _observe(self, callback: Callable[[Event], None]) -> None:
+        """For the service around a root: call ``callback`` with each event of the
+        tree synchronously, as its state changes (an ``events()`` reader runs
+        later, in its own task). What ``callback`` records then agrees with a
+        snapshot of the tree taken at any moment, as ``supervision status`` needs."""
+        self._runtime.observers.append(callback)
 
     @property
     def stopped(self) -> bool:
