@@ -308,7 +308,8 @@ class Service:
         try:
             tree = await start(self.target_value)
         except StartError as exc:
-            logger.error("%s", exc)
+            # Where it failed is in the message; the whole traceback only with --debug.
+            logger.error("%s", exc, exc_info=exc if logger.isEnabledFor(logging.DEBUG) else None)
             self.notifier.stopping(f"failed to start: {exc}")
             self._resumed(None, f"the new image failed to start the tree: {exc}")
             return 1

@@ -41,7 +41,7 @@ from ._reexec import reexec as _reexec
 from ._reload import Reloader, Swap
 from ._runtime import Runtime, SupervisorRunner
 from ._spec import ChildSpec, Supervisor
-from ._target import Source, Target, build
+from ._target import Source, Target, build, describe_error
 
 logger = logging.getLogger("supervision")
 
@@ -341,7 +341,9 @@ async def _start_tree(
     except Exception as exc:
         if hub is not None:
             hub.close()
-        error = StartError((), f"could not build the tree from {target!r}: {exc}")
+        why = describe_error(exc)
+        separator = "\n" if "\n" in why else " "  # a traceback's lines start on a line of their own
+        error = StartError((), f"could not build the tree from {target!r}:{separator}{why}")
         raise error from exc
     runtime = Runtime(clock if clock is not None else LoopClock(), rng if rng is not None else random.Random())
     if hub is not None:
