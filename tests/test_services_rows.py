@@ -8,13 +8,11 @@ import os
 import re
 import signal
 import subprocess
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import supervision as sv
 from supervision._services import ServicesError, parse
 from tests.cli_helpers import DEADLINE, PY, Run, wait_until
 from tests.process_helpers import alive, free_port
