@@ -4,7 +4,9 @@ change, and functions reached in other modules of the tree's own code are follow
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -235,3 +237,43 @@ async def test_editing_a_docstring_in_a_helper_module_restarts_nothing(package: 
         package.edit("models", "class Parser:\n", "# a comment\nclass Parser:\n")
         applied = await tree.reload()
         assert applied.restarted == ()
+
+
+async def test_a_file_target_follows_the_modules_of_its_directory(tmp_path: Path) -> None:
+    helpers = f"helpers_{os.getpid()}_{id(tmp_path) % 10_000}"
+    (tmp_path / f"{helpers}.py").write_text('def parse(text):\n    return "parsed " + text\n')
+    (tmp_path / "filetree.py").write_text(
+        textwrap.dedent(
+            f"""
+            import asyncio
+            import json
+            from pyrsistent import pmap
+            import supervision as sv
+            from {helpers} import parse
+
+            async def uses_helper(ctx):
+                ctx.save(pmap({{"v": parse("x")}}))
+                await asyncio.Event().wait()
+
+            async def uses_the_stdlib(ctx):
+                ctx.save(pmap({{"v": json.dumps("x")}}))
+                await asyncio.Event().wait()
+
+            def build():
+                return sv.Supervisor([sv.child("a", uses_helper), sv.child("b", uses_the_stdlib)])
+            """
+        )
+    )
+    try:
+        async with sv.start(str(tmp_path / "filetree.py")) as tree:
+            await asyncio.sleep(0)
+            helper = tmp_path / f"{helpers}.py"
+            helper.write_text(helper.read_text().replace('"parsed "', '"PARSED "'))
+            applied = await tree.reload()
+            await asyncio.sleep(0)
+            assert applied.restarted == (("a",),) and values(tree) == {"a": "PARSED x", "b": '"x"'}
+    finally:
+        for name in ("_supervision_target_filetree", helpers):
+            sys.modules.pop(name, None)
+        if str(tmp_path) in sys.path:
+            sys.path.remove(str(tmp_path))
