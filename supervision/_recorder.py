@@ -1,6 +1,6 @@
 """What ``supervision status`` and ``supervision logs`` show beyond ``which_children()``:
-per-path start time (uptime) and last exit, read from the tree's events, and the
-recent output lines of each process child.
+per-path start time (uptime) and last exit, recorded from the tree's events as
+the tree emits them, and the recent output lines of each process child.
 
 Output: a process child with ``output="prefix"`` has its lines written to the
 supervisor's stdout/stderr as ``path | line``. :class:`Tee` wraps ``sys.stdout``

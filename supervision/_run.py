@@ -15,7 +15,8 @@ Under ``run`` the tree gets what a long-running service needs:
 - **systemd** (``_systemd``): ``READY=1``, ``RELOADING=1``, ``STOPPING=1``,
   ``STATUS=``, watchdog pings, when ``NOTIFY_SOCKET`` / ``WATCHDOG_USEC`` are set.
 - **bookkeeping for the command line** (``_recorder``): uptime and last exit per
-  path from the tree's events, and the recent output lines of process children.
+  path from the tree's events (observed as the tree emits them, so a status is one
+  snapshot), and the recent output lines of process children.
 
 Exit status: 0 after an orderly stop, 1 when the tree fails to start or the root
 gives up (or the control socket is taken), 130 after a forced stop (second SIGINT).
