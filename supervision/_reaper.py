@@ -7,13 +7,16 @@
   orphaned by a service (daemons that double-forked, children of a crashed
   service) come back to us instead of to init.
 * A ``SIGCHLD`` handler (through the loop, so it runs as a normal callback)
-  reaps those orphans when they exit. It peeks with ``waitid(P_ALL, WNOWAIT)``
-  first and only reaps what is ours to reap: a watched child goes through its
-  watch; an unwatched child in *another session* than ours is an orphan that came
-  back to the subreaper (every service runs in a session of its own) and is
-  reaped; an unwatched child in our own session belongs to other code in this
-  process (``subprocess.run`` ...) and is left alone, its status not stolen (the
-  orphans it hides from the peek are then found through ``/proc``).
+  schedules one sweep for the next turn of the loop, however many signals came
+  in, and the sweep reaps at most a batch of orphans: the loop keeps turning
+  (signals, the control socket, timers) whatever the rate of exits. It peeks with
+  ``waitid(P_ALL, WNOWAIT)`` first and only reaps what is ours to reap: a watched
+  child is left to its pidfd (never reaped, never restarted from the sweep); an
+  unwatched child in *another session* than ours is an orphan that came back to
+  the subreaper (every service runs in a session of its own) and is reaped; an
+  unwatched child in our own session belongs to other code in this process
+  (``subprocess.run`` ...) and is left alone, its status not stolen (the orphans
+  a watched or foreign zombie hides from the peek are found through ``/proc``).
 * After a service's main process exits (or is stopped), what it left behind is
   killed and reaped: members of its session that came back to us, orphans whose
   initial environment carries its ``SUPERVISION_INVOCATION_ID`` (a daemon that
@@ -37,6 +40,9 @@ logger = logging.getLogger("supervision")
 
 ExitCallback = Callable[[int, int], None]
 """Called with ``(si_code, si_status)`` of ``waitid`` once the child is reaped."""
+
+_SWEEP_BATCH = 64
+"""Orphans reaped per turn of the event loop at most."""
 
 _spawner: Spawner | None = None
 _subreaper: bool | None = None
@@ -82,6 +88,7 @@ class Reaper:
             _subreaper = set_child_subreaper()
             if not _subreaper:
                 logger.warning("PR_SET_CHILD_SUBREAPER refused: orphaned descendants will go to init")
+        self._sweep_pending = False
         self.sigchld = False
         try:
             loop.add_signal_handler(signal.SIGCHLD, self._on_sigchld)
@@ -124,7 +131,19 @@ class Reaper:
     # -- orphans ------------------------------------------------------------------
 
     def _on_sigchld(self) -> None:
-        while True:
+        # One sweep per turn of the loop, however many SIGCHLDs came in: a crash
+        # storm sends thousands, and each sweep is work.
+        if not self._sweep_pending:
+            self._sweep_pending = True
+            self.loop.call_soon(self._sweep)
+
+    def _sweep(self) -> None:
+        """Reap orphans that exited: at most ``_SWEEP_BATCH`` per turn of the loop
+        (the rest in the next turn, after signals, sockets and timers had theirs).
+        Never a watched child: those come through their pidfds, one callback each,
+        so a restart is never made from inside this loop."""
+        self._sweep_pending = False
+        for _ in range(_SWEEP_BATCH):
             try:
                 info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
@@ -132,21 +151,19 @@ class Reaper:
             if info is None:
                 return
             pid = info.si_pid
-            if pid in self._watches:
-                self._collect(pid)
-                if pid in self._watches:
-                    return  # cannot happen (it is a zombie); never spin on it
-                continue
-            stat = read_stat(pid)
+            stat = None if pid in self._watches else read_stat(pid)
             if stat is None or stat[3] == self._own_session:
-                # Another part of this process owns that child: not ours to reap. It hides
-                # the zombies behind it from the peek, so look for orphans through /proc.
+                # A watched child (its pidfd reports it) or a child another part of
+                # this process owns (not ours to reap) hides the zombies behind it
+                # from the peek: look for orphans through /proc instead.
                 self._reap_orphans_by_scan()
                 return
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
+        self._on_sigchld()  # more than a batch: carry on in the next turn
 
     def _reap_orphans_by_scan(self) -> None:
+        reaped = 0
         for pid in children_of(self._own_pid, all_threads=True):
             if pid in self._watches:
                 continue
@@ -154,6 +171,10 @@ class Reaper:
             if stat is not None and stat[0] == "Z" and stat[3] != self._own_session:
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, os.WNOHANG)
+                reaped += 1
+                if reaped == _SWEEP_BATCH:
+                    self._on_sigchld()  # the rest in the next turn
+                    return
 
     def leftovers(self, leader: int, marker: bytes) -> list[int]:
         """Live or zombie processes a service left behind: orphans that came back to
