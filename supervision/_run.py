@@ -35,6 +35,7 @@ from typing import Any, TextIO, cast
 from ._commands import Commands
 from ._control import ControlServer, RequestError, check_name, current_request, default_path
 from ._errors import ReloadError, StartError, SupervisionError, TooManyRestarts, format_path
+from ._output import drain_sinks, non_blocking
 from ._reaper import children_of, read_stat
 from ._recorder import OutputLog, Recorder, Tee, process_paths
 from ._reexec import Handover, attach
@@ -50,6 +51,7 @@ logger = logging.getLogger("supervision")
 _DEFAULT: Any = object()
 
 _STOP = "supervision stop"  # the task that stops the tree: awaited, never cancelled
+_DRAIN_AT_EXIT = 0.5  # seconds given to queued output at exit; a blocked stream is given up on
 FORCED_EXIT = 130  # 128 + SIGINT, as shells report a program stopped by Ctrl-C
 
 
@@ -57,9 +59,11 @@ def _configure_logging() -> None:
     """INFO to stderr, unless the application configured logging itself."""
     root = logging.getLogger()
     if not root.handlers:
+        # Through a sink when stderr is the real one: a stderr nobody reads must
+        # not block the event loop on a log line (see ``_output.Sink``).
         logging.basicConfig(
             level=logging.INFO,
-            stream=sys.stderr,
+            stream=non_blocking(sys.stderr),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
 
@@ -88,7 +92,10 @@ def run(target: Target, *, control: Any = _DEFAULT, name: str | None = None) -> 
         path = None
     else:
         path = os.fspath(control)
-    code = asyncio.run(Service(target, name).main(path))
+    try:
+        code = asyncio.run(Service(target, name).main(path))
+    finally:
+        drain_sinks(_DRAIN_AT_EXIT)
     if code:
         raise SystemExit(code)
 
@@ -382,6 +389,7 @@ class Service:
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
                 stream.flush()
+        drain_sinks(_DRAIN_AT_EXIT)
         os._exit(FORCED_EXIT)
 
     async def _reload_quietly(self) -> None:
@@ -462,11 +470,14 @@ def _install_tees(log: OutputLog) -> Callable[[], None]:
     """Record process children's prefixed lines from our stdout and stderr."""
     saved = (sys.stdout, sys.stderr)
     tees: list[Tee | None] = [None, None]
-    if sys.stdout is not None:
-        tees[0] = Tee(sys.stdout, "stdout", log)
+    # Through sinks (when they are the real ones): the event loop must never block
+    # on its own output (see ``_output.Sink``).
+    out, err = non_blocking(sys.stdout), non_blocking(sys.stderr)
+    if out is not None:
+        tees[0] = Tee(out, "stdout", log)
         sys.stdout = cast(TextIO, tees[0])
-    if sys.stderr is not None:
-        tees[1] = Tee(sys.stderr, "stderr", log)
+    if err is not None:
+        tees[1] = Tee(err, "stderr", log)
         sys.stderr = cast(TextIO, tees[1])
 
     def restore() -> None:

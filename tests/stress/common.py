@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import textwrap
 import time
 from pathlib import Path
 
-from tests.cli_helpers import Run, wait_until
+from tests.cli_helpers import PY, Run, wait_until
 from tests.process_helpers import alive, children, descendants, stat
 
 STORM = 40
@@ -86,3 +87,42 @@ def kill_if_running(run: Run) -> None:
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+class BlockedRun(Run):
+    """A ``supervision run`` whose stdout or stderr is a pipe nobody reads (until
+    :meth:`read_blocked` at the end)."""
+
+    def __init__(self, tmp: Path, target: str, *, blocked: str) -> None:
+        self.tmp = tmp
+        self.name = None
+        self.control = str(tmp / "control" / "tree.sock")
+        self.env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+        self.env["XDG_RUNTIME_DIR"] = str(tmp / "xdg")
+        self.out_path = tmp / "run.out"
+        self.err_path = tmp / "run.err"
+        argv = [PY, "-m", "supervision", "run", target, "--control", self.control]
+        self.read_end, write_end = os.pipe()
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            streams = {"stdout": out.fileno(), "stderr": err.fileno(), blocked: write_end}
+            self.proc = subprocess.Popen(
+                argv, cwd=tmp, env=self.env, stdout=streams["stdout"], stderr=streams["stderr"]
+            )
+        os.close(write_end)
+
+    def pipe_is_full(self) -> bool:
+        """True once the pipe holds as much as it can (nothing can be written)."""
+        import fcntl
+        import termios
+
+        held = bytearray(4)
+        fcntl.ioctl(self.read_end, termios.FIONREAD, held)
+        return int.from_bytes(held, "little") > 65536 - 4096  # full but for a part of a page
+
+    def read_blocked(self) -> bytes:
+        """Everything in the pipe, once the daemon has exited."""
+        chunks = []
+        while data := os.read(self.read_end, 1 << 20):
+            chunks.append(data)
+        os.close(self.read_end)
+        return b"".join(chunks)
