@@ -20,8 +20,11 @@
 * After a service's main process exits (or is stopped), what it left behind is
   killed and reaped: members of its session that came back to us, orphans whose
   initial environment carries its ``SUPERVISION_INVOCATION_ID`` (a daemon that
-  called ``setsid``), and all their descendants. Found through ``/proc``, killed
-  with ``pidfd_send_signal`` (no pid-reuse race), awaited through their pidfds.
+  called ``setsid``), orphans that carry nothing (``setsid -f env -i``) but
+  started during its life while no other running child had started yet, and all
+  their descendants. Found through ``/proc``, killed with ``pidfd_send_signal``
+  (no pid-reuse race), awaited through their pidfds. What is still held when a
+  tree stops (:meth:`Reaper.orphans`) is killed by ``sv.run``.
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ ExitCallback = Callable[[int, int], None]
 
 _SWEEP_BATCH = 64
 """Orphans reaped per turn of the event loop at most."""
+
+_orphans_ours = False
+"""Set by ``sv.run``: the whole process is the supervisor, so an orphan that carries
+nothing naming its service is still ours to end (see :meth:`Reaper.leftovers`).
+Not with ``sv.start``: a process the application starts in a session of its own
+(``Popen(start_new_session=True)``) looks the same as such an orphan in ``/proc``."""
 
 _spawner: Spawner | None = None
 _subreaper: bool | None = None
@@ -66,13 +75,26 @@ def reaper() -> Reaper:
     return found
 
 
+def claim_orphans() -> None:
+    """``sv.run``: every orphan the subreaper inherits is the supervisor's."""
+    global _orphans_ours
+    _orphans_ours = True
+
+
+def existing_reaper() -> Reaper | None:
+    """The reaper of the running event loop, if it has one (no process child ever
+    started from it otherwise)."""
+    return _reapers.get(asyncio.get_running_loop())
+
+
 class _Watch:
-    __slots__ = ("callback", "pid", "pidfd")
+    __slots__ = ("born", "callback", "pid", "pidfd")
 
     def __init__(self, pid: int, pidfd: int, callback: ExitCallback) -> None:
         self.pid = pid
         self.pidfd = pidfd
         self.callback = callback
+        self.born = start_time(pid) or 0  # the pidfd pins it: a zombie at worst
 
 
 class Reaper:
@@ -98,11 +120,13 @@ class Reaper:
 
     # -- our own children ---------------------------------------------------------
 
-    def watch(self, pid: int, callback: ExitCallback) -> None:
-        """Call ``callback`` once ``pid`` (our child) has exited and been reaped."""
+    def watch(self, pid: int, callback: ExitCallback) -> int:
+        """Call ``callback`` once ``pid`` (our child) has exited and been reaped.
+        Returns the child's start time (see :func:`start_time`)."""
         pidfd = os.pidfd_open(pid)
-        self._watches[pid] = _Watch(pid, pidfd, callback)
+        watch = self._watches[pid] = _Watch(pid, pidfd, callback)
         self.loop.add_reader(pidfd, self._collect, pid)
+        return watch.born
 
     def adopt(self, pid: int, pidfd: int, callback: ExitCallback) -> None:
         """Watch a child through a pidfd opened already (re-exec: a child the
@@ -176,24 +200,40 @@ class Reaper:
                     self._on_sigchld()  # the rest in the next turn
                     return
 
-    def leftovers(self, leader: int, marker: bytes) -> list[int]:
-        """Live or zombie processes a service left behind: orphans that came back to
-        us from its session or carrying its invocation id, and their descendants."""
+    def leftovers(self, leader: int, marker: bytes, born: int | None = None) -> list[int]:
+        """Live or zombie processes a service left behind, and their descendants:
+        orphans that came back to us from its session or process group, or
+        carrying its invocation id; and, under ``sv.run`` (:func:`claim_orphans`)
+        given ``born`` (the service's start time), the orphans nobody else can have
+        started: an orphan in a session of its own
+        and without the marker (``setsid -f env -i daemon``) that started after the
+        service did, while no other watched child that started before it still
+        runs. (One that might be another running child's is left to that child's
+        exit, or to :meth:`orphans` at the end.)"""
+        others = sorted(w.born for w in self._watches.values() if w.pid != leader)
         roots = []
         for pid in children_of(self._own_pid, all_threads=True):
             if pid in self._watches:
                 continue
             stat = read_stat(pid)
-            if stat is None:
+            if stat is None or stat[3] == self._own_session:
                 continue
-            if stat[3] == leader or stat[2] == leader or _environ_has(pid, marker):
+            if stat[3] == leader or stat[2] == leader or _environ_has(pid, marker) or _only_theirs(pid, born, others):
                 roots.append(pid)
-        found: list[int] = []
-        while roots:
-            pid = roots.pop()
-            found.append(pid)
-            roots.extend(children_of(pid))
-        return found
+        return _with_descendants(roots)
+
+    def orphans(self) -> list[int]:
+        """Every process the subreaper inherited and still holds (not a watched
+        child, not in our own session), with its descendants: what is left when
+        the last tree of this loop has stopped."""
+        roots = []
+        for pid in children_of(self._own_pid, all_threads=True):
+            if pid in self._watches:
+                continue
+            stat = read_stat(pid)
+            if stat is not None and stat[3] != self._own_session:
+                roots.append(pid)
+        return _with_descendants(roots)
 
     async def kill_and_reap(self, pids: list[int], timeout: float = 5.0) -> None:
         """SIGKILL these processes (a snapshot of descendants), wait until they are
@@ -224,6 +264,24 @@ class Reaper:
                 with contextlib.suppress(ChildProcessError):
                     os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG)
                 os.close(fd)
+
+
+def _only_theirs(pid: int, born: int | None, others: list[int]) -> bool:
+    """True if ``pid`` started after ``born`` and before any of ``others`` (start
+    times of the other running children, sorted): only that child can be its ancestor."""
+    if born is None or not _orphans_ours:
+        return False
+    started = start_time(pid)
+    return started is not None and started >= born and (not others or others[0] > started)
+
+
+def _with_descendants(roots: list[int]) -> list[int]:
+    found: list[int] = []
+    while roots:
+        pid = roots.pop()
+        found.append(pid)
+        roots.extend(children_of(pid))
+    return found
 
 
 def _set_done(future: asyncio.Future[None]) -> None:

@@ -36,7 +36,7 @@ from ._commands import Commands
 from ._control import ControlServer, RequestError, check_name, current_request, default_path
 from ._errors import ReloadError, StartError, SupervisionError, TooManyRestarts, format_path
 from ._output import drain_sinks, non_blocking
-from ._reaper import children_of, read_stat
+from ._reaper import children_of, claim_orphans, existing_reaper, read_stat
 from ._recorder import OutputLog, Recorder, Tee, process_paths
 from ._reexec import Handover, attach
 from ._reexec import pending as pending_handover
@@ -84,6 +84,7 @@ def run(target: Target, *, control: Any = _DEFAULT, name: str | None = None) -> 
     ...     sv.run(build)          # or: sv.run("myapp.tree:build")
     """
     _configure_logging()
+    claim_orphans()  # this process is the supervisor: what its subreaper inherits is the tree's
     name = check_name(name) if name is not None else default_name(target)
     path: str | None
     if control is _DEFAULT:
@@ -346,6 +347,7 @@ class Service:
         finally:
             self.state = "stopping"
             await tree.stop()
+            await _kill_orphans()
         return FORCED_EXIT if self.forced else 0
 
     def _refresh_process_paths(self) -> None:
@@ -464,6 +466,18 @@ def applied_json(applied: Any) -> dict[str, Any]:
 def summary(result: dict[str, Any]) -> str:
     parts = [f"{field} {', '.join(paths)}" for field, paths in result.items() if paths]
     return "; ".join(parts) if parts else "nothing changed"
+
+
+async def _kill_orphans() -> None:
+    """The tree has stopped: whatever the subreaper still holds (a daemon no child
+    could be told apart as the parent of, see ``Reaper.leftovers``) is ours to end."""
+    found = existing_reaper()
+    if found is None:
+        return
+    orphans = found.orphans()
+    if orphans:
+        logger.info("killing %d orphaned process(es) left at the stop of the tree", len(orphans))
+        await found.kill_and_reap(orphans)
 
 
 def _install_tees(log: OutputLog) -> Callable[[], None]:
