@@ -47,6 +47,9 @@ ExitCallback = Callable[[int, int], None]
 _SWEEP_BATCH = 64
 """Orphans reaped per turn of the event loop at most."""
 
+_ABANDONED_AFTER = 1.0
+"""Seconds a zombie in our own session is left to its owner before ``sv.run`` reaps it."""
+
 _orphans_ours = False
 """Set by ``sv.run``: the whole process is the supervisor, so an orphan that carries
 nothing naming its service is still ours to end (see :meth:`Reaper.leftovers`).
@@ -111,6 +114,8 @@ class Reaper:
             if not _subreaper:
                 logger.warning("PR_SET_CHILD_SUBREAPER refused: orphaned descendants will go to init")
         self._sweep_pending = False
+        self._stale: dict[int, tuple[int | None, float]] = {}  # zombie of our session: (start time, first seen)
+        self._stale_timer: asyncio.TimerHandle | None = None
         self.sigchld = False
         try:
             loop.add_signal_handler(signal.SIGCHLD, self._on_sigchld)
@@ -188,17 +193,39 @@ class Reaper:
 
     def _reap_orphans_by_scan(self) -> None:
         reaped = 0
+        now = self.loop.time()
+        stale: dict[int, tuple[int | None, float]] = {}
         for pid in children_of(self._own_pid, all_threads=True):
             if pid in self._watches:
                 continue
             stat = read_stat(pid)
-            if stat is not None and stat[0] == "Z" and stat[3] != self._own_session:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-                reaped += 1
-                if reaped == _SWEEP_BATCH:
-                    self._on_sigchld()  # the rest in the next turn
-                    return
+            if stat is None or stat[0] != "Z":
+                continue
+            if stat[3] == self._own_session:
+                # Under sv.run, a zombie in our session that its owner (subprocess...)
+                # has not collected for a while is an orphan that came back to us:
+                # of code of this process, or entered from outside (nsenter, as PID 1).
+                if not _orphans_ours:
+                    continue
+                born = start_time(pid)
+                seen = self._stale.get(pid)
+                first = seen[1] if seen is not None and seen[0] == born else now
+                if now - first < _ABANDONED_AFTER:
+                    stale[pid] = (born, first)
+                    continue
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            reaped += 1
+            if reaped == _SWEEP_BATCH:
+                self._on_sigchld()  # the rest in the next turn
+                break
+        self._stale = stale
+        if stale and self._stale_timer is None:
+            self._stale_timer = self.loop.call_later(_ABANDONED_AFTER, self._on_stale_timer)
+
+    def _on_stale_timer(self) -> None:
+        self._stale_timer = None
+        self._on_sigchld()
 
     def leftovers(self, leader: int, marker: bytes, born: int | None = None) -> list[int]:
         """Live or zombie processes a service left behind, and their descendants:
