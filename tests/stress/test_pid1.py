@@ -22,7 +22,10 @@ pytestmark = [
     pytest.mark.skipif(
         os.geteuid() != 0 and not os.environ.get("CI"), reason="a PID namespace needs root (CI runs as root)"
     ),
-    pytest.mark.skipif(shutil.which("unshare") is None or shutil.which("nsenter") is None, reason="needs util-linux"),
+    pytest.mark.skipif(
+        (shutil.which("unshare") is None or shutil.which("nsenter") is None) and not os.environ.get("CI"),
+        reason="needs unshare and nsenter (util-linux)",
+    ),
 ]
 
 APP = """
