@@ -47,8 +47,8 @@ class Sink:
     blocked in ``write`` harms nobody: the loop only appends to a buffer of at most
     :data:`SINK_CAPACITY` bytes, under a lock held for an append. When the buffer is
     full, the data is dropped and counted; once the stream drains, the thread writes
-    one line saying how much was lost, where it was lost, and the counters stay in
-    :attr:`dropped_bytes` and :attr:`dropped_writes`. The thread is a daemon: a
+    one line saying how much was lost, where it was lost (after what was queued
+    before), and the counters stay in :attr:`dropped_bytes` and :attr:`dropped_writes`. The thread is a daemon: a
     process stopping while its stdout is blocked exits all the same (see :meth:`drain`).
     """
 
@@ -57,9 +57,10 @@ class Sink:
         self.capacity = capacity
         self.dropped_bytes = 0
         self.dropped_writes = 0
-        self._unreported = (0, 0)  # (bytes, writes) dropped and not said yet
-        self._chunks: deque[bytes] = deque()
+        # Output to write, and [bytes, writes] for what was dropped right there.
+        self._chunks: deque[bytes | list[int]] = deque()
         self._size = 0  # bytes in _chunks, plus the batch being written
+        self._busy = False  # the thread is writing a batch
         self._broken = False  # EPIPE, EBADF...: the stream is gone, drop silently
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -73,11 +74,15 @@ class Sink:
             if self._size + len(data) > self.capacity:
                 self.dropped_bytes += len(data)
                 self.dropped_writes += 1
-                lost, writes = self._unreported
-                self._unreported = (lost + len(data), writes + 1)
-                return
-            self._chunks.append(data)
-            self._size += len(data)
+                last = self._chunks[-1] if self._chunks else None
+                if isinstance(last, list):  # one note for consecutive drops
+                    last[0] += len(data)
+                    last[1] += 1
+                    return
+                self._chunks.append([len(data), 1])  # said where it happened, after what came before
+            else:
+                self._chunks.append(data)
+                self._size += len(data)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"supervision output fd {self.fd}", daemon=True)
                 self._thread.start()
@@ -87,23 +92,21 @@ class Sink:
         """Wait until everything queued is written, at most ``timeout`` seconds (at
         exit, before a re-exec). False if the stream is still blocked."""
         with self._wake:
-            return self._wake.wait_for(lambda: self._size == 0 or self._broken, timeout)
+            return self._wake.wait_for(lambda: not (self._chunks or self._busy) or self._broken, timeout)
 
     def _run(self) -> None:
         while True:
             with self._wake:
                 self._wake.wait_for(lambda: bool(self._chunks))
-                batch = b"".join(self._chunks)
+                items = list(self._chunks)
                 self._chunks.clear()
+                self._busy = True
+            size = sum(len(item) for item in items if isinstance(item, bytes))
+            batch = b"".join(item if isinstance(item, bytes) else _drop_note(*item) for item in items)
             self._write_all(batch)
             with self._wake:
-                self._size -= len(batch)
-                lost, writes = self._unreported
-                self._unreported = (0, 0)
-            if lost:
-                note = f"supervision: output blocked: dropped {lost} bytes in {writes} write(s) here\n"
-                self._write_all(note.encode())
-            with self._wake:
+                self._size -= size
+                self._busy = False
                 self._wake.notify_all()
 
     def _write_all(self, data: bytes) -> None:
@@ -120,6 +123,10 @@ class Sink:
                     self._broken = True
                     self._chunks.clear()
                 return
+
+
+def _drop_note(lost: int, writes: int) -> bytes:
+    return f"supervision: output blocked: dropped {lost} bytes in {writes} write(s) here\n".encode()
 
 
 def _wait_writable(fd: int) -> None:
