@@ -15,6 +15,7 @@ blocking write on the event loop: see there.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import select
 import sys
@@ -28,6 +29,8 @@ _CHUNK = 65536
 _MAX_LINE = 65536
 """The longest line written out, in bytes of the child's output (before the prefix):
 a longer line is cut in pieces of this size."""
+
+DRAIN_AT_EXIT = 0.5  # seconds given to queued output at exit; a blocked stream is given up on
 
 SINK_CAPACITY = 1 << 20
 """Bytes a sink holds for a slow or blocked stream before it drops output."""
@@ -142,6 +145,8 @@ def sink(fd: int) -> Sink:
     with _sinks_lock:
         found = _sinks.get(fd)
         if found is None:
+            if not _sinks:  # an application using sv.start exits without sv.run's drain
+                atexit.register(drain_sinks, DRAIN_AT_EXIT)
             found = _sinks[fd] = Sink(fd)
         return found
 

@@ -35,7 +35,7 @@ from typing import Any, TextIO, cast
 from ._commands import Commands
 from ._control import ControlServer, RequestError, check_name, current_request, default_path
 from ._errors import ReloadError, StartError, SupervisionError, TooManyRestarts, format_path
-from ._output import drain_sinks, non_blocking
+from ._output import DRAIN_AT_EXIT, drain_sinks, non_blocking
 from ._reaper import children_of, claim_orphans, existing_reaper, read_stat
 from ._recorder import OutputLog, Recorder, Tee, process_paths
 from ._reexec import Handover, attach
@@ -51,7 +51,6 @@ logger = logging.getLogger("supervision")
 _DEFAULT: Any = object()
 
 _STOP = "supervision stop"  # the task that stops the tree: awaited, never cancelled
-_DRAIN_AT_EXIT = 0.5  # seconds given to queued output at exit; a blocked stream is given up on
 FORCED_EXIT = 130  # 128 + SIGINT, as shells report a program stopped by Ctrl-C
 
 
@@ -96,7 +95,7 @@ def run(target: Target, *, control: Any = _DEFAULT, name: str | None = None) -> 
     try:
         code = asyncio.run(Service(target, name).main(path))
     finally:
-        drain_sinks(_DRAIN_AT_EXIT)
+        drain_sinks(DRAIN_AT_EXIT)
     if code:
         raise SystemExit(code)
 
@@ -391,7 +390,7 @@ class Service:
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
                 stream.flush()
-        drain_sinks(_DRAIN_AT_EXIT)
+        drain_sinks(DRAIN_AT_EXIT)
         os._exit(FORCED_EXIT)
 
     async def _reload_quietly(self) -> None:
