@@ -100,7 +100,6 @@ class EventStream:
         self._close()
 
 
-
 class EventHub:
     """Fans events out to subscribers and to the log."""
 
