@@ -339,6 +339,10 @@ class ControlServer:
         task); beyond that a refused socket is closed at once."""
         _try_send(connection, _error_line(None, type, message))
         if len(self._refused) >= _MAX_LINGERING:
+            with contextlib.suppress(OSError):  # what was sent already, so that it closes cleanly
+                for _ in range(4):
+                    if not connection.recv(_CHUNK):
+                        break
             connection.close()
             return
         try:
