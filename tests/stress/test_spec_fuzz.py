@@ -53,7 +53,11 @@ def kwargs(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[
     return st.fixed_dictionaries({}, optional={name: st.one_of(good, JUNK) for name, good in fields.items()})
 
 
-SECONDS = st.one_of(st.floats(min_value=0, max_value=60), st.integers(min_value=0, max_value=60))
+EDGES = st.sampled_from(
+    [10**400, -(10**400), 2**1024, 2**63, -1, -0.0, 0, 1e308, 5e-324, math.inf, -math.inf, math.nan, True]
+)
+# Seconds: mostly good, often an edge case (huge, infinite, NaN, negative), sometimes junk.
+SECONDS = st.one_of(st.floats(min_value=0, max_value=60), st.integers(min_value=0, max_value=60), EDGES)
 BACKOFF_FIELDS = {name: SECONDS for name in ("initial", "maximum", "factor", "jitter", "reset_after")}
 READY = st.one_of(
     st.none(),
@@ -69,7 +73,7 @@ CHILD_FIELDS = {
     "ready": st.booleans(),
     "ready_timeout": SECONDS,
     "state": st.none(),
-    "state_version": st.integers(0, 5),
+    "state_version": st.one_of(st.integers(0, 5), EDGES),
     "migrate": st.none(),
 }
 PROCESS_FIELDS = {
@@ -84,7 +88,7 @@ PROCESS_FIELDS = {
 }
 SUPERVISOR_FIELDS = {
     "strategy": st.sampled_from(["one_for_one", "one_for_all", "rest_for_one"]),
-    "intensity": st.integers(0, 10),
+    "intensity": st.one_of(st.integers(0, 10), EDGES),
     "period": SECONDS,
     "auto_shutdown": st.sampled_from(["never", "any_significant", "all_significant"]),
     "backoff": st.one_of(st.none(), st.just(sv.Backoff())),
