@@ -9,7 +9,9 @@ is simply dropped. A strong reference here would keep every abandoned stream
 subscribed for the life of the tree, filling its queue with up to ``maxsize``
 events (tracebacks included) and making every event cost one more offer. So a
 stream unsubscribes when it is collected (at once in CPython, when the loop drops
-it), when :meth:`EventStream.aclose` is called, and when the tree stops.
+it), when :meth:`EventStream.aclose` is called, and when the tree stops. Only
+while a reader awaits the next event is its stream held strongly, so that a
+consumer task nobody kept a reference to keeps running.
 """
 
 from __future__ import annotations
@@ -88,10 +90,15 @@ class EventStream:
             if self._closed:
                 raise StopAsyncIteration
             self._waiter = asyncio.get_running_loop().create_future()
+            # A reader waits: hold the stream (and through its waiter, the reading
+            # task) strongly, so that a consumer task nobody kept a reference to is
+            # not collected while it waits for the next event.
+            self._hub._waiting.add(self)
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+                self._hub._waiting.discard(self)
         return self._queue.popleft()
 
     async def aclose(self) -> None:
@@ -107,6 +114,7 @@ class EventHub:
         # id(stream) -> a weak reference whose callback unsubscribes the stream when
         # it is collected; a dict keeps the order of subscription.
         self._streams: dict[int, weakref.ref[EventStream]] = {}
+        self._waiting: set[EventStream] = set()  # streams a reader awaits now: held strongly
         self.closed = False
 
     def stream(self, prefix: Path, maxsize: int = 10_000) -> EventStream:

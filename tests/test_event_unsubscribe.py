@@ -117,3 +117,28 @@ async def test_abandoned_streams_hold_no_events() -> None:
             del stream
         assert all(ref() is None for ref in refs)
         assert hub.subscribers == 0
+
+
+async def test_a_reader_task_nobody_keeps_is_not_collected_while_it_waits() -> None:
+    """The hub holds a stream strongly while a reader awaits it: a fire-and-forget
+    consumer task (no reference kept) goes on receiving events after a collection."""
+    seen: list[sv.Event] = []
+    async with sv.start(tree_spec()) as tree:
+        hub = hub_of(tree)
+
+        async def consume() -> None:
+            async for event in tree.events():
+                seen.append(event)
+
+        asyncio.ensure_future(consume())  # noqa: RUF006 - the point: no reference kept
+        await asyncio.sleep(0)
+        gc.collect()
+        assert hub.subscribers == 1
+        sv.testing.crash(tree, "a", RuntimeError("boom"))
+        for _ in range(100):
+            if len(seen) >= 2:
+                break
+            await asyncio.sleep(0)
+        assert [type(event) for event in seen[:2]] == [sv.ChildExited, sv.ChildStarted]
+    await asyncio.sleep(0)  # the tree stopped: the stream ended, and so did the task
+    assert hub.subscribers == 0
