@@ -1,7 +1,7 @@
 """A reference model of a supervision tree: DESIGN.md section 3, executable.
 
 This module states the restart semantics as plainly as possible, for people
-first and for the stateful test second (``tests/test_model_stateful.py`` checks
+first and for the stateful test second (``tests/core/test_model_stateful.py`` checks
 the real core against it after every step). It shares no restart logic with the
 core: it is written from the rules, and each rule is quoted where it is applied.
 It is slow on purpose (lists, linear scans, no incremental state) and that is fine.
@@ -24,7 +24,7 @@ What "the same" leaves open, and the model pins down as the core does:
 Not modelled: a child's own restart limit and backoff (``intensity``,
 ``period`` and ``backoff`` on a child spec, beyond OTP). The strategies of
 :mod:`supervision.testing.strategies` never generate them, and the model refuses
-a spec that has them (``ValueError``); ``tests/test_child_limit.py`` holds the
+a spec that has them (``ValueError``); ``tests/core/test_child_limit.py`` holds the
 core to them through the simulator.
 
 Backoff jitter is drawn from ``rng`` in the order the restarts are scheduled,
@@ -61,21 +61,18 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from .._core import Status
-from .._errors import (
+from .._core.errors import (
     AlreadyPresent,
     AlreadyStarted,
     ChildRestarting,
     ChildRunning,
     NotFound,
-    Path,
     SpecError,
     StartError,
     SupervisorNotRunning,
     TooManyRestarts,
-    format_path,
 )
-from .._events import (
+from .._core.events import (
     ChildExited,
     ChildStarted,
     ChildStartFailed,
@@ -85,7 +82,9 @@ from .._events import (
     SupervisorGaveUp,
     SupervisorStopped,
 )
-from .._spec import AutoShutdown, ChildSpec, Restart, Strategy, Supervisor
+from .._core.paths import Path, format_path
+from .._core.spec import AutoShutdown, ChildSpec, Restart, Strategy, Supervisor
+from .._core.status import Status
 from ._schedule import (
     Advance,
     Crash,

@@ -1,0 +1,268 @@
+"""What ``supervision status`` and ``supervision logs`` show beyond ``which_children()``:
+per-path start time (uptime) and last exit, recorded from the tree's events as
+the tree emits them, and the recent output lines of each process child.
+
+Output: a process child with ``output="prefix"`` has its lines written to the
+supervisor's stdout/stderr as ``path | line``. :class:`Tee` wraps ``sys.stdout``
+and ``sys.stderr`` under ``sv.run``, passes everything through unchanged, and
+keeps the lines whose prefix is the path of a process child in a bounded ring
+buffer per path (:class:`OutputLog`). Lines of children started with
+``output="inherit"`` or a file are not seen.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from .._core.events import ChildExited, ChildStarted, Event
+from .._core.paths import Path, format_path
+from .._core.spec import Supervisor
+
+
+@dataclass(frozen=True, slots=True)
+class LastExit:
+    """How a child last exited, and when (tree clock)."""
+
+    reason: str
+    time: float
+    exit_status: int | None = None
+    signal: int | None = None
+    error: str | None = None
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "time": self.time,
+            "exit_status": self.exit_status,
+            "signal": self.signal,
+            "error": self.error,
+        }
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "exit_status": self.exit_status,
+            "signal": self.signal,
+            "error": self.error,
+            "ago": round(now - self.time, 3),
+        }
+
+
+class Recorder:
+    """Per-path start times and last exits, fed with the tree's events
+    synchronously, as the core emits them (``Tree._observe``), so that they
+    agree with the tree's state at any moment: a lagging ``events()`` reader
+    would show a new pid with the last exit not recorded yet.
+
+    Bounded: at most ``max_paths`` paths are remembered, least recently
+    changed first out (dynamic children may come and go for ever).
+    """
+
+    def __init__(self, since: float, max_paths: int = 10_000) -> None:
+        self.since = since
+        """When the recorder began: the start time of children already running then."""
+        self.max_paths = max_paths
+        self._started: OrderedDict[Path, float] = OrderedDict()
+        self._exits: OrderedDict[Path, LastExit] = OrderedDict()
+        self.processes: set[Path] = set()
+        """Paths seen running with a pid."""
+
+    def observe(self, event: Event) -> None:
+        if isinstance(event, ChildStarted):
+            _put(self._started, event.path, event.time, self.max_paths)
+            if event.pid is not None:
+                self.processes.add(event.path)
+        elif isinstance(event, ChildExited):
+            error = None if event.error is None else str(event.error) or type(event.error).__name__
+            last = LastExit(str(event.reason), event.time, event.exit_status, event.signal, error)
+            _put(self._exits, event.path, last, self.max_paths)
+
+    def started(self, path: Path) -> float:
+        return self._started.get(path, self.since)
+
+    def handover(self) -> dict[str, Any]:
+        """Re-exec: start times and last exits as JSON values (times are the
+        loop's monotonic clock, which an exec does not reset)."""
+        return {
+            "since": self.since,
+            "started": [[list(path), since] for path, since in self._started.items()],
+            "exits": [[list(path), exit.to_state()] for path, exit in self._exits.items()],
+            "processes": [list(path) for path in self.processes],
+        }
+
+    def restore(self, state: dict[str, Any], kept: Iterable[Path]) -> None:
+        """Re-exec: take back the last exits, and the start times of the paths
+        ``kept`` that still run the same incarnation (adopted processes, supervisors)."""
+        started = {tuple(path): since for path, since in state["started"]}
+        for path in kept:
+            if path not in self._started:
+                _put(self._started, path, started.get(path, state["since"]), self.max_paths)
+        for raw, exit in state["exits"]:
+            path = tuple(raw)
+            if path not in self._exits:
+                _put(self._exits, path, LastExit(**exit), self.max_paths)
+        self.processes.update(tuple(path) for path in state["processes"])
+
+    def last_exit(self, path: Path) -> LastExit | None:
+        return self._exits.get(path)
+
+
+def _put(table: OrderedDict[Path, Any], key: Path, value: Any, limit: int) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > limit:
+        table.popitem(last=False)
+
+
+def process_paths(spec: Supervisor, prefix: Path = ()) -> set[str]:
+    """The paths (``"a/b"``) of the process children declared in a spec tree."""
+    found: set[str] = set()
+    for child in spec.children:
+        path = (*prefix, child.id)
+        if child.kind == "process":
+            found.add(format_path(path))
+        elif isinstance(child.start, Supervisor):
+            found |= process_paths(child.start, path)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    seq: int
+    time: float  # wall clock: shown to people
+    path: str
+    stream: str  # "stdout" or "stderr"
+    text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time": self.time, "path": self.path, "stream": self.stream, "text": self.text}
+
+
+class OutputLog:
+    """The last ``lines_per_path`` output lines of each process child.
+
+    ``accepts(label)`` says whether a prefix names a process child; until it is
+    set (while the tree starts) every prefix is kept, and :meth:`prune` drops
+    the ones that turned out not to be process children. Memory is bounded:
+    lines are cut at ``max_line`` characters, and beyond ``max_bytes`` in all
+    the oldest lines of the least recently active paths go first.
+    """
+
+    def __init__(
+        self, lines_per_path: int = 500, max_paths: int = 1024, max_line: int = 8192, max_bytes: int = 16 << 20
+    ) -> None:
+        self.lines_per_path = lines_per_path
+        self.max_paths = max_paths
+        self.max_line = max_line
+        self.max_bytes = max_bytes
+        self.accepts: Callable[[str], bool] | None = None
+        self._lines: OrderedDict[str, deque[Line]] = OrderedDict()
+        self._bytes = 0
+        self._seq = 0
+
+    def add(self, path: str, stream: str, text: str, *, at: float | None = None) -> None:
+        if self.accepts is not None and not self.accepts(path):
+            return
+        if len(text) > self.max_line:
+            text = text[: self.max_line] + "..."
+        lines = self._lines.get(path)
+        if lines is None:
+            lines = self._lines[path] = deque()
+            while len(self._lines) > self.max_paths:
+                self._drop(next(iter(self._lines)))
+        self._lines.move_to_end(path)
+        if len(lines) >= self.lines_per_path:
+            self._bytes -= len(lines.popleft().text)
+        self._seq += 1
+        lines.append(Line(self._seq, time.time() if at is None else at, path, stream, text))
+        self._bytes += len(text)
+        while self._bytes > self.max_bytes:
+            oldest = next(iter(self._lines))
+            queue = self._lines[oldest]
+            self._bytes -= len(queue.popleft().text)
+            if not queue:
+                del self._lines[oldest]
+
+    def _drop(self, path: str) -> None:
+        self._bytes -= sum(len(line.text) for line in self._lines.pop(path))
+
+    def prune(self, keep: Iterable[str]) -> None:
+        wanted = set(keep)
+        for path in [p for p in self._lines if p not in wanted]:
+            self._drop(path)
+
+    def handover(self) -> list[list[Any]]:
+        """Re-exec: every line kept, oldest first, as JSON values."""
+        lines = sorted((line for queue in self._lines.values() for line in queue), key=lambda line: line.seq)
+        return [[line.time, line.path, line.stream, line.text] for line in lines]
+
+    def restore(self, lines: list[list[Any]]) -> None:
+        """Re-exec: put back the lines of the previous image, before the new ones."""
+        kept = self._lines
+        self._lines = OrderedDict()
+        self._bytes = 0
+        accepts, self.accepts = self.accepts, None
+        try:
+            for time_, path, stream, text in lines:
+                self.add(path, stream, text, at=time_)
+            for queue in kept.values():
+                for line in queue:
+                    self.add(line.path, line.stream, line.text, at=line.time)
+        finally:
+            self.accepts = accepts
+
+    def lines(self, path: str, limit: int) -> list[Line]:
+        """The last ``limit`` lines of ``path`` and of the process children under it."""
+        if path in ("", "/"):
+            selected = list(self._lines.values())
+        else:
+            selected = [lines for p, lines in self._lines.items() if p == path or p.startswith(path + "/")]
+        merged = sorted((line for lines in selected for line in lines), key=lambda line: line.seq)
+        return merged[-limit:] if limit > 0 else []
+
+
+class Tee:
+    """A text stream that writes through to ``stream`` and records prefixed lines.
+
+    Everything but ``write``/``writelines`` is the wrapped stream's own
+    (``fileno``, ``buffer``, ``isatty``...), so the application sees no difference.
+    """
+
+    _MAX_PARTIAL = 65536
+
+    def __init__(self, stream: TextIO, name: str, log: OutputLog) -> None:
+        self.wrapped = stream
+        self._name = name
+        self._log = log
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        written = self.wrapped.write(text)
+        try:
+            self._record(text)
+        except Exception:  # never let bookkeeping break the application's output
+            self._partial = ""
+        return written
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def _record(self, text: str) -> None:
+        if "\n" not in text:
+            if len(self._partial) < self._MAX_PARTIAL:
+                self._partial += text
+            return
+        *complete, rest = (self._partial + text).split("\n")
+        self._partial = rest[: self._MAX_PARTIAL]
+        for line in complete:
+            label, separator, body = line.partition(" | ")
+            if separator and label:
+                self._log.add(label, self._name, body)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
