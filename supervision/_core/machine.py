@@ -73,6 +73,7 @@ from .messages import (
     Forget,
     Init,
     Input,
+    OperatorRestart,
     Outcome,
     Ready,
     Reply,
@@ -254,6 +255,8 @@ class SupervisorCore:
             self._restart_child(message)
         elif isinstance(message, DeleteChild):
             self._delete_child(message)
+        elif isinstance(message, OperatorRestart):
+            self._operator_restart(message)
         elif isinstance(message, Update):
             self._update(message)
         else:
@@ -644,6 +647,25 @@ class SupervisorCore:
             self._run(self._restart_child_job(command.id), command)
 
     def _restart_child_job(self, id: str) -> Job:
+        return (yield from self._start(id))
+
+    def _operator_restart(self, command: OperatorRestart) -> None:
+        child = self._find(command, command.id)
+        if child is None:
+            return
+        if child.spec.restart is Restart.TEMPORARY:
+            message = "a temporary child cannot be restarted: it is removed when it stops"
+            self._reply(command, NotFound(f"{format_path(child.path)}: {message}"))
+        else:
+            self._run(self._operator_restart_job(command.id), command)
+
+    def _operator_restart_job(self, id: str) -> Job:
+        child = self.children[id]
+        if child.status is Status.RUNNING:
+            yield from self._stop(id)
+        else:  # waiting for a retry (or terminated): this start replaces the retry
+            self._cancel_retry(child, hand_off=True)
+            child.status = Status.TERMINATED
         return (yield from self._start(id))
 
     def _delete_child(self, command: DeleteChild) -> None:

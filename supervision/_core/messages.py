@@ -109,6 +109,16 @@ class DeleteChild(Command):
 
 
 @dataclass(eq=False, slots=True)
+class OperatorRestart(Command):
+    """An operator's restart (``supervision restart PATH``): stop the child if it
+    runs (or cancel its pending retry), then start it again, in one job; not
+    counted against the intensity. A temporary child is refused with ``NotFound``,
+    as OTP's ``restart_child`` refuses one: its spec is gone once it stops."""
+
+    id: str
+
+
+@dataclass(eq=False, slots=True)
 class Update(Command):
     """Run the ``spec`` from now on, changing only what ``plan`` says (a reload).
 

@@ -46,6 +46,7 @@ from .._core.messages import (
 )
 from .._core.paths import Path, format_path
 from .._core.spec import ChildSpec, Kind, Supervisor
+from .._core.status import ChildInfo, Status
 from .clock import TimerHandle
 from .incarnation import Completion, Held, Incarnation, Runtime, WorkerIncarnation
 from .process import ProcessIncarnation
@@ -392,6 +393,14 @@ class SupervisorRunner:
             return None
         incarnation = self.incarnations.get(id)
         return child, incarnation if incarnation is not None and incarnation.token == child.token else None
+
+    def info(self, child: Child, incarnation: Incarnation | None) -> ChildInfo:
+        """What ``which_children()`` says of one child."""
+        running = child.status is Status.RUNNING
+        pid = incarnation.pid if incarnation is not None and running else None
+        return ChildInfo(
+            child.spec.id, child.spec.kind, child.status, self.runtime.store.starts.get(child.path, 0), pid
+        )
 
     def child_runner(self, id: str) -> SupervisorRunner | None:
         incarnation = self.incarnations.get(id)

@@ -59,15 +59,7 @@ class Handle:
     def which_children(self) -> list[ChildInfo]:
         """The children in start order, with kind, status, starts and pid."""
         runner = self._runner()
-        store = runner.runtime.store
-        result = []
-        for id in runner.core.order:
-            child = runner.core.children[id]
-            incarnation = runner.incarnations.get(id)
-            pid = incarnation.pid if incarnation is not None and child.status is Status.RUNNING else None
-            starts = store.starts.get((*runner.path, id), 0)
-            result.append(ChildInfo(id, child.spec.kind, child.status, starts, pid))
-        return result
+        return [runner.info(child, incarnation) for child, incarnation in runner.children()]
 
     def count_children(self) -> ChildCounts:
         """``ChildCounts(specs, active, supervisors, workers)``, as OTP counts them."""

@@ -15,9 +15,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from .._core.errors import NotFound, RequestError, SupervisionError
+from .._core.messages import OperatorRestart, RestartChild, TerminateChild
 from .._core.paths import Path, format_path
 from .._core.status import ChildInfo, Status
-from .._runtime.tree import Handle, Tree
+from .._runtime.runner import SupervisorRunner
+from .._runtime.tree import Tree
 from .protocol import VERSION
 from .recorder import OutputLog, Recorder
 
@@ -82,8 +84,7 @@ class Commands:
         children: list[dict[str, Any]] = []
         if tree is not None and not tree.stopped:
             if path:
-                parent, info = self._find(tree, path)
-                children = [self._node(parent.path, info)]
+                children = [self._node(path[:-1], self._info(self._supervisor_of(path), path))]
             else:
                 children = [self._node((), info) for info in tree.which_children()]
         elif path:
@@ -98,16 +99,12 @@ class Commands:
         }
 
     async def restart(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Stop the child if it runs (or cancel its pending retry), then start it."""
-        tree = self._tree()
+        """Stop the child if it runs (or cancel its pending retry), then start it:
+        one command of the core, which refuses a temporary child."""
         path = _path(request)
-        parent, info = self._find(tree, path)
-        if self._is_temporary(parent, path[-1]):
-            raise RequestError("Temporary", f"{format_path(path)}: a temporary child is removed when stopped")
-        if info.status is not Status.TERMINATED:
-            await parent.terminate_child(path[-1])
-        await parent.restart_child(path[-1])
-        return self._brief(tree, path)
+        runner = self._supervisor_of(path)
+        await runner.call(OperatorRestart(path[-1]))
+        return self._brief(runner, path)
 
     async def stop(self, request: dict[str, Any]) -> dict[str, Any]:
         """Without a path: stop the whole tree (the reply comes first, the
@@ -116,21 +113,18 @@ class Commands:
         if not path:
             self.host.request_stop()
             return {"stopping": True}
-        tree = self._tree()
-        parent, _ = self._find(tree, path)
-        await parent.terminate_child(path[-1])
-        try:
-            return self._brief(tree, path)
-        except NotFound:  # a temporary child is removed when terminated
+        runner = self._supervisor_of(path)
+        await runner.call(TerminateChild(path[-1]))
+        if runner.child(path[-1]) is None:  # a temporary child is removed when terminated
             return {"path": format_path(path), "status": "removed", "pid": None}
+        return self._brief(runner, path)
 
     async def start(self, request: dict[str, Any]) -> dict[str, Any]:
         """Start a terminated child again."""
-        tree = self._tree()
         path = _path(request)
-        parent, _ = self._find(tree, path)
-        await parent.restart_child(path[-1])
-        return self._brief(tree, path)
+        runner = self._supervisor_of(path)
+        await runner.call(RestartChild(path[-1]))
+        return self._brief(runner, path)
 
     async def reload(self, request: dict[str, Any]) -> dict[str, Any]:
         return await self.host.reload()
@@ -145,7 +139,7 @@ class Commands:
             raise RequestError("BadRequest", f"'lines' must be an integer in 0..{_MAX_LOG_LINES}")
         tree = self.host.tree
         if path and tree is not None and not tree.stopped:
-            self._find(tree, path)  # NotFound for a path the tree does not have
+            self._supervisor_of(path)  # NotFound for a path the tree does not have
         lines = self.host.output.lines(format_path(path), limit)
         return {"path": format_path(path), "lines": [line.to_json() for line in lines]}
 
@@ -157,22 +151,22 @@ class Commands:
             raise RequestError("NotRunning", f"the tree is {self.host.state}")
         return tree
 
-    def _find(self, tree: Tree, path: Path) -> tuple[Handle, ChildInfo]:
-        """The handle of the supervisor of ``path``, and the child's info."""
-        parent = tree.at(path[:-1])
-        for info in parent.which_children():
-            if info.id == path[-1]:
-                return parent, info
-        raise NotFound(f"{format_path(path)}: no such child")
+    def _supervisor_of(self, path: Path) -> SupervisorRunner:
+        """The runner of the supervisor of the child at ``path``, resolved once for
+        the request; ``NotFound`` if it has no such child."""
+        runner = self._tree().runner_at(path[:-1])
+        if runner.child(path[-1]) is None:
+            raise NotFound(f"{format_path(path)}: no such child")
+        return runner
 
-    def _is_temporary(self, parent: Handle, id: str) -> bool:
-        for spec in parent.spec.children:
-            if spec.id == id:
-                return str(spec.restart) == "temporary"
-        return False
+    def _info(self, runner: SupervisorRunner, path: Path) -> ChildInfo:
+        found = runner.child(path[-1])
+        if found is None:
+            raise NotFound(f"{format_path(path)}: no such child")
+        return runner.info(*found)
 
-    def _brief(self, tree: Tree, path: Path) -> dict[str, Any]:
-        _, info = self._find(tree, path)
+    def _brief(self, runner: SupervisorRunner, path: Path) -> dict[str, Any]:
+        info = self._info(runner, path)
         return {"path": format_path(path), "status": str(info.status), "pid": info.pid}
 
     def _node(self, parent: Path, info: ChildInfo) -> dict[str, Any]:
