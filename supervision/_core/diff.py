@@ -32,7 +32,7 @@ from .errors import ReloadError
 from .fingerprint import Fingerprints
 from .paths import Path, format_path
 from .snapshot import Migration, check_immutable
-from .spec import ChildSpec, Supervisor
+from .spec import ChildSpec, Supervisor, descendants
 
 # The fields of a child spec a reload compares, ``id`` and ``start`` apart. Those
 # that hold validated plain values (enums, bools, numbers) compare exactly with
@@ -246,13 +246,9 @@ def _starting(plan: Plan) -> Iterator[tuple[Path, ChildSpec]]:
     for a supervisor started whole, every child below it as well."""
     specs = {spec.id: spec for spec in plan.new.children} if plan.added or plan.changed else {}
     for id in (*plan.added, *plan.changed):
-        yield from _subtree(plan.child_path(id), specs[id])
+        path, spec = plan.child_path(id), specs[id]
+        yield path, spec
+        if isinstance(spec.start, Supervisor):
+            yield from descendants(spec.start, path)
     for nested in plan.nested.values():
         yield from _starting(nested)
-
-
-def _subtree(path: Path, spec: ChildSpec) -> Iterator[tuple[Path, ChildSpec]]:
-    yield path, spec
-    if isinstance(spec.start, Supervisor):
-        for child in spec.start.children:
-            yield from _subtree((*path, child.id), child)

@@ -625,25 +625,36 @@ class SupervisorCore:
             self._run(self._terminate_job(command.id), command)
 
     def _terminate_job(self, id: str) -> Job:
+        yield from self._halt(id)
+        if self.children[id].spec.restart is Restart.TEMPORARY:
+            self._remove(id)
+        return None
+
+    def _halt(self, id: str) -> Generator[Stop, Any, None]:
+        """An operator's stop: stop the child if it runs, else cancel its pending
+        retry (whoever waited on that retry keeps its place)."""
         child = self.children[id]
         if child.status is Status.RUNNING:
             yield from self._stop(id)
         else:
             self._cancel_retry(child, hand_off=True)
             child.status = Status.TERMINATED
-        if child.spec.restart is Restart.TEMPORARY:
-            self._remove(id)
+
+    def _terminated(self, command: Command, id: str) -> Child | None:
+        """The child, if it is terminated; else reply with the error that says why not."""
+        child = self._find(command, id)
+        if child is None:
+            return None
+        if child.status is Status.RESTARTING:
+            self._reply(command, ChildRestarting(f"{format_path(child.path)}: restarting"))
+        elif child.status is not Status.TERMINATED:
+            self._reply(command, ChildRunning(f"{format_path(child.path)}: running"))
+        else:
+            return child
         return None
 
     def _restart_child(self, command: RestartChild) -> None:
-        child = self._find(command, command.id)
-        if child is None:
-            return
-        if child.status is Status.RESTARTING:
-            self._reply(command, ChildRestarting(f"{format_path(self._child_path(command.id))}: restarting"))
-        elif child.status is not Status.TERMINATED:
-            self._reply(command, ChildRunning(f"{format_path(self._child_path(command.id))}: running"))
-        else:
+        if self._terminated(command, command.id) is not None:
             self._run(self._restart_child_job(command.id), command)
 
     def _restart_child_job(self, id: str) -> Job:
@@ -660,23 +671,11 @@ class SupervisorCore:
             self._run(self._operator_restart_job(command.id), command)
 
     def _operator_restart_job(self, id: str) -> Job:
-        child = self.children[id]
-        if child.status is Status.RUNNING:
-            yield from self._stop(id)
-        else:  # waiting for a retry (or terminated): this start replaces the retry
-            self._cancel_retry(child, hand_off=True)
-            child.status = Status.TERMINATED
+        yield from self._halt(id)
         return (yield from self._start(id))
 
     def _delete_child(self, command: DeleteChild) -> None:
-        child = self._find(command, command.id)
-        if child is None:
-            return
-        if child.status is Status.RESTARTING:
-            self._reply(command, ChildRestarting(f"{format_path(self._child_path(command.id))}: restarting"))
-        elif child.status is not Status.TERMINATED:
-            self._reply(command, ChildRunning(f"{format_path(self._child_path(command.id))}: running"))
-        else:
+        if self._terminated(command, command.id) is not None:
             self._remove(command.id)
             self._reply(command, None)
 

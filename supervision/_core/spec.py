@@ -11,7 +11,7 @@ import enum
 import inspect
 import math
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal, TypeAlias
 
@@ -457,6 +457,16 @@ class Supervisor:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
         ids = [c.id for c in self.children]
         return f"{type(self).__name__}(children={ids!r}, {settings})"
+
+
+def descendants(spec: Supervisor, prefix: Path = ()) -> Iterator[tuple[Path, ChildSpec]]:
+    """Every child spec declared in a tree, depth first in start order (a nested
+    supervisor's children right after it), with its path."""
+    for child in spec.children:
+        path = (*prefix, child.id)
+        yield path, child
+        if isinstance(child.start, Supervisor):
+            yield from descendants(child.start, path)
 
 
 @dataclass(frozen=True, slots=True)

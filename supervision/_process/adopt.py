@@ -36,7 +36,7 @@ from .._core.paths import Path, format_path
 from .._core.spec import BRUTAL_KILL, INFINITY, ChildSpec, Process, ShutdownSpec
 from .notify import NotifySocket
 from .output import PrefixedOutput
-from .proc import read_stat, signal_group, start_time
+from .proc import read_stat, set_done, signal_group, start_time
 from .reaper import ExitCallback, Reaper
 
 logger = logging.getLogger("supervision")
@@ -214,7 +214,7 @@ class Adoption:
         try:
             if not self.reaped or self._exit is not None:
                 exited: asyncio.Future[None] = self.loop.create_future()
-                self.claim(lambda code, status: _set_done(exited))
+                self.claim(lambda code, status: set_done(exited))
                 timeout: float | None = 0.0
                 if record.shutdown != "brutal_kill":
                     self._signal(record.stop_signal)
@@ -234,8 +234,3 @@ class Adoption:
     def _signal(self, signum: int) -> None:
         if not self.reaped:  # once reaped, the pid (and group id) may be reused
             signal_group(self.pid, signum)
-
-
-def _set_done(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

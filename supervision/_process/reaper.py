@@ -37,7 +37,7 @@ import signal
 import weakref
 from collections.abc import Callable
 
-from .proc import _environ_has, children_of, read_stat, start_time
+from .proc import _environ_has, children_of, read_stat, set_done, start_time
 from .spawn import Spawner, set_child_subreaper
 
 logger = logging.getLogger("supervision")
@@ -279,7 +279,7 @@ class Reaper:
             waiters = []
             for fd in fds:
                 future: asyncio.Future[None] = self.loop.create_future()
-                self.loop.add_reader(fd, _set_done, future)
+                self.loop.add_reader(fd, set_done, future)
                 waiters.append(future)
             if waiters:
                 _, pending = await asyncio.wait(waiters, timeout=timeout)
@@ -310,8 +310,3 @@ def _with_descendants(roots: list[int]) -> list[int]:
         found.append(pid)
         roots.extend(children_of(pid))
     return found
-
-
-def _set_done(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

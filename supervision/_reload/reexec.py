@@ -79,10 +79,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from .._core.errors import ReloadError
 from .._core.paths import Path, format_path
 from .._core.snapshot import PathStore
-from .._core.spec import ChildSpec, Kind, Supervisor
+from .._core.spec import ChildSpec, Kind, Supervisor, descendants
 from .._process.adopt import Adoption, ProcessRecord, launch
 from .._process.output import drain_sinks
-from .._process.proc import children_of, read_stat
+from .._process.proc import kill_other_sessions, set_done
 from .._process.reaper import reaper
 from .._process.spawn import set_child_subreaper
 
@@ -301,7 +301,7 @@ async def check(source: Source) -> None:
             popen.wait()
             raise ReloadError(f"re-exec refused: cannot watch the check: {exc.strerror or exc}") from exc
         exited: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(pidfd, _set_done, exited)
+        loop.add_reader(pidfd, set_done, exited)
         try:
             done, _ = await asyncio.wait({exited}, timeout=CHECK_TIMEOUT)
         finally:  # cancelled too: never leave it running, or unreaped
@@ -324,11 +324,6 @@ async def check(source: Source) -> None:
             logger.error("re-exec: the check of the code on disk failed:\n%s", text.rstrip())
         why = lines[-1] if lines else "the check exited without a word"
         raise ReloadError(f"re-exec refused: the code on disk cannot take over: {why}")
-
-
-def _set_done(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 # -- the store ------------------------------------------------------------------------
@@ -433,7 +428,7 @@ class Handover:
         except Exception as exc:
             logger.critical("re-exec: cannot read the handover (%r): killing the children left by the old image", exc)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _BLOCKED)
-            _kill_children()
+            kill_other_sessions(reap=True)
             return None
 
     async def prepare(
@@ -447,7 +442,7 @@ class Handover:
         reap = reaper()  # its SIGCHLD handler, before the signals are unblocked
         adoptions = [Adoption(record, loop, reap) for record in self.records]
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.Signals(n) for n in self.state["blocked"]])
-        declared = dict(_declared(spec))
+        declared = dict(descendants(spec))
         self.gone = {tuple(path) for path in self.state["gone"]}
         for raw in (*self.state["terminated"], *self.state["gone"]):
             path = tuple(raw)
@@ -512,14 +507,6 @@ class Handover:
         )
 
 
-def _declared(spec: Supervisor, prefix: Path = ()) -> Iterator[tuple[Path, ChildSpec]]:
-    for child in spec.children:
-        path = (*prefix, child.id)
-        yield path, child
-        if isinstance(child.start, Supervisor):
-            yield from _declared(child.start, path)
-
-
 def _restore_store(
     store: PathStore, state: dict[str, Any], declared: dict[Path, ChildSpec], resumed: set[Path]
 ) -> None:
@@ -541,16 +528,3 @@ async def _all(operations: Iterator[Any]) -> None:
     tasks = [asyncio.ensure_future(operation) for operation in operations]
     if tasks:
         await asyncio.gather(*tasks)
-
-
-def _kill_children() -> None:
-    """SIGKILL and reap each of our children in another session (with its process
-    group): the OS children of an old image whose handover cannot be read."""
-    own = os.getsid(0)
-    for pid in children_of(os.getpid(), all_threads=True):
-        found = read_stat(pid)
-        if found is not None and found[3] != own:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(found[2], signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)

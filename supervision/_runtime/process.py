@@ -27,7 +27,7 @@ from .._core.spec import BRUTAL_KILL, INFINITY, Process
 from .._process.adopt import Adoption, ProcessRecord, encode_shutdown, launch
 from .._process.notify import NotifySocket
 from .._process.output import PrefixedOutput
-from .._process.proc import signal_group, signal_name, start_time
+from .._process.proc import set_done, signal_group, signal_name, start_time
 from .._process.reaper import Reaper, reaper, spawner
 from .incarnation import Completion, Incarnation
 
@@ -220,7 +220,7 @@ class ProcessIncarnation(Incarnation):
             waiter = loop.create_task(_connect(check), name=f"ready {format_path(self.path)}")
         else:
             waiter = loop.create_future()
-            timer = loop.call_later(check.seconds, _set_done, waiter)
+            timer = loop.call_later(check.seconds, set_done, waiter)
         timeout = self.spec.ready_timeout
         try:
             pending: set[asyncio.Future[Any]] = {waiter, self.exited}
@@ -358,8 +358,3 @@ async def _connect(check: _ready.Port) -> None:
                 return
         await asyncio.sleep(interval)
         interval = min(interval * 2, 0.2)
-
-
-def _set_done(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

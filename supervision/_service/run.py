@@ -25,7 +25,6 @@ gives up (or the control socket is taken), 130 after a forced stop (second SIGIN
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -37,7 +36,7 @@ from .._core.errors import ReloadError, RequestError, StartError, SupervisionErr
 from .._core.paths import format_path, parse_path
 from .._core.spec import Supervisor
 from .._process.output import DRAIN_AT_EXIT, drain_sinks, non_blocking
-from .._process.proc import children_of, read_stat
+from .._process.proc import kill_other_sessions
 from .._process.reaper import claim_orphans, existing_reaper
 from .._reload.reexec import Handover, attach
 from .._reload.reexec import pending as pending_handover
@@ -385,7 +384,7 @@ class Service:
             return
         self._interrupts += 1
         self.forced = True
-        killed = kill_process_groups()
+        killed = kill_other_sessions()
         if self._interrupts == 1:
             logger.warning("SIGINT again: killed %d process group(s); SIGINT once more exits at once", killed)
             return
@@ -427,26 +426,6 @@ class Service:
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.error("%s failed", task.get_name(), exc_info=task.exception())
-
-
-def kill_process_groups() -> int:
-    """SIGKILL the process group of each of our children that runs in a session
-    of its own (every process child does); what other code in this process
-    started (same session) is left alone. Returns how many groups were signalled.
-
-    Safe from pid reuse: a child's pid cannot be recycled before we reap it, and
-    reaping happens on this thread, in the event loop, not during this call.
-    """
-    own_session = os.getsid(0)
-    groups: set[int] = set()
-    for pid in children_of(os.getpid(), all_threads=True):
-        found = read_stat(pid)
-        if found is not None and found[3] != own_session:
-            groups.add(found[2])
-    for group in groups:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGKILL)
-    return len(groups)
 
 
 def rejection(error: ReloadError) -> str:
