@@ -27,7 +27,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._core.errors import NotRunning, RequestError
+from ._core.errors import NotRunning, PathError, RequestError
 from ._process.proc import signal_name
 from ._service.client import Client, client_path
 
@@ -48,10 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NotRunning as exc:
         _error(str(exc))
         return EXIT_NOT_RUNNING
-    except RequestError as exc:
-        if exc.type == "ReloadError":
+    except (RequestError, PathError) as exc:  # refused: by the server, or the tree's own (NotFound...)
+        if isinstance(exc, RequestError) and exc.type == "ReloadError":
             _error(f"reload rejected: {exc}")
-        elif exc.type == "ReexecRejected":
+        elif isinstance(exc, RequestError) and exc.type == "ReexecRejected":
             _error(f"reexec rejected: {exc}")
         else:
             _error(str(exc))

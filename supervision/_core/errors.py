@@ -1,32 +1,44 @@
-"""Errors raised by supervision.
+"""Every error supervision raises, in one module, and their wire form.
 
 Every error is a subclass of :class:`SupervisionError`; some also subclass the
-builtin they refine, so ``except LookupError`` keeps working::
+builtin they refine, so ``except LookupError`` keeps working. An error about a
+child or a supervisor carries its ``.path``::
 
     SupervisionError
-    ├── SpecError (ValueError)          bad spec, raised at construction
+    ├── SpecError (ValueError)          bad spec, raised at construction (.path, .field)
+    ├── ServicesError (ValueError)      bad TOML services file (.filename, .line, .key)
     ├── StartError                      a child failed to start (.path, __cause__)
-    ├── NotFound (LookupError)          no child with that id or path
-    ├── AlreadyPresent                  id exists, not running
-    ├── AlreadyStarted                  id exists, running
-    ├── ChildRunning                    delete/restart of a running child
-    ├── ChildRestarting                 delete/restart of a child waiting for a retry
+    ├── PathError                       about the child or supervisor at .path
+    │   ├── NotFound (LookupError)      no child with that id or path
+    │   ├── AlreadyPresent              id exists, not running
+    │   ├── AlreadyStarted              id exists, running
+    │   ├── ChildRunning                delete/restart of a running child
+    │   ├── ChildRestarting             delete/restart of a child waiting for a retry
+    │   └── SupervisorNotRunning        the supervisor addressed has stopped
     ├── TooManyRestarts                 restart intensity exceeded (.path, __cause__)
-    ├── ShutdownTimeout                 a worker ignored cancellation past its shutdown
-    ├── SupervisorNotRunning            the supervisor addressed has stopped
+    ├── ShutdownTimeout                 a worker ignored cancellation past its shutdown (.path)
     ├── ProcessExited                   an OS process exited non-zero or by a signal
-    │                                   (in supervision._process; ChildExited.error)
-    └── ReloadError                     reload rejected, tree unchanged (.path, __cause__)
+    │                                   (.path; ChildExited.error)
+    ├── ProcessLost                     re-exec could not adopt a process child (.path)
+    ├── ReloadError                     reload rejected, tree unchanged (.path, __cause__)
+    ├── RequestError                    a control request refused (.type, .path)
+    ├── AlreadyRunning                  another live tree serves this control socket
+    ├── NotRunning                      no tree serves this control socket
+    ├── ConnectionLost (ConnectionError) the tree closed the connection before replying
+    └── SeveralTrees (ValueError)       several trees run and the client named none
 
 :class:`Shutdown` is not an error: a worker raises it to exit with reason
 ``"shutdown"`` (a transient child raising it is not restarted).
+
+Over the control socket an error travels as ``{"type", "message", "path"}``:
+:func:`to_wire` and :func:`from_wire` are the one mapping, both ways.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
-from .paths import Path, format_path
+from .paths import Path, format_path, parse_path
 
 
 class SupervisionError(Exception):
@@ -59,27 +71,44 @@ class StartError(SupervisionError):
         super().__init__(f"{format_path(path)}: {message}")
 
 
-class NotFound(SupervisionError, LookupError):
+class PathError(SupervisionError):
+    """An error about the child or supervisor at ``.path`` (None where no path applies).
+
+    ``NotFound.at(("db", "pool"), "no such child")`` is ``db/pool: no such child``,
+    with ``.path == ("db", "pool")``.
+    """
+
+    def __init__(self, message: str, *, path: Path | None = None) -> None:
+        self.path = path
+        super().__init__(message)
+
+    @classmethod
+    def at(cls, path: Path, what: str) -> Self:
+        """The error about ``path``: its message is ``"a/b: " + what``."""
+        return cls(f"{format_path(path)}: {what}", path=path)
+
+
+class NotFound(PathError, LookupError):
     """No child with that id or path."""
 
 
-class AlreadyPresent(SupervisionError):
+class AlreadyPresent(PathError):
     """A child with that id exists but is not running."""
 
 
-class AlreadyStarted(SupervisionError):
+class AlreadyStarted(PathError):
     """A child with that id exists and is running."""
 
 
-class ChildRunning(SupervisionError):
+class ChildRunning(PathError):
     """The operation needs a terminated child, and this one is running."""
 
 
-class ChildRestarting(SupervisionError):
+class ChildRestarting(PathError):
     """The child is waiting for a restart retry or a backoff delay."""
 
 
-class SupervisorNotRunning(SupervisionError):
+class SupervisorNotRunning(PathError):
     """The supervisor addressed has stopped (or not started yet)."""
 
 
@@ -179,10 +208,13 @@ class ServicesError(SupervisionError, ValueError):
 
 
 class RequestError(SupervisionError):
-    """A request the server cannot carry out; ``.type`` is the error type of the reply."""
+    """A request the server cannot carry out; ``.type`` is the error type of the reply
+    (``BadRequest``, ``NotRunning``, ``ReloadError``...), ``.path`` the child's path if
+    the error was about one."""
 
-    def __init__(self, type: str, message: str) -> None:
+    def __init__(self, type: str, message: str, *, path: Path | None = None) -> None:
         self.type = type
+        self.path = path
         super().__init__(message)
 
 
@@ -201,3 +233,40 @@ class ConnectionLost(SupervisionError, ConnectionError):
 
 class SeveralTrees(SupervisionError, ValueError):
     """A client gave no ``--name`` and several trees are running: bad usage."""
+
+
+# -- the wire form ------------------------------------------------------------------
+
+REFUSALS: dict[str, type[PathError]] = {
+    cls.__name__: cls
+    for cls in (NotFound, AlreadyPresent, AlreadyStarted, ChildRunning, ChildRestarting, SupervisorNotRunning)
+}
+"""The tree's refusals, which a client raises as the same class (with ``.path``)."""
+
+
+def to_wire(error: SupervisionError) -> dict[str, Any]:
+    """The ``"error"`` object of a control reply: ``type`` (the class name, or a
+    ``RequestError``'s own ``.type``), ``message``, and ``path`` (``"a/b"``) when the
+    error is about a child or a supervisor."""
+    kind = error.type if isinstance(error, RequestError) else type(error).__name__
+    wire: dict[str, Any] = {"type": kind, "message": str(error)}
+    path = getattr(error, "path", None)
+    if isinstance(path, tuple):
+        wire["path"] = format_path(path)
+    return wire
+
+
+def from_wire(error: Any) -> SupervisionError:
+    """The error a control reply carries, as a client raises it: one of
+    :data:`REFUSALS` as that class, anything else as a ``RequestError`` of that type;
+    ``.path`` from the reply's ``path``."""
+    if not isinstance(error, dict):
+        error = {}
+    kind = str(error.get("type", "Error"))
+    message = str(error.get("message", ""))
+    raw = error.get("path")
+    path = parse_path(raw) if isinstance(raw, str) else None
+    refusal = REFUSALS.get(kind)
+    if refusal is not None:
+        return refusal(message, path=path)
+    return RequestError(kind, message, path=path)

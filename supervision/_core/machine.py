@@ -92,7 +92,7 @@ from .messages import (
     UpdateDone,
     UpdateSupervisor,
 )
-from .paths import Path, format_path
+from .paths import Path
 from .spec import AutoShutdown, ChildSpec, Restart, Supervisor
 from .status import Phase, Status
 
@@ -236,7 +236,7 @@ class SupervisorCore:
     def _dispatch(self, message: Input) -> None:
         if self.phase is Phase.STOPPED:
             if isinstance(message, Command):
-                error = SupervisorNotRunning(f"{format_path(self.path)}: supervisor is not running")
+                error = SupervisorNotRunning.at(self.path, "supervisor is not running")
                 self._out.append(Reply(message, error=error))
             return
         if isinstance(message, Exited):
@@ -597,10 +597,10 @@ class SupervisorCore:
         spec = command.spec
         existing = self.children.get(spec.id)
         if self.phase is not Phase.RUNNING:
-            self._reply(command, SupervisorNotRunning(f"{format_path(self.path)}: supervisor is not running"))
+            self._reply(command, SupervisorNotRunning.at(self.path, "supervisor is not running"))
         elif existing is not None:
             cls = AlreadyStarted if existing.status is Status.RUNNING else AlreadyPresent
-            self._reply(command, cls(f"{format_path(self._child_path(spec.id))}: already {existing.status}"))
+            self._reply(command, cls.at(self._child_path(spec.id), f"already {existing.status}"))
         elif spec.significant and self.spec.auto_shutdown is AutoShutdown.NEVER:
             self._reply(command, SpecError((spec.id,), "significant", "a significant child needs auto_shutdown"))
         else:
@@ -616,7 +616,7 @@ class SupervisorCore:
     def _find(self, command: Command, id: str) -> Child | None:
         child = self.children.get(id)
         if child is None:
-            self._reply(command, NotFound(f"{format_path(self._child_path(id))}: no such child"))
+            self._reply(command, NotFound.at(self._child_path(id), "no such child"))
         return child
 
     def _terminate_child(self, command: TerminateChild) -> None:
@@ -646,9 +646,9 @@ class SupervisorCore:
         if child is None:
             return None
         if child.status is Status.RESTARTING:
-            self._reply(command, ChildRestarting(f"{format_path(child.path)}: restarting"))
+            self._reply(command, ChildRestarting.at(child.path, "restarting"))
         elif child.status is not Status.TERMINATED:
-            self._reply(command, ChildRunning(f"{format_path(child.path)}: running"))
+            self._reply(command, ChildRunning.at(child.path, "running"))
         else:
             return child
         return None
@@ -666,7 +666,7 @@ class SupervisorCore:
             return
         if child.spec.restart is Restart.TEMPORARY:
             message = "a temporary child cannot be restarted: it is removed when it stops"
-            self._reply(command, NotFound(f"{format_path(child.path)}: {message}"))
+            self._reply(command, NotFound.at(child.path, f"{message}"))
         else:
             self._run(self._operator_restart_job(command.id), command)
 
@@ -683,7 +683,7 @@ class SupervisorCore:
 
     def _update(self, command: Update) -> None:
         if self.phase is not Phase.RUNNING:
-            self._reply(command, SupervisorNotRunning(f"{format_path(self.path)}: supervisor is not running"))
+            self._reply(command, SupervisorNotRunning.at(self.path, "supervisor is not running"))
             return
         plan = command.plan
         if plan is None or plan.old is not self.spec or plan.new is not command.spec or plan.path != self.path:

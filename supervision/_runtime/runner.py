@@ -165,7 +165,7 @@ class SupervisorRunner:
     async def call(self, command: Command) -> Any:
         """Send a command to the core and wait for its reply."""
         if self.finished is not None:
-            raise SupervisorNotRunning(f"{format_path(self.path)}: supervisor is not running")
+            raise SupervisorNotRunning.at(self.path, "supervisor is not running")
         return await self.request(command)
 
     def request(self, command: Command) -> asyncio.Future[Any]:
@@ -173,7 +173,7 @@ class SupervisorRunner:
         if the core could answer at once)."""
         future: asyncio.Future[Any] = self.runtime.loop.create_future()
         if self.finished is not None:
-            future.set_exception(SupervisorNotRunning(f"{format_path(self.path)}: supervisor is not running"))
+            future.set_exception(SupervisorNotRunning.at(self.path, "supervisor is not running"))
             return future
         self._replies[command] = future
         self.feed(command)
@@ -369,7 +369,7 @@ class SupervisorRunner:
             self.done.set_result(effect)
         for future in self._replies.values():
             if not future.done():
-                future.set_exception(SupervisorNotRunning(f"{format_path(self.path)}: supervisor stopped"))
+                future.set_exception(SupervisorNotRunning.at(self.path, "supervisor stopped"))
         self._replies.clear()
         if self.on_exit is not None:
             self.on_exit(effect)

@@ -97,7 +97,7 @@ class Handle:
         parent = Handle(self._tree, full[:-1])._runner()
         child = parent.core.children.get(full[-1])
         if child is None:
-            raise NotFound(f"{format_path(full)}: no such child")
+            raise NotFound.at(full, "no such child")
         return parent.runtime.store.snapshot(full, child.spec.initial_state)
 
     def events(self, *, maxsize: int = 10_000) -> EventStream:
@@ -148,17 +148,17 @@ class Tree(Handle):
         """
         runner = self._root
         if runner.finished is not None:
-            raise SupervisorNotRunning("the tree has stopped")
+            raise SupervisorNotRunning("the tree has stopped", path=())
         for depth, id in enumerate(path):
             next_runner = runner.child_runner(id)
             if next_runner is None:
-                where = format_path(path[: depth + 1])
+                where = path[: depth + 1]
                 child = runner.core.children.get(id)
                 if child is None:
-                    raise NotFound(f"{where}: no such supervisor")
+                    raise NotFound.at(where, "no such supervisor")
                 if child.spec.kind is not Kind.SUPERVISOR:
-                    raise NotFound(f"{where}: a {child.spec.kind}, not a supervisor")
-                raise SupervisorNotRunning(f"{where}: supervisor is not running")
+                    raise NotFound.at(where, f"a {child.spec.kind}, not a supervisor")
+                raise SupervisorNotRunning.at(where, "supervisor is not running")
             runner = next_runner
         return runner
 
@@ -215,7 +215,7 @@ class Tree(Handle):
             if not isinstance(spec, Supervisor):
                 raise SpecError((), "spec", f"a reload needs a Supervisor, got {spec!r}")
             if root.finished is not None:
-                raise SupervisorNotRunning("the tree has stopped")
+                raise SupervisorNotRunning("the tree has stopped", path=())
             plan = diff(root.spec, spec)
             migrations, reset = plan_migrations(plan, store.snapshots, store.versions)
         except Exception as exc:

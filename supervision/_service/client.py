@@ -11,7 +11,7 @@ import os
 import socket
 from typing import Any
 
-from .._core.errors import ConnectionLost, NotRunning, RequestError, SeveralTrees
+from .._core.errors import ConnectionLost, NotRunning, SeveralTrees, from_wire
 from .protocol import VERSION, check_name, default_path, encode, runtime_dir
 
 
@@ -58,7 +58,9 @@ class Client:
         self._ids = 0
 
     def call(self, cmd: str, **fields: Any) -> Any:
-        """Send one request and return its result; an error reply raises ``RequestError``."""
+        """Send one request and return its result. An error reply raises what it
+        says (``errors.from_wire``): the tree's refusals as themselves (``NotFound``,
+        ``ChildRunning``... with ``.path``), anything else as a ``RequestError``."""
         self._ids += 1
         # Refused at once (PermissionDenied, Busy), the send may fail: the reply is still there to read.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -67,8 +69,7 @@ class Client:
         if reply is None:
             raise ConnectionLost(f"the tree on {self.path} closed the connection")
         if not reply.get("ok"):
-            error = reply.get("error") or {}
-            raise RequestError(str(error.get("type", "Error")), str(error.get("message", "")))
+            raise from_wire(reply.get("error"))
         return reply.get("result")
 
     def send(self, message: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from .._core.paths import Path, format_path
 from .._core.status import ChildInfo, Status
 from .._runtime.runner import SupervisorRunner
 from .._runtime.tree import Tree
-from .protocol import VERSION
+from .protocol import VERSION, ServiceState
 from .recorder import OutputLog, Recorder
 
 _MAX_PATH = 4096
@@ -32,7 +32,7 @@ class Host(Protocol):
 
     name: str
     target: str
-    state: str
+    state: ServiceState
     tree: Tree | None
     recorder: Recorder | None
     output: OutputLog
@@ -88,7 +88,7 @@ class Commands:
             else:
                 children = [self._node((), info) for info in tree.which_children()]
         elif path:
-            raise NotFound(f"{format_path(path)}: the tree is {host.state}")
+            raise NotFound.at(path, f"the tree is {host.state}")
         return {
             "name": host.name,
             "pid": os.getpid(),
@@ -156,13 +156,13 @@ class Commands:
         the request; ``NotFound`` if it has no such child."""
         runner = self._tree().runner_at(path[:-1])
         if runner.child(path[-1]) is None:
-            raise NotFound(f"{format_path(path)}: no such child")
+            raise NotFound.at(path, "no such child")
         return runner
 
     def _info(self, runner: SupervisorRunner, path: Path) -> ChildInfo:
         found = runner.child(path[-1])
         if found is None:
-            raise NotFound(f"{format_path(path)}: no such child")
+            raise NotFound.at(path, "no such child")
         return runner.info(*found)
 
     def _brief(self, runner: SupervisorRunner, path: Path) -> dict[str, Any]:

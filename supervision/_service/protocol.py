@@ -13,10 +13,22 @@ loads this and the core's errors, nothing of the runtime.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import tempfile
 from typing import Any
+
+
+class ServiceState(enum.StrEnum):
+    """Where a run (``sv.run``) is in its life, as ``ping`` and ``status`` report it."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    RELOADING = "reloading"
+    REEXECUTING = "reexecuting"
+    STOPPING = "stopping"
+
 
 VERSION = 1
 """The protocol version; a request with another ``"v"`` gets ``UnsupportedVersion``."""

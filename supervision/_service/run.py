@@ -44,7 +44,7 @@ from .._reload.services import is_services_file
 from .._reload.target import Source, Target, is_file_target, split_target
 from .._runtime.tree import Tree, start
 from .commands import Commands
-from .protocol import check_name, default_path
+from .protocol import ServiceState, check_name, default_path
 from .recorder import OutputLog, Recorder, Tee, process_paths
 from .server import ControlServer, current_request
 from .systemd import Notifier, Watchdog, watchdog_interval
@@ -129,7 +129,7 @@ class Service:
         self.target_value = target
         self.name = name
         self.target = Source(target).describe()
-        self.state = "starting"
+        self.state = ServiceState.STARTING
         self.tree: Tree | None = None
         self.recorder: Recorder | None = None
         self.output = OutputLog()
@@ -155,9 +155,9 @@ class Service:
 
     def request_stop(self) -> None:
         """Begin an orderly stop (once). Before the tree is up, it stops as soon as it is."""
-        if self.state == "stopping":
+        if self.state is ServiceState.STOPPING:
             return
-        self.state = "stopping"
+        self.state = ServiceState.STOPPING
         self.notifier.stopping("stopping")
         if self.tree is None:
             self._stop_pending = True
@@ -168,16 +168,16 @@ class Service:
         """Reload the tree (SIGHUP, ``supervision reload``) and return what changed.
         A rejected reload raises ``RequestError("ReloadError", why)``."""
         tree = self.tree
-        if tree is None or self.state != "running":
+        if tree is None or self.state is not ServiceState.RUNNING:
             raise RequestError("NotRunning", f"cannot reload: the tree is {self.state}")
         reload = getattr(tree, "reload", None)
         if reload is None:
             raise RequestError("NotSupported", "this version of supervision cannot reload")
         assert self._reload_lock is not None
         async with self._reload_lock:  # one at a time: SIGHUPs may come in bursts
-            if self.state != "running":
+            if self.state is not ServiceState.RUNNING:
                 raise RequestError("NotRunning", f"cannot reload: the tree is {self.state}")
-            self.state = "reloading"
+            self.state = ServiceState.RELOADING
             self.notifier.reloading()
             status = "reload rejected"
             try:
@@ -190,8 +190,8 @@ class Service:
                 status = f"reload rejected: {reason}"
                 raise RequestError("ReloadError", reason) from exc
             finally:
-                if self.state == "reloading":
-                    self.state = "running"
+                if self.state is ServiceState.RELOADING:
+                    self.state = ServiceState.RUNNING
                     self.notifier.ready(status)
 
     async def reexec(self) -> dict[str, Any]:
@@ -199,13 +199,13 @@ class Service:
         returns: the new image answers the request, on the same connection. A
         refused re-exec raises ``RequestError("ReexecRejected", why)``."""
         tree = self.tree
-        if tree is None or self.state != "running":
+        if tree is None or self.state is not ServiceState.RUNNING:
             raise RequestError("NotRunning", f"cannot re-exec: the tree is {self.state}")
         assert self._reload_lock is not None
         async with self._reload_lock:  # never during a reload
-            if self.state != "running":
+            if self.state is not ServiceState.RUNNING:
                 raise RequestError("NotRunning", f"cannot re-exec: the tree is {self.state}")
-            self.state = "reexecuting"
+            self.state = ServiceState.REEXECUTING
             self.notifier.reloading()
             self._reply_to = current_request()
             status = "re-exec rejected"
@@ -218,8 +218,8 @@ class Service:
                 raise RequestError("ReexecRejected", reason) from exc
             finally:
                 self._reply_to = None
-                if self.state == "reexecuting":
-                    self.state = "running"
+                if self.state is ServiceState.REEXECUTING:
+                    self.state = ServiceState.RUNNING
                     self.notifier.ready(status)
 
     # -- re-exec: the _reexec.Host protocol -----------------------------------------
@@ -234,7 +234,7 @@ class Service:
         return state, fds
 
     def cancel_reason(self) -> str | None:
-        return None if self.state == "reexecuting" else f"the tree is {self.state}"
+        return None if self.state is ServiceState.REEXECUTING else f"the tree is {self.state}"
 
     def _resume(self, handover: Handover) -> None:
         """The new image of a re-exec: take back what the old one handed over,
@@ -334,7 +334,7 @@ class Service:
         if self._stop_pending:
             self._spawn(tree.stop(), _STOP)
         else:
-            self.state = "running"
+            self.state = ServiceState.RUNNING
             counts = tree.count_children()
             self.notifier.ready(f"running: {counts.active} of {counts.specs} children")
         try:
@@ -348,7 +348,7 @@ class Service:
             self.notifier.stopping(f"crashed: {exc!r}")
             return 1
         finally:
-            self.state = "stopping"
+            self.state = ServiceState.STOPPING
             await tree.stop()
             await _kill_orphans()
         return FORCED_EXIT if self.forced else 0
@@ -368,13 +368,13 @@ class Service:
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
         if signum == signal.SIGHUP:
-            if self.state != "running":
+            if self.state is not ServiceState.RUNNING:
                 logger.warning("SIGHUP: not reloading, the tree is %s", self.state)
                 return
             logger.info("SIGHUP: reloading the tree")
             self._spawn(self._reload_quietly(), "supervision reload")
             return
-        if self.state != "stopping":
+        if self.state is not ServiceState.STOPPING:
             hint = " (SIGINT again to kill the OS processes at once)" if signum == signal.SIGINT else ""
             logger.info("%s: stopping the tree%s", name, hint)
             self.request_stop()

@@ -40,7 +40,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._core.errors import AlreadyRunning, RequestError, SupervisionError
+from .._core.errors import AlreadyRunning, RequestError, SupervisionError, to_wire
 from .protocol import MAX_REQUEST, VERSION, Request, encode, runtime_dir
 
 logger = logging.getLogger("supervision")
@@ -363,10 +363,8 @@ class ControlServer:
                 peer.id = id
             result = await self.handler(request)
             return encode({"v": VERSION, "id": id, "ok": True, "result": result})
-        except RequestError as exc:
-            return _error_line(id, exc.type, str(exc))
         except SupervisionError as exc:
-            return _error_line(id, type(exc).__name__, str(exc))
+            return encode({"v": VERSION, "id": id, "ok": False, "error": to_wire(exc)})
         except Exception as exc:
             logger.exception("control socket: internal error")
             return _error_line(id, "Internal", f"{type(exc).__name__}: {exc}")
@@ -391,7 +389,7 @@ def _parse(line: bytes) -> Request:
 
 
 def _error_line(id: Any, type: str, message: str) -> bytes:
-    return encode({"v": VERSION, "id": id, "ok": False, "error": {"type": type, "message": message}})
+    return encode({"v": VERSION, "id": id, "ok": False, "error": to_wire(RequestError(type, message))})
 
 
 def _too_large() -> bytes:

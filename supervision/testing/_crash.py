@@ -29,5 +29,5 @@ def crash(tree: Handle, path: str | Path, exc: BaseException | None = None) -> N
     parent = tree._tree.runner_at((*tree.path, *full[:-1]))
     found = parent.child(full[-1])
     if found is None or found[1] is None or found[0].status is not Status.RUNNING:
-        raise NotFound(f"{format_path((*tree.path, *full))}: no running child")
+        raise NotFound.at((*tree.path, *full), "no running child")
     found[1].crash(exc if exc is not None else InjectedCrash(f"crash injected into {format_path(full)}"))

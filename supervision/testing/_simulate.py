@@ -255,7 +255,7 @@ class Simulator:
         self._reply = None
         if reply is None or reply.command is not command:
             if node.exit is not None:  # it stopped before answering (as the runtime reports it)
-                return SupervisorNotRunning(f"{format_path(node.core.path)}: supervisor stopped")
+                return SupervisorNotRunning.at(node.core.path, "supervisor stopped")
             raise AssertionError(f"no reply to {command!r}")
         return reply.error
 
@@ -279,14 +279,14 @@ class Simulator:
     def _resolve(self, path: Path) -> _Node:
         node = self.root
         if node is None or node.exit is not None:
-            raise SupervisorNotRunning("the tree is not running")
+            raise SupervisorNotRunning("the tree is not running", path=())
         for depth, id in enumerate(path):
             nested = node.nested.get(id)
             if nested is None or nested.exit is not None:
-                where = format_path(path[: depth + 1])
+                where = path[: depth + 1]
                 if id in node.core.children:
-                    raise SupervisorNotRunning(f"{where}: supervisor is not running")
-                raise NotFound(f"{where}: no such supervisor")
+                    raise SupervisorNotRunning.at(where, "supervisor is not running")
+                raise NotFound.at(where, "no such supervisor")
             node = nested
         return node
 

@@ -572,13 +572,13 @@ class Model:
         """The running supervisor at ``path``, as a handle finds it."""
         sup = self.root
         if sup is None or not sup.alive:
-            raise SupervisorNotRunning("the tree is not running")
+            raise SupervisorNotRunning("the tree is not running", path=())
         for depth, id in enumerate(path):
             kid = sup.find(id)
             if kid is None:
-                raise NotFound(f"{format_path(path[: depth + 1])}: no such supervisor")
+                raise NotFound.at(path[: depth + 1], "no such supervisor")
             if kid.sup is None:
-                raise SupervisorNotRunning(f"{format_path(path[: depth + 1])}: supervisor is not running")
+                raise SupervisorNotRunning.at(path[: depth + 1], "supervisor is not running")
             sup = kid.sup
         return sup
 
@@ -586,7 +586,7 @@ class Model:
         sup = self.resolve(path[:-1])
         kid = sup.find(path[-1])
         if kid is None:
-            raise NotFound(f"{format_path(path)}: no such child")
+            raise NotFound.at(path, "no such child")
         return sup, kid
 
     def terminate_child(self, path: Path) -> None:
@@ -608,9 +608,9 @@ class Model:
         raises ChildRestarting". A failed start leaves it terminated (no retry)."""
         sup, kid = self.find(path)
         if kid.status is RESTARTING:
-            raise ChildRestarting(f"{format_path(path)}: restarting")
+            raise ChildRestarting.at(path, "restarting")
         if kid.status is not TERMINATED:
-            raise ChildRunning(f"{format_path(path)}: running")
+            raise ChildRunning.at(path, "running")
         error = self.start_kid(sup, kid)
         if error is not None:
             raise error
@@ -619,9 +619,9 @@ class Model:
         """Remove a terminated child's spec; "a snapshot ... is dropped with delete_child"."""
         sup, kid = self.find(path)
         if kid.status is RESTARTING:
-            raise ChildRestarting(f"{format_path(path)}: restarting")
+            raise ChildRestarting.at(path, "restarting")
         if kid.status is not TERMINATED:
-            raise ChildRunning(f"{format_path(path)}: running")
+            raise ChildRunning.at(path, "running")
         self.remove(sup, kid)
 
     def start_child(self, parent: Path, spec: ChildSpec) -> None:
@@ -630,8 +630,8 @@ class Model:
         existing = sup.find(spec.id)
         if existing is not None:
             if existing.status is RUNNING:
-                raise AlreadyStarted(f"{format_path((*parent, spec.id))}: already running")
-            raise AlreadyPresent(f"{format_path((*parent, spec.id))}: already {existing.status}")
+                raise AlreadyStarted.at((*parent, spec.id), "already running")
+            raise AlreadyPresent.at((*parent, spec.id), f"already {existing.status}")
         if spec.significant and sup.spec.auto_shutdown is AutoShutdown.NEVER:
             raise SpecError((spec.id,), "significant", "a significant child needs auto_shutdown")
         kid = Kid(spec, dynamic=True)

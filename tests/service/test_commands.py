@@ -10,6 +10,7 @@ import pytest
 
 import supervision as sv
 from supervision._service.commands import Commands
+from supervision._service.protocol import ServiceState
 from supervision._service.recorder import OutputLog
 from tests.helpers import forever
 
@@ -20,7 +21,7 @@ class Host:
     def __init__(self, tree: sv.Tree) -> None:
         self.name = "test"
         self.target = "test"
-        self.state = "running"
+        self.state = ServiceState.RUNNING
         self.tree: sv.Tree | None = tree
         self.recorder = None
         self.output = OutputLog()
