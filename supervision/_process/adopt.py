@@ -35,7 +35,7 @@ from .. import ready as _ready
 from .._core.paths import Path, format_path
 from .._core.spec import BRUTAL_KILL, INFINITY, ChildSpec, Process, ShutdownSpec
 from .notify import NotifySocket
-from .output import PrefixedOutput
+from .output import OutputSink, PrefixedOutput, write_prefixed
 from .proc import read_stat, set_done, signal_group, start_time
 from .reaper import ExitCallback, Reaper
 
@@ -158,7 +158,9 @@ def _nothing() -> None:
 class Adoption:
     """A handed-over process child, watched by the reaper until a tree claims it."""
 
-    def __init__(self, record: ProcessRecord, loop: asyncio.AbstractEventLoop, reaper: Reaper) -> None:
+    def __init__(
+        self, record: ProcessRecord, loop: asyncio.AbstractEventLoop, reaper: Reaper, sink: OutputSink = write_prefixed
+    ) -> None:
         self.record = record
         self.loop = loop
         self.reaper = reaper
@@ -173,7 +175,7 @@ class Adoption:
         self.output: PrefixedOutput | None = None
         self.notify: NotifySocket | None = None
         if record.output is not None:
-            self.output = PrefixedOutput.adopt(loop, label, record.output, record.partial)
+            self.output = PrefixedOutput.adopt(loop, record.path, record.output, record.partial, sink)
         if record.notify is not None:
             self.notify = NotifySocket(loop, label, _nothing, adopt=record.notify)
             self.notify.leader = record.pid

@@ -1,12 +1,16 @@
-"""A process child's stdout and stderr, read line by line through the event loop.
+"""A process child's stdout and stderr, read line by line through the event loop, as
+structured records.
 
 With ``output="prefix"`` each stream is a pipe whose read end is registered with
-``loop.add_reader``: the supervisor never blocks on a child, reads only when
-there is data, and writes each complete line as ``path | line`` to its own
-stdout (or stderr, for the child's stderr). A partial line waits for its end,
-for EOF, or for 64 KiB to pile up. When the child exits, the pipes are drained
-before its exit is reported, so the last lines of a crashed child come out
-first.
+``loop.add_reader``: the supervisor never blocks on a child, reads only when there is
+data, and hands each batch of complete lines to an output sink as an :class:`Output`
+record (the child's path, the stream, the lines). The default sink,
+:func:`write_prefixed`, writes them as ``path | line`` to the supervisor's own stdout
+(or stderr, for the child's stderr); ``sv.run`` also keeps them in its log of recent
+lines (what ``supervision logs`` reads), from the records themselves, never by
+parsing text back. A partial line waits for its end, for EOF, or for 64 KiB to pile
+up. When the child exits, the pipes are drained before its exit is reported, so the
+last lines of a crashed child come out first.
 
 Lines go out through a :class:`Sink` per stream (stdout, stderr), never with a
 blocking write on the event loop: see there.
@@ -22,8 +26,11 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
-from typing import Any, TextIO, cast
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, TextIO, cast
+
+from .._core.paths import Path, format_path
 
 _CHUNK = 65536
 _MAX_LINE = 65536
@@ -203,6 +210,42 @@ def non_blocking(stream: TextIO | None) -> TextIO | None:
     return cast(TextIO, SinkStream(found, stream))
 
 
+@dataclass(frozen=True, slots=True)
+class Output:
+    """Complete lines a process child wrote on one of its streams (a line longer
+    than 64 KiB comes in pieces of that size)."""
+
+    path: Path
+    stream: Literal["stdout", "stderr"]
+    lines: tuple[str, ...]
+
+
+OutputSink = Callable[[Output], None]
+"""Where a child's output records go."""
+
+
+def write_prefixed(record: Output) -> None:
+    """The default sink: each line as ``path | line`` on our stdout (stderr for the
+    child's stderr), never blocking the event loop under ``sv.run``. Output is
+    dropped, never raised, if our own stream is gone."""
+    target: TextIO | None = sys.stderr if record.stream == "stderr" else sys.stdout
+    if target is None:  # pythonw, or closed by the application
+        return
+    prefix = format_path(record.path)
+    text = "".join(f"{prefix} | {line}\n" for line in record.lines)
+    if isinstance(target, SinkStream):  # sv.run's stdout/stderr: never blocks the loop
+        target.sink.write(text.encode("utf-8", "replace"))
+        return
+    # Under sv.start the application owns its stdout: write through its own stream,
+    # so that its print() calls and our lines never cut into each other (a second
+    # writer on the same fd, such as a sink's thread, would split a print mid-line).
+    try:
+        target.write(text)
+        target.flush()
+    except (OSError, ValueError):  # our own stdout is gone: drop, never crash the tree
+        pass
+
+
 class _Stream:
     __slots__ = ("fd", "partial", "to_stderr")
 
@@ -213,11 +256,12 @@ class _Stream:
 
 
 class PrefixedOutput:
-    """Pipes for a child's stdout and stderr, forwarded with a prefix."""
+    """Pipes for a child's stdout and stderr, read into :class:`Output` records."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, prefix: str) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, path: Path, sink: OutputSink = write_prefixed) -> None:
         self.loop = loop
-        self.prefix = prefix
+        self.path = path
+        self.sink = sink
         out_read, self.child_stdout = os.pipe2(os.O_CLOEXEC)
         err_read, self.child_stderr = os.pipe2(os.O_CLOEXEC)
         self._streams = [_Stream(out_read, False), _Stream(err_read, True)]
@@ -226,14 +270,20 @@ class PrefixedOutput:
 
     @classmethod
     def adopt(
-        cls, loop: asyncio.AbstractEventLoop, prefix: str, fds: tuple[int, int], partial: tuple[bytes, bytes]
+        cls,
+        loop: asyncio.AbstractEventLoop,
+        path: Path,
+        fds: tuple[int, int],
+        partial: tuple[bytes, bytes],
+        sink: OutputSink = write_prefixed,
     ) -> PrefixedOutput:
         """Re-exec: take over the read ends (``-1``: closed already) the previous
         image of this process read from, and the partial lines it held. Reading
         begins at once; the fds are made close-on-exec again."""
         self = cls.__new__(cls)
         self.loop = loop
-        self.prefix = prefix
+        self.path = path
+        self.sink = sink
         self.child_stdout = self.child_stderr = -1
         self._streams = []
         for fd, rest, to_stderr in zip(fds, partial, (False, True), strict=True):
@@ -297,26 +347,12 @@ class PrefixedOutput:
             stream.partial = b""
 
     def _emit(self, stream: _Stream, lines: list[bytes]) -> None:
-        target: TextIO = sys.stderr if stream.to_stderr else sys.stdout
-        if target is None:  # pythonw, or closed by the application
-            return
-        prefix = self.prefix
-        text = "".join(
-            f"{prefix} | {line[i : i + _MAX_LINE].decode('utf-8', 'replace')}\n"
+        pieces = tuple(
+            line[i : i + _MAX_LINE].decode("utf-8", "replace")
             for line in lines
             for i in range(0, max(len(line), 1), _MAX_LINE)
         )
-        if isinstance(target, SinkStream):  # sv.run's stdout/stderr: never blocks the loop
-            target.sink.write(text.encode("utf-8", "replace"))
-            return
-        # Under sv.start the application owns its stdout: write through its own stream,
-        # so that its print() calls and our lines never cut into each other (a second
-        # writer on the same fd, such as a sink's thread, would split a print mid-line).
-        try:
-            target.write(text)
-            target.flush()
-        except (OSError, ValueError):  # our own stdout is gone: drop, never crash the tree
-            pass
+        self.sink(Output(self.path, "stderr" if stream.to_stderr else "stdout", pieces))
 
     def _close(self, stream: _Stream) -> None:
         if stream.fd >= 0:

@@ -81,7 +81,7 @@ from .._core.paths import Path, format_path
 from .._core.snapshot import PathStore
 from .._core.spec import ChildSpec, Kind, Supervisor, descendants
 from .._process.adopt import Adoption, ProcessRecord, launch
-from .._process.output import drain_sinks
+from .._process.output import OutputSink, drain_sinks
 from .._process.proc import kill_other_sessions, set_done
 from .._process.reaper import reaper
 from .._process.spawn import set_child_subreaper
@@ -432,7 +432,7 @@ class Handover:
             return None
 
     async def prepare(
-        self, loop: asyncio.AbstractEventLoop, spec: Supervisor, store: PathStore
+        self, loop: asyncio.AbstractEventLoop, spec: Supervisor, store: PathStore, sink: OutputSink
     ) -> dict[Path, Adoption | None]:
         """Before the tree starts: adopt the OS children, unblock the signals,
         restore the store, and stop what the new spec does not adopt. Returns the
@@ -440,7 +440,7 @@ class Handover:
         child terminated before the re-exec."""
         set_child_subreaper()  # kept across execve; set again all the same
         reap = reaper()  # its SIGCHLD handler, before the signals are unblocked
-        adoptions = [Adoption(record, loop, reap) for record in self.records]
+        adoptions = [Adoption(record, loop, reap, sink) for record in self.records]
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.Signals(n) for n in self.state["blocked"]])
         declared = dict(descendants(spec))
         self.gone = {tuple(path) for path in self.state["gone"]}

@@ -21,6 +21,7 @@ from .._core.messages import Outcome, StartDone, StartFailed, StopDone, UpdateDo
 from .._core.paths import Path
 from .._core.snapshot import PathStore
 from .._core.spec import BRUTAL_KILL, INFINITY, ChildSpec, ShutdownSpec
+from .._process.output import OutputSink, write_prefixed
 from .clock import Clock
 from .context import Context, _current
 from .hub import EventHub
@@ -49,6 +50,8 @@ class Runtime:
         self.observers: list[Callable[[Event], None]] = []
         """Called with each event of the tree as the core emits it, before any
         ``events()`` reader sees it: bookkeeping kept in step with the tree's state."""
+        self.output: OutputSink = write_prefixed
+        """Where the output records of process children go (``sv.run`` adds its log)."""
         self.adoptions: dict[Path, Adoption | None] = {}
         """Re-exec: the initial state of the new image's tree, by path: the OS
         process a child adopts instead of spawning one, or None for a child that

@@ -114,7 +114,7 @@ class ProcessIncarnation(Incarnation):
             stdout: int | None = None
             stderr: int | None = None
             if spec.output == "prefix":
-                self.output = PrefixedOutput(loop, label)
+                self.output = PrefixedOutput(loop, self.path, self.runner.runtime.output)
                 stdout, stderr = self.output.child_stdout, self.output.child_stderr
             elif spec.output != "inherit":
                 flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC

@@ -28,6 +28,7 @@ from .._core.paths import Path, format_path, parse_path
 from .._core.snapshot import PathStore
 from .._core.spec import ChildSpec, Kind, Supervisor
 from .._core.status import ChildCounts, ChildInfo, Status
+from .._process.output import OutputSink
 from .._reload.modules import Reloader, Swap
 from .._reload.reexec import claim as claim_handover
 from .._reload.target import Source, Target, build, describe_error
@@ -325,7 +326,11 @@ def _walk(runner: SupervisorRunner) -> Iterator[tuple[SupervisorRunner, Child, I
 
 
 async def _start_tree(
-    target: Target, clock: Clock | None, rng: random.Random | None, hub: EventHub | None = None
+    target: Target,
+    clock: Clock | None,
+    rng: random.Random | None,
+    hub: EventHub | None = None,
+    output: OutputSink | None = None,
 ) -> Tree:
     try:
         spec = build(target)
@@ -339,12 +344,14 @@ async def _start_tree(
     runtime = Runtime(clock if clock is not None else LoopClock(), rng if rng is not None else random.Random())
     if hub is not None:
         runtime.hub = hub  # streams subscribed before the start see the start-up events
+    if output is not None:
+        runtime.output = output
     runner = SupervisorRunner(runtime, spec, ())
     tree = Tree(runtime, runner, Source(target))
     runner.on_exit = _root_exited(runtime)
     handover = claim_handover()  # None unless this process was just re-executed (see handover)
     if handover is not None:
-        runtime.adoptions = await handover.prepare(runtime.loop, spec, runtime.store)
+        runtime.adoptions = await handover.prepare(runtime.loop, spec, runtime.store, runtime.output)
     runner.feed(Init())
     try:
         await asyncio.shield(runner.started)
@@ -384,8 +391,11 @@ def _root_exited(runtime: Runtime) -> Callable[[Exit], None]:
 class _Starting:
     """What ``sv.start`` returns: await it, or use it as an async context manager."""
 
-    def __init__(self, target: Target, clock: Clock | None, rng: random.Random | None) -> None:
+    def __init__(
+        self, target: Target, clock: Clock | None, rng: random.Random | None, output: OutputSink | None = None
+    ) -> None:
         self._target = target
+        self._output = output
         self._clock = clock
         self._rng = rng
         self._hub = EventHub()  # the tree's own: a stream taken at any time sees what follows
@@ -403,10 +413,10 @@ class _Starting:
         return self._hub.stream((), maxsize)
 
     def __await__(self) -> Generator[Any, None, Tree]:
-        return _start_tree(self._target, self._clock, self._rng, self._hub).__await__()
+        return _start_tree(self._target, self._clock, self._rng, self._hub, self._output).__await__()
 
     async def __aenter__(self) -> Tree:
-        self._tree = await _start_tree(self._target, self._clock, self._rng, self._hub)
+        self._tree = await _start_tree(self._target, self._clock, self._rng, self._hub, self._output)
         return self._tree
 
     async def __aexit__(
@@ -414,6 +424,12 @@ class _Starting:
     ) -> None:
         assert self._tree is not None
         await self._tree.stop()
+
+
+def start_with_output(target: Target, output: OutputSink) -> _Starting:
+    """``start(target)``, with the output records of its process children sent to
+    ``output`` (``sv.run`` keeps the recent lines for ``supervision logs``)."""
+    return _Starting(target, None, None, output)
 
 
 def start(target: Target, *, clock: Clock | None = None, rng: random.Random | None = None) -> _Starting:

@@ -2,25 +2,25 @@
 per-path start time (uptime) and last exit, recorded from the tree's events as
 the tree emits them, and the recent output lines of each process child.
 
-Output: a process child with ``output="prefix"`` has its lines written to the
-supervisor's stdout/stderr as ``path | line``. :class:`Tee` wraps ``sys.stdout``
-and ``sys.stderr`` under ``sv.run``, passes everything through unchanged, and
-keeps the lines whose prefix is the path of a process child in a bounded ring
-buffer per path (:class:`OutputLog`). Lines of children started with
-``output="inherit"`` or a file are not seen.
+Output: the tree hands each process child's lines (``output="prefix"``, the default)
+to ``sv.run`` as structured records (``_process.output.Output``: path, stream,
+lines); :class:`OutputLog` keeps a bounded ring buffer of them per path, while they
+are also written out as ``path | line``. Nothing is parsed back from text, so a
+line that a program prints as ``web | ...`` is never credited to the child ``web``.
+Lines of children started with ``output="inherit"`` or a file are not seen.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 from .._core.events import ChildExited, ChildStarted, Event
 from .._core.paths import Path, format_path
-from .._core.spec import Supervisor
+from .._process.output import Output
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,18 +118,6 @@ def _put(table: OrderedDict[Path, Any], key: Path, value: Any, limit: int) -> No
         table.popitem(last=False)
 
 
-def process_paths(spec: Supervisor, prefix: Path = ()) -> set[str]:
-    """The paths (``"a/b"``) of the process children declared in a spec tree."""
-    found: set[str] = set()
-    for child in spec.children:
-        path = (*prefix, child.id)
-        if child.kind == "process":
-            found.add(format_path(path))
-        elif isinstance(child.start, Supervisor):
-            found |= process_paths(child.start, path)
-    return found
-
-
 @dataclass(frozen=True, slots=True)
 class Line:
     seq: int
@@ -145,11 +133,10 @@ class Line:
 class OutputLog:
     """The last ``lines_per_path`` output lines of each process child.
 
-    ``accepts(label)`` says whether a prefix names a process child; until it is
-    set (while the tree starts) every prefix is kept, and :meth:`prune` drops
-    the ones that turned out not to be process children. Memory is bounded:
-    lines are cut at ``max_line`` characters, and beyond ``max_bytes`` in all
-    the oldest lines of the least recently active paths go first.
+    Fed with the children's output records (:meth:`record`), by path: a line is
+    credited to the child that wrote it, whatever its text says. Memory is bounded:
+    lines are cut at ``max_line`` characters, and beyond ``max_bytes`` in all the
+    oldest lines of the least recently active paths go first.
     """
 
     def __init__(
@@ -159,14 +146,17 @@ class OutputLog:
         self.max_paths = max_paths
         self.max_line = max_line
         self.max_bytes = max_bytes
-        self.accepts: Callable[[str], bool] | None = None
         self._lines: OrderedDict[str, deque[Line]] = OrderedDict()
         self._bytes = 0
         self._seq = 0
 
+    def record(self, output: Output) -> None:
+        """Keep the lines of one output record (an ``OutputSink``)."""
+        path = format_path(output.path)
+        for text in output.lines:
+            self.add(path, output.stream, text)
+
     def add(self, path: str, stream: str, text: str, *, at: float | None = None) -> None:
-        if self.accepts is not None and not self.accepts(path):
-            return
         if len(text) > self.max_line:
             text = text[: self.max_line] + "..."
         lines = self._lines.get(path)
@@ -190,11 +180,6 @@ class OutputLog:
     def _drop(self, path: str) -> None:
         self._bytes -= sum(len(line.text) for line in self._lines.pop(path))
 
-    def prune(self, keep: Iterable[str]) -> None:
-        wanted = set(keep)
-        for path in [p for p in self._lines if p not in wanted]:
-            self._drop(path)
-
     def handover(self) -> list[list[Any]]:
         """Re-exec: every line kept, oldest first, as JSON values."""
         lines = sorted((line for queue in self._lines.values() for line in queue), key=lambda line: line.seq)
@@ -205,15 +190,11 @@ class OutputLog:
         kept = self._lines
         self._lines = OrderedDict()
         self._bytes = 0
-        accepts, self.accepts = self.accepts, None
-        try:
-            for time_, path, stream, text in lines:
-                self.add(path, stream, text, at=time_)
-            for queue in kept.values():
-                for line in queue:
-                    self.add(line.path, line.stream, line.text, at=line.time)
-        finally:
-            self.accepts = accepts
+        for time_, path, stream, text in lines:
+            self.add(path, stream, text, at=time_)
+        for queue in kept.values():
+            for line in queue:
+                self.add(line.path, line.stream, line.text, at=line.time)
 
     def lines(self, path: str, limit: int) -> list[Line]:
         """The last ``limit`` lines of ``path`` and of the process children under it."""
@@ -223,46 +204,3 @@ class OutputLog:
             selected = [lines for p, lines in self._lines.items() if p == path or p.startswith(path + "/")]
         merged = sorted((line for lines in selected for line in lines), key=lambda line: line.seq)
         return merged[-limit:] if limit > 0 else []
-
-
-class Tee:
-    """A text stream that writes through to ``stream`` and records prefixed lines.
-
-    Everything but ``write``/``writelines`` is the wrapped stream's own
-    (``fileno``, ``buffer``, ``isatty``...), so the application sees no difference.
-    """
-
-    _MAX_PARTIAL = 65536
-
-    def __init__(self, stream: TextIO, name: str, log: OutputLog) -> None:
-        self.wrapped = stream
-        self._name = name
-        self._log = log
-        self._partial = ""
-
-    def write(self, text: str) -> int:
-        written = self.wrapped.write(text)
-        try:
-            self._record(text)
-        except Exception:  # never let bookkeeping break the application's output
-            self._partial = ""
-        return written
-
-    def writelines(self, lines: Iterable[str]) -> None:
-        for line in lines:
-            self.write(line)
-
-    def _record(self, text: str) -> None:
-        if "\n" not in text:
-            if len(self._partial) < self._MAX_PARTIAL:
-                self._partial += text
-            return
-        *complete, rest = (self._partial + text).split("\n")
-        self._partial = rest[: self._MAX_PARTIAL]
-        for line in complete:
-            label, separator, body = line.partition(" | ")
-            if separator and label:
-                self._log.add(label, self._name, body)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.wrapped, name)

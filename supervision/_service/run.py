@@ -30,22 +30,22 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TextIO, cast
+from typing import Any
 
 from .._core.errors import ReloadError, RequestError, StartError, SupervisionError, TooManyRestarts
-from .._core.paths import format_path, parse_path
+from .._core.paths import format_path
 from .._core.spec import Supervisor
-from .._process.output import DRAIN_AT_EXIT, drain_sinks, non_blocking
+from .._process.output import DRAIN_AT_EXIT, Output, drain_sinks, non_blocking, write_prefixed
 from .._process.proc import kill_other_sessions
 from .._process.reaper import claim_orphans, existing_reaper
 from .._reload.reexec import Handover, attach
 from .._reload.reexec import pending as pending_handover
 from .._reload.services import is_services_file
 from .._reload.target import Source, Target, is_file_target, split_target
-from .._runtime.tree import Tree, start
+from .._runtime.tree import Tree, start_with_output
 from .commands import Commands
 from .protocol import ServiceState, check_name, default_path
-from .recorder import OutputLog, Recorder, Tee, process_paths
+from .recorder import OutputLog, Recorder
 from .server import ControlServer, current_request
 from .systemd import Notifier, Watchdog, watchdog_interval
 
@@ -138,12 +138,17 @@ class Service:
         self._started_at = 0.0
         self._stop_pending = False
         self._interrupts = 0
-        self._known_processes: set[str] = set()
         self._reload_lock: asyncio.Lock | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: ControlServer | None = None
         self._reply_to: Any = None  # the connection of a reexec request, handed over
         self._handover: Handover | None = None
+
+    def _output(self, record: Output) -> None:
+        """The tree's output sink: each record kept for ``supervision logs``, and
+        written out as ``path | line``."""
+        self.output.record(record)
+        write_prefixed(record)
 
     # -- the Host protocol --------------------------------------------------------
 
@@ -182,7 +187,6 @@ class Service:
             status = "reload rejected"
             try:
                 result = applied_json(await reload())
-                self._refresh_process_paths()
                 status = "reloaded: " + summary(result)
                 return result
             except ReloadError as exc:
@@ -287,7 +291,7 @@ class Service:
             self._server = server
         elif control is not None:
             os.close(int(control["fd"]))
-        restore_streams = _install_tees(self.output)
+        restore_streams = _install_sinks()
         watchdog = None
         interval = watchdog_interval() if self.notifier.enabled else None
         if interval is not None:
@@ -316,7 +320,7 @@ class Service:
         loop = asyncio.get_running_loop()
         self.notifier.status("starting")
         try:
-            tree = await start(self.target_value)
+            tree = await start_with_output(self.target_value, self._output)
         except StartError as exc:
             # Where it failed is in the message; the whole traceback only with --debug.
             logger.error("%s", exc, exc_info=exc if logger.isEnabledFor(logging.DEBUG) else None)
@@ -328,9 +332,6 @@ class Service:
         self.recorder = Recorder(since=loop.time())
         self._resumed(tree)
         tree._observe(self.recorder.observe)  # in step with the tree: a status is one snapshot
-        self._refresh_process_paths()
-        self.output.accepts = self._is_process
-        self.output.prune(self._known_processes)
         if self._stop_pending:
             self._spawn(tree.stop(), _STOP)
         else:
@@ -352,16 +353,6 @@ class Service:
             await tree.stop()
             await _kill_orphans()
         return FORCED_EXIT if self.forced else 0
-
-    def _refresh_process_paths(self) -> None:
-        tree = self.tree
-        if tree is not None and not tree.stopped:
-            self._known_processes = process_paths(tree.spec)
-
-    def _is_process(self, label: str) -> bool:
-        if label in self._known_processes:
-            return True
-        return self.recorder is not None and parse_path(label) in self.recorder.processes
 
     # -- signals ------------------------------------------------------------------
 
@@ -463,25 +454,21 @@ async def _kill_orphans() -> None:
         await found.kill_and_reap(orphans)
 
 
-def _install_tees(log: OutputLog) -> Callable[[], None]:
-    """Record process children's prefixed lines from our stdout and stderr."""
+def _install_sinks() -> Callable[[], None]:
+    """Our stdout and stderr through sinks while the tree runs (when they are the real
+    ones): the event loop must never block on its own output (see ``output.Sink``)."""
     saved = (sys.stdout, sys.stderr)
-    tees: list[Tee | None] = [None, None]
-    # Through sinks (when they are the real ones): the event loop must never block
-    # on its own output (see ``_output.Sink``).
     out, err = non_blocking(sys.stdout), non_blocking(sys.stderr)
     if out is not None:
-        tees[0] = Tee(out, "stdout", log)
-        sys.stdout = cast(TextIO, tees[0])
+        sys.stdout = out
     if err is not None:
-        tees[1] = Tee(err, "stderr", log)
-        sys.stderr = cast(TextIO, tees[1])
+        sys.stderr = err
 
     def restore() -> None:
         # Only if nobody replaced them meanwhile.
-        if tees[0] is not None and sys.stdout is cast(TextIO, tees[0]):
+        if out is not None and sys.stdout is out:
             sys.stdout = saved[0]
-        if tees[1] is not None and sys.stderr is cast(TextIO, tees[1]):
+        if err is not None and sys.stderr is err:
             sys.stderr = saved[1]
 
     return restore

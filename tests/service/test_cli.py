@@ -18,7 +18,8 @@ import pytest
 
 import supervision as sv
 from supervision.__main__ import duration
-from supervision._service.recorder import OutputLog, Tee
+from supervision._process.output import Output
+from supervision._service.recorder import OutputLog
 from supervision._service.run import default_name
 from supervision._service.systemd import Notifier, watchdog_interval
 from tests.cli_helpers import DEADLINE, PY, Run, ping, request, wait_until
@@ -367,25 +368,18 @@ def test_durations() -> None:
     assert [duration(s) for s in (0.25, 59.96, 312, 7380, 273600)] == ["0.2s", "1m00s", "5m12s", "2h03m", "3d04h"]
 
 
-def test_output_log_is_bounded_and_the_tee_passes_everything_through() -> None:
-    import io
-
+def test_output_log_is_bounded_and_keeps_records_by_path() -> None:
     log = OutputLog(lines_per_path=3, max_paths=2, max_line=10, max_bytes=25)
-    stream = io.StringIO()
-    tee = Tee(stream, "stdout", log)
-    tee.write("web | one\nweb | two\nplain line\n")
-    tee.write("db/pool | par")  # a partial line waits for its end
+    log.record(Output(("web",), "stdout", ("one", "two")))
+    log.record(Output(("db", "pool"), "stdout", ("partial",)))
     assert [line.text for line in log.lines("web", 10)] == ["one", "two"]
-    assert log.lines("db", 10) == []
-    tee.write("tial\nweb | three\nweb | four\n")
+    log.record(Output(("web",), "stdout", ("three", "four")))
     assert [line.text for line in log.lines("web", 10)] == ["two", "three", "four"]  # 3 per path
     assert [(line.path, line.text) for line in log.lines("db", 10)] == [("db/pool", "partial")]
     assert [line.text for line in log.lines("/", 2)] == ["three", "four"]  # merged, in order
-    tee.write("x | " + "y" * 50 + "\n")  # a third path evicts the least recently active one
+    log.record(Output(("x",), "stderr", ("y" * 50,)))  # a third path evicts the least recently active one
     assert log.lines("db", 10) == [] and log.lines("x", 1)[0].text == "y" * 10 + "..."
+    assert log.lines("x", 1)[0].stream == "stderr"
     assert sum(len(line.text) for line in log.lines("/", 100)) <= 25  # the byte budget
-    assert stream.getvalue().endswith("four\nx | " + "y" * 50 + "\n")  # written through unchanged
-    log.accepts = lambda label: label == "web"
-    tee.write("other | nope\nweb | yes\n")
-    assert log.lines("other", 10) == [] and log.lines("web", 1)[0].text == "yes"
-    assert tee.getvalue() == stream.getvalue()  # everything else is the wrapped stream's
+    log.record(Output(("web",), "stdout", ("web | not a prefix: the text of web's own line",)))
+    assert log.lines("web", 1)[0].text.startswith("web | not")
