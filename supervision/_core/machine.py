@@ -62,6 +62,7 @@ from .events import (
     SupervisorStopped,
 )
 from .messages import (
+    Adopt,
     Applied,
     CancelTimer,
     Command,
@@ -102,13 +103,13 @@ from .status import Phase, Status
 # -- effects ------------------------------------------------------------------
 
 
-Job: TypeAlias = Generator["Start | Stop | UpdateSupervisor", Any, Any]
+Job: TypeAlias = Generator["Start | Adopt | Stop | UpdateSupervisor", Any, Any]
 
 
 class _Steps(Protocol):
     """What runs a job: a generator, or a hand-written object with the same ``send``."""
 
-    def send(self, value: Any, /) -> Start | Stop | UpdateSupervisor: ...
+    def send(self, value: Any, /) -> Start | Adopt | Stop | UpdateSupervisor: ...
 
 
 @dataclass(slots=True)
@@ -174,7 +175,7 @@ class SupervisorCore:
         self._mailbox: deque[Input] = deque()
         self._job: _Steps | None = None
         self._job_command: Command | None = None
-        self._awaiting: Start | Stop | UpdateSupervisor | None = None
+        self._awaiting: Start | Adopt | Stop | UpdateSupervisor | None = None
         self._retries: dict[int, _Retry] = {}
         self._out: list[Effect] = []
 
@@ -244,7 +245,7 @@ class SupervisorCore:
         elif isinstance(message, TimerFired):
             self._on_timer(message.token)
         elif isinstance(message, Init):
-            self._run(self._init_job(), message)
+            self._run(self._init_job(message), message)
         elif isinstance(message, StopSupervisor):
             self._run(self._shutdown_job(ExitReason.SHUTDOWN, None), message)
         elif isinstance(message, StartChild):
@@ -320,6 +321,19 @@ class SupervisorCore:
         self._emit(ChildStartFailed(path=child.path, time=self.now, error=error, reload=reload))
         return error
 
+    def _adopt(self, id: str) -> Generator[Adopt, Any, StartError | None]:
+        """Take over a child that kept running across a re-exec: running again at
+        once, without an event (it never stopped); a failure is a start failure."""
+        child = self.children[id]
+        child.token = self.next_token()
+        child.status = Status.STARTING
+        done = yield Adopt(id, child.token, child.spec, child.path)
+        if isinstance(done, StartDone):
+            child.status = Status.RUNNING
+            child.since = self.now
+            return None
+        return self._end_start(id, done)
+
     def _start_error(self, id: str, error: BaseException) -> StartError:
         if isinstance(error, StartError):
             return error  # a nested supervisor's child: keep the deepest path
@@ -360,11 +374,19 @@ class SupervisorCore:
 
     # -- jobs -----------------------------------------------------------------
 
-    def _init_job(self) -> Job:
+    def _init_job(self, init: Init) -> Job:
         self.phase = Phase.STARTING
+        for id in init.removed:
+            if id in self.children:
+                self._remove(id)
         started: list[str] = []
         for id in list(self.children):
-            error = yield from self._start(id)
+            if id in init.terminated:
+                continue  # terminated before a re-exec: it stays so
+            if id in init.adopted:
+                error = yield from self._adopt(id)
+            else:
+                error = yield from self._start(id)
             if error is not None:
                 for done in reversed(started):
                     yield from self._stop(done)
@@ -796,7 +818,7 @@ class _RestartOne:
         self.core = core
         self.id = id
 
-    def send(self, done: StartDone | StartFailed | None, /) -> Start | Stop | UpdateSupervisor:
+    def send(self, done: StartDone | StartFailed | None, /) -> Start | Adopt | Stop | UpdateSupervisor:
         core = self.core
         if done is None:
             core._cancel_retry(core.children[self.id])  # this restart is the retry it waited for

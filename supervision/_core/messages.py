@@ -80,7 +80,18 @@ class Command:
 
 @dataclass(eq=False, slots=True)
 class Init(Command):
-    """Start the children left to right (the supervisor's own start)."""
+    """Start the children left to right (the supervisor's own start).
+
+    After a re-exec, the new image's supervisors start from the state the old image
+    handed over: the children in ``adopted`` are still running (their incarnation is
+    taken over with an ``Adopt`` effect, not started), those in ``terminated`` stay
+    terminated, those in ``removed`` are gone (deleted, or temporary and exited).
+    None of these emits an event: nothing happened to them.
+    """
+
+    adopted: frozenset[str] = frozenset()
+    terminated: frozenset[str] = frozenset()
+    removed: frozenset[str] = frozenset()
 
 
 @dataclass(eq=False, slots=True)
@@ -173,6 +184,18 @@ class Start:
 
 
 @dataclass(slots=True)
+class Adopt:
+    """Take over the running incarnation of a child (re-exec: the OS process or the
+    nested supervisor the old image ran); answer like ``Start``. Not a start: no
+    start is counted and no ``ChildStarted`` is emitted."""
+
+    id: str
+    token: int
+    spec: ChildSpec
+    path: Path = ()
+
+
+@dataclass(slots=True)
 class Stop:
     """Stop the incarnation ``token`` of a child; answer with ``StopDone``."""
 
@@ -243,4 +266,6 @@ class Exit:
     start_failed: bool = False
 
 
-Effect: TypeAlias = "Start | Stop | UpdateSupervisor | Emit | SetTimer | CancelTimer | Reply | Forget | Ready | Exit"
+Effect: TypeAlias = (
+    "Start | Adopt | Stop | UpdateSupervisor | Emit | SetTimer | CancelTimer | Reply | Forget | Ready | Exit"
+)

@@ -7,10 +7,13 @@ One parser of ``/proc/PID/stat`` (:func:`stat_fields`) serves :func:`read_stat` 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 def children_of(pid: int, *, all_threads: bool = False) -> list[int]:

@@ -74,6 +74,7 @@ import tempfile
 import time
 import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from .._core.errors import ReloadError
@@ -389,6 +390,19 @@ def claim() -> Handover | None:
     return found
 
 
+@dataclass(slots=True)
+class Resume:
+    """The initial state of the new image's tree, by path: the OS processes it adopts,
+    the supervisors that run on (rebuilt, but not restarted), and the declared
+    children that stay terminated or gone. The runtime gives each supervisor its
+    part (``Init(adopted, terminated, removed)``); nothing here emits an event."""
+
+    adoptions: dict[Path, Adoption] = field(default_factory=dict)
+    supervisors: set[Path] = field(default_factory=set)
+    terminated: set[Path] = field(default_factory=set)
+    removed: set[Path] = field(default_factory=set)
+
+
 class Handover:
     """What the previous image handed over, and what the new one did with it."""
 
@@ -433,11 +447,10 @@ class Handover:
 
     async def prepare(
         self, loop: asyncio.AbstractEventLoop, spec: Supervisor, store: PathStore, sink: OutputSink
-    ) -> dict[Path, Adoption | None]:
+    ) -> Resume:
         """Before the tree starts: adopt the OS children, unblock the signals,
         restore the store, and stop what the new spec does not adopt. Returns the
-        new tree's initial state: by path, the process it adopts, or None for a
-        child terminated before the re-exec."""
+        new tree's initial state."""
         set_child_subreaper()  # kept across execve; set again all the same
         reap = reaper()  # its SIGCHLD handler, before the signals are unblocked
         adoptions = [Adoption(record, loop, reap, sink) for record in self.records]
@@ -450,7 +463,7 @@ class Handover:
                 self.held.append(path)
         held = set(self.held)
         leaving: list[tuple[Adoption, str]] = []
-        initial: dict[Path, Adoption | None] = {}
+        resume = Resume()
         for adoption in adoptions:
             path = adoption.record.path
             child = declared.get(path)
@@ -461,21 +474,22 @@ class Handover:
             elif launch(child) != adoption.record.launch:
                 leaving.append((adoption, _CHANGED))
             else:
-                initial[path] = adoption
+                resume.adoptions[path] = adoption
                 self.adopted[path] = adoption
         for path in self.held:
-            initial[path] = None
-        self.resumed = {
-            *self.adopted,
-            *held,
-            *(path for path, child in declared.items() if child.kind is Kind.SUPERVISOR),
+            (resume.removed if path in self.gone else resume.terminated).add(path)
+        resume.supervisors = {
+            path
+            for path, child in declared.items()
+            if child.kind is Kind.SUPERVISOR and not any(path[:n] in held for n in range(1, len(path) + 1))
         }
-        _restore_store(store, self.state["store"], declared, self.resumed)
+        self.resumed = {*self.adopted, *held, *resume.supervisors}
+        _restore_store(store, self.state["store"], declared)
         for adoption, why in leaving:
             logger.info("%s: re-exec: stopping pid %d (%s)", format_path(adoption.record.path), adoption.pid, why)
             (self.replaced if why == _CHANGED else self.stopped).append(adoption.record.path)
         await _all(adoption.terminate() for adoption, _ in leaving)
-        return initial
+        return resume
 
     async def release_unclaimed(self) -> None:
         """After the tree started (or failed to): stop the processes it did not adopt."""
@@ -507,11 +521,9 @@ class Handover:
         )
 
 
-def _restore_store(
-    store: PathStore, state: dict[str, Any], declared: dict[Path, ChildSpec], resumed: set[Path]
-) -> None:
-    """Snapshots, start counts and state versions of the paths still declared. A
-    resumed path's next start is not counted (it is the same incarnation)."""
+def _restore_store(store: PathStore, state: dict[str, Any], declared: dict[Path, ChildSpec]) -> None:
+    """Snapshots, start counts and state versions of the paths still declared (an
+    adopted child is not started again, so its count stays as it was)."""
     for path, value in decode_snapshots(state).items():
         if path in declared:
             store.snapshots[path] = value
@@ -521,7 +533,7 @@ def _restore_store(
     for raw, count in state["starts"]:
         path = tuple(raw)
         if path in declared:
-            store.starts[path] = int(count) - 1 if path in resumed else int(count)
+            store.starts[path] = int(count)
 
 
 async def _all(operations: Iterator[Any]) -> None:

@@ -12,7 +12,6 @@ terminated again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import threading
@@ -21,11 +20,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._core.errors import ReloadError, SupervisionError
-from .._core.messages import DeleteChild, RestartChild, StopDone, TerminateChild
+from .._core.messages import RestartChild, StopDone, TerminateChild
 from .._core.paths import Path, format_path
 from .._core.status import Phase, Status
 from .._process.adopt import ProcessRecord
-from .._reload.reexec import BLOCKED, Handover, Host, check, document, encode_store, execute, host_of
+from .._reload import reexec as mechanism
+from .._reload.reexec import BLOCKED, Handover, Host, document, encode_store, execute, host_of
 from .incarnation import WorkerIncarnation
 from .process import ProcessIncarnation
 
@@ -48,7 +48,7 @@ async def reexec(tree: Tree) -> NoReturn:
     host = host_of(tree)
     began = time.monotonic()
     encode_store(tree.store)  # every snapshot can be serialised (a dry run)
-    await check(tree.source)
+    await mechanism.check(tree.source)
     checked = time.monotonic()
     stopped = await _stop_workers(tree)
     try:
@@ -151,14 +151,7 @@ async def _resume_workers(tree: Tree, workers: list[WorkerIncarnation]) -> None:
 
 async def settle(handover: Handover, tree: Tree) -> None:
     """After the new image's tree started (or failed to): stop the processes it did
-    not adopt, terminate the held children again, and sum up."""
-    tree._runtime.adoptions.clear()
+    not adopt, and sum up."""
+    tree._runtime.resume = None
     await handover.release_unclaimed()
-    if not tree.stopped:
-        for path in handover.held:
-            with contextlib.suppress(SupervisionError):
-                runner = tree.runner_at(path[:-1])
-                await runner.call(TerminateChild(path[-1]))
-                if path in handover.gone:
-                    await runner.call(DeleteChild(path[-1]))
     handover.summarise()

@@ -17,17 +17,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._core.errors import Shutdown, ShutdownTimeout
 from .._core.events import Event, ExitReason
-from .._core.messages import Outcome, StartDone, StartFailed, StopDone, UpdateDone
+from .._core.messages import Init, Outcome, StartDone, StartFailed, StopDone, UpdateDone
 from .._core.paths import Path
 from .._core.snapshot import PathStore
-from .._core.spec import BRUTAL_KILL, INFINITY, ChildSpec, ShutdownSpec
+from .._core.spec import BRUTAL_KILL, INFINITY, ChildSpec, ShutdownSpec, Supervisor
 from .._process.output import OutputSink, write_prefixed
 from .clock import Clock
 from .context import Context, _current
 from .hub import EventHub
 
 if TYPE_CHECKING:
-    from .._process.adopt import Adoption
+    from .._reload.reexec import Resume
     from .runner import SupervisorRunner
 
 
@@ -52,11 +52,24 @@ class Runtime:
         ``events()`` reader sees it: bookkeeping kept in step with the tree's state."""
         self.output: OutputSink = write_prefixed
         """Where the output records of process children go (``sv.run`` adds its log)."""
-        self.adoptions: dict[Path, Adoption | None] = {}
-        """Re-exec: the initial state of the new image's tree, by path: the OS
-        process a child adopts instead of spawning one, or None for a child that
-        was terminated (held: started as nothing, then terminated again). Each is
-        used once, by the first start of its path. See ``handover``."""
+        self.resume: Resume | None = None
+        """Re-exec: the initial state the new image's tree starts from (the
+        processes it adopts, the children that stay terminated), until it has
+        started. See ``handover``."""
+
+    def init(self, path: Path, spec: Supervisor) -> Init:
+        """The ``Init`` of the supervisor at ``path``: a plain start, or after a
+        re-exec its part of the initial state."""
+        resume = self.resume
+        if resume is None:
+            return Init()
+        ids = [(child.id, (*path, child.id)) for child in spec.children]
+        running = resume.adoptions.keys() | resume.supervisors
+        return Init(
+            adopted=frozenset(id for id, at in ids if at in running),
+            terminated=frozenset(id for id, at in ids if at in resume.terminated),
+            removed=frozenset(id for id, at in ids if at in resume.removed),
+        )
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = self.loop.create_task(coroutine, name=name)
@@ -234,21 +247,3 @@ class WorkerIncarnation(Incarnation):
         if not self.task.done():
             self.injected = error
             self.task.cancel()
-
-
-class Held(Incarnation):
-    """A child that was terminated (or deleted) before the re-exec: "started" as
-    nothing at all, and terminated again at once (``handover.settle``)."""
-
-    kind = "held"
-    __slots__ = ()
-
-    def start(self) -> Completion:
-        return self._done()
-
-    def stop(self) -> StopDone:
-        self.stopping = True
-        return self._stopped(Outcome(ExitReason.SHUTDOWN))
-
-    def crash(self, error: BaseException) -> None:
-        pass

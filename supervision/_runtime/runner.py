@@ -21,13 +21,13 @@ from .._core.errors import StartError, SupervisorNotRunning
 from .._core.events import ExitReason
 from .._core.machine import Child, SupervisorCore
 from .._core.messages import (
+    Adopt,
     CancelTimer,
     Command,
     Emit,
     Exit,
     Exited,
     Forget,
-    Init,
     Input,
     Outcome,
     Ready,
@@ -48,7 +48,7 @@ from .._core.paths import Path, format_path
 from .._core.spec import ChildSpec, Kind, Supervisor
 from .._core.status import ChildInfo, Status
 from .clock import TimerHandle
-from .incarnation import Completion, Held, Incarnation, Runtime, WorkerIncarnation
+from .incarnation import Completion, Incarnation, Runtime, WorkerIncarnation
 from .process import ProcessIncarnation
 
 logger = logging.getLogger("supervision")
@@ -63,8 +63,9 @@ class SupervisorIncarnation(Incarnation):
     def start(self) -> Completion | Awaitable[Completion]:
         spec = self.spec.start
         assert isinstance(spec, Supervisor)
-        self.child = SupervisorRunner(self.runner.runtime, spec, self.path, self._on_exit)
-        self.child.feed(Init())
+        runtime = self.runner.runtime
+        self.child = SupervisorRunner(runtime, spec, self.path, self._on_exit)
+        self.child.feed(runtime.init(self.path, spec))
         if self.child.init_done:
             return self._init_result()
         return self._wait_started()
@@ -211,6 +212,8 @@ class SupervisorRunner:
                     runtime.hub.publish(event)
                 elif kind is Start:
                     message = self._start(effect)  # type: ignore[arg-type]
+                elif kind is Adopt:
+                    message = self._adopt(effect)  # type: ignore[arg-type]
                 elif kind is Stop:
                     message = self._stop(effect)  # type: ignore[arg-type]
                 elif kind is UpdateSupervisor:
@@ -250,18 +253,30 @@ class SupervisorRunner:
 
     def _incarnation(self, id: str, token: int, spec: ChildSpec, path: Path, starts: int) -> Incarnation:
         """A new incarnation for the child's kind: the closed set, dispatched here."""
-        adoptions = self.runtime.adoptions
-        if adoptions and path in adoptions:  # the first start of a path after a re-exec
-            adoption = adoptions.pop(path)
-            if adoption is None:
-                return Held(self, id, token, spec, path, starts)
-            return ProcessIncarnation(self, id, token, spec, path, starts, adoption=adoption)
         kind = spec.kind
         if kind is Kind.WORKER:
             return WorkerIncarnation(self, id, token, spec, path, starts)
         if kind is Kind.PROCESS:
             return ProcessIncarnation(self, id, token, spec, path, starts)
         return SupervisorIncarnation(self, id, token, spec, path, starts)
+
+    def _adopt(self, effect: Adopt) -> Completion | None:
+        """Re-exec: take over the child at ``effect.path``: the OS process the old
+        image handed over, or a nested supervisor (rebuilt from its own initial
+        state). Not a start: its start count stays as the old image left it."""
+        path = effect.path
+        runtime = self.runtime
+        starts = runtime.store.starts.get(path, 0)
+        adoption = runtime.resume.adoptions.pop(path, None) if runtime.resume is not None else None
+        incarnation: Incarnation
+        if adoption is not None:
+            incarnation = ProcessIncarnation(
+                self, effect.id, effect.token, effect.spec, path, starts, adoption=adoption
+            )
+        else:
+            incarnation = self._incarnation(effect.id, effect.token, effect.spec, path, starts)
+        self.incarnations[effect.id] = incarnation
+        return self._complete(incarnation.start(), incarnation, stopping=False)
 
     def _update(self, effect: UpdateSupervisor) -> Completion | None:
         incarnation = self.incarnations[effect.id]

@@ -17,7 +17,6 @@ from .._core.messages import (
     Applied,
     DeleteChild,
     Exit,
-    Init,
     RestartChild,
     StartChild,
     StopSupervisor,
@@ -351,8 +350,8 @@ async def _start_tree(
     runner.on_exit = _root_exited(runtime)
     handover = claim_handover()  # None unless this process was just re-executed (see handover)
     if handover is not None:
-        runtime.adoptions = await handover.prepare(runtime.loop, spec, runtime.store, runtime.output)
-    runner.feed(Init())
+        runtime.resume = await handover.prepare(runtime.loop, spec, runtime.store, runtime.output)
+    runner.feed(runtime.init((), spec))
     try:
         await asyncio.shield(runner.started)
         if handover is not None:

@@ -16,7 +16,7 @@ KIB64 = 65536
 
 async def test_a_prefixed_line_holds_at_most_64_kib_of_output(capsys: pytest.CaptureFixture[str]) -> None:
     loop = asyncio.get_running_loop()
-    output = PrefixedOutput(loop, "p")
+    output = PrefixedOutput(loop, ("p",))
     writer = os.dup(output.child_stdout)
     output.started()
     try:

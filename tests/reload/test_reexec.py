@@ -472,7 +472,8 @@ async def test_a_pid_with_another_start_time_is_lost_never_adopted(monkeypatch: 
     try:
         started = start_time(stranger.pid)
         assert started is not None
-        handover = _hand_over(monkeypatch, _record(("p",), stranger.pid, spec, start=started - 1))
+        store = {"snapshots": [], "starts": [[["p"], 1]], "versions": []}  # the old image started it once
+        handover = _hand_over(monkeypatch, _record(("p",), stranger.pid, spec, start=started - 1), store=store)
         async with sv.start(sv.Supervisor([spec])) as tree:
             await until(lambda: tree.which_children()[0].starts == 2, what="p restarted")
             info = tree.which_children()[0]
@@ -514,6 +515,46 @@ async def test_a_process_whose_spec_changed_is_stopped_before_the_tree_starts(mo
         info = tree.which_children()[0]
         assert info.status is sv.Status.RUNNING and info.pid not in pids and info.starts == 1
         assert handover.result["stopped"] == ["dyn"] and handover.result["replaced"] == ["p"]
+
+
+async def test_the_new_image_emits_no_event_for_a_child_that_did_not_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def worker(ctx: sv.Context) -> None:
+        await asyncio.Event().wait()
+
+    kept = sv.process("p", ["sleep", "1000"])
+    spec = sv.Supervisor(
+        [
+            kept,
+            sv.process("off", ["sleep", "1000"]),
+            sv.child("w", worker),
+            sv.child("sub", sv.Supervisor([sv.child("w2", worker)])),
+            sv.child("deleted", worker),
+        ]
+    )
+    sleeper = _sleeper()
+    sleeper.returncode = 0  # reaped by the tree, not by subprocess
+    store = {"snapshots": [], "starts": [[["p"], 4], [["off"], 1], [["sub"], 1], [["w"], 2]], "versions": []}
+    handover = _hand_over(
+        monkeypatch, _record(("p",), sleeper.pid, kept), store=store, terminated=[["off"]], gone=[["deleted"]]
+    )
+    starting = sv.start(spec)
+    events = starting.events()
+    async with starting as tree:
+        infos = {info.id: info for info in tree.which_children()}
+        assert infos["p"].status is sv.Status.RUNNING and infos["p"].pid == sleeper.pid and infos["p"].starts == 4
+        assert infos["off"].status is sv.Status.TERMINATED and infos["off"].starts == 1
+        assert infos["sub"].status is sv.Status.RUNNING and infos["sub"].starts == 1
+        assert infos["w"].status is sv.Status.RUNNING and infos["w"].starts == 3  # workers start again
+        assert "deleted" not in infos
+        assert handover.result["adopted"] == ["p"]
+    seen = [event async for event in events]
+    during = seen[: next(i for i, e in enumerate(seen) if isinstance(e, sv.ChildExited))]
+    # Only the workers, which really started again; p, off, sub and deleted did not change.
+    assert sorted((type(e).__name__, e.path) for e in during) == [
+        ("ChildStarted", ("sub", "w2")),
+        ("ChildStarted", ("w",)),
+    ]
+    assert not exists(sleeper.pid)  # stopped with the tree
 
 
 def test_the_subreaper_setting_survives_execve(tmp_path: Path) -> None:
