@@ -26,12 +26,9 @@ import dataclasses
 import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from .errors import ReloadError
 from .fingerprint import Fingerprints
 from .paths import Path, format_path
-from .snapshot import Migration, check_immutable
 from .spec import ChildSpec, Supervisor, descendants
 
 # The fields of a child spec a reload compares, ``id`` and ``start`` apart. Those
@@ -115,6 +112,18 @@ class Plan:
             yield (*self.path, id)
         for plan in self.nested.values():
             yield from plan._walk(field)
+
+    def starting(self) -> Iterator[tuple[Path, ChildSpec]]:
+        """The children the plan (re)starts, with their paths; for a supervisor
+        started whole, every child below it as well."""
+        specs = {spec.id: spec for spec in self.new.children} if self.added or self.changed else {}
+        for id in (*self.added, *self.changed):
+            path, spec = self.child_path(id), specs[id]
+            yield path, spec
+            if isinstance(spec.start, Supervisor):
+                yield from descendants(spec.start, path)
+        for nested in self.nested.values():
+            yield from nested.starting()
 
     def __repr__(self) -> str:
         parts = [f"{k}={v!r}" for k in ("added", "removed", "changed") if (v := getattr(self, k))]
@@ -204,51 +213,3 @@ def same_child(old: ChildSpec, new: ChildSpec, fp: Fingerprints | None = None) -
     if old.kind == "supervisor":
         return diff(old.start, new.start, (), fp).empty
     return fp.same(old.start, new.start)
-
-
-# -- snapshots across a reload ----------------------------------------------------------
-
-
-def plan_migrations(
-    plan: Plan, snapshots: Mapping[Path, Any], versions: Mapping[Path, int]
-) -> tuple[dict[Path, Migration], tuple[Path, ...]]:
-    """Convert, ahead of time, the snapshots of the children a plan (re)starts
-    whose ``state_version`` changed; which snapshots are reset for want of a
-    ``migrate``. A ``migrate`` that raises (or returns mutable data) raises
-    ``ReloadError``, so the reload is rejected before anything changed.
-
-    Nothing is written: the runtime installs a conversion when the child
-    next starts (``PathStore.adopt``), so a snapshot the old incarnation saves
-    while it stops is converted too.
-    """
-    migrations: dict[Path, Migration] = {}
-    reset: list[Path] = []
-    for path, spec in _starting(plan):
-        old_version = versions.get(path, 0)
-        if spec.kind == "supervisor" or old_version == spec.state_version or path not in snapshots:
-            continue
-        if spec.migrate is None:
-            reset.append(path)
-            continue
-        source = snapshots[path]
-        try:
-            result = spec.migrate(source, old_version)
-            check_immutable(result)
-        except Exception as exc:
-            message = f"migrate from state_version {old_version} to {spec.state_version} failed: {exc!r}"
-            raise ReloadError(message, path=path) from exc
-        migrations[path] = Migration(source, old_version, spec.state_version, result)
-    return migrations, tuple(reset)
-
-
-def _starting(plan: Plan) -> Iterator[tuple[Path, ChildSpec]]:
-    """The children a plan (re)starts, or gives a new spec, with their paths;
-    for a supervisor started whole, every child below it as well."""
-    specs = {spec.id: spec for spec in plan.new.children} if plan.added or plan.changed else {}
-    for id in (*plan.added, *plan.changed):
-        path, spec = plan.child_path(id), specs[id]
-        yield path, spec
-        if isinstance(spec.start, Supervisor):
-            yield from descendants(spec.start, path)
-    for nested in plan.nested.values():
-        yield from _starting(nested)

@@ -1,17 +1,27 @@
-"""Snapshots: the immutable state a child saves with ``ctx.save``.
+"""Snapshots: the immutable state a child saves with ``ctx.save``, and the one place
+that decides their migration.
 
 A snapshot belongs to the child's path, not to one incarnation, so it must be
 plain immutable data that can outlive the code that made it (and be serialised
-for re-exec).
+for re-exec). When a reload changes a child's ``state_version``, its snapshot is
+converted by the spec's ``migrate`` or reset: :func:`plan_migrations` decides it
+ahead, before anything changes (a ``migrate`` that raises rejects the reload), and
+:meth:`PathStore.prepare_start` applies it when the child next starts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyrsistent import PBag, PClass, PDeque, PList, PMap, PSet, PVector
+
+from .errors import ReloadError
+from .paths import Path
+
+if TYPE_CHECKING:
+    from .diff import Plan
 
 _ATOMS = (str, int, float, bool, bytes, type(None))
 
@@ -80,7 +90,7 @@ class PathStore:
         self.starts[path] = n
         return n
 
-    def adopt(self, path: tuple[str, ...], version: int, migrate: Callable[[Any, int], Any] | None) -> None:
+    def prepare_start(self, path: tuple[str, ...], version: int, migrate: Callable[[Any, int], Any] | None) -> None:
         """Before a child of ``state_version`` ``version`` starts at ``path``:
         convert the snapshot saved under another version with ``migrate`` (the
         conversion a reload computed, if the snapshot has not changed since),
@@ -89,7 +99,7 @@ class PathStore:
         """
         old_version = self.versions.get(path, 0)
         if old_version == version:
-            return
+            return  # the common case: nothing to migrate
         snapshots = self.snapshots
         if path in snapshots:
             pending = self.migrations.get(path)
@@ -121,3 +131,35 @@ class PathStore:
             for table in tables:
                 for key in [k for k in table if len(k) > depth and k[:depth] == path]:
                     del table[key]
+
+
+def plan_migrations(
+    plan: Plan, snapshots: Mapping[Path, Any], versions: Mapping[Path, int]
+) -> tuple[dict[Path, Migration], tuple[Path, ...]]:
+    """Convert, ahead of time, the snapshots of the children a plan (re)starts
+    whose ``state_version`` changed; which snapshots are reset for want of a
+    ``migrate``. A ``migrate`` that raises (or returns mutable data) raises
+    ``ReloadError``, so the reload is rejected before anything changed.
+
+    Nothing is written: the conversion is installed when the child next starts
+    (:meth:`PathStore.prepare_start`), so a snapshot the old incarnation saves
+    while it stops is converted too.
+    """
+    migrations: dict[Path, Migration] = {}
+    reset: list[Path] = []
+    for path, spec in plan.starting():
+        old_version = versions.get(path, 0)
+        if spec.kind == "supervisor" or old_version == spec.state_version or path not in snapshots:
+            continue
+        if spec.migrate is None:
+            reset.append(path)
+            continue
+        source = snapshots[path]
+        try:
+            result = spec.migrate(source, old_version)
+            check_immutable(result)
+        except Exception as exc:
+            message = f"migrate from state_version {old_version} to {spec.state_version} failed: {exc!r}"
+            raise ReloadError(message, path=path) from exc
+        migrations[path] = Migration(source, old_version, spec.state_version, result)
+    return migrations, tuple(reset)

@@ -244,11 +244,10 @@ class SupervisorRunner:
         starts = store.count_start(path)
         incarnation = self._incarnation(effect.id, effect.token, spec, path, starts)
         self.incarnations[effect.id] = incarnation
-        if store.versions.get(path, 0) != spec.state_version:  # a reload changed it
-            try:
-                store.adopt(path, spec.state_version, spec.migrate)
-            except Exception as exc:  # a migrate that raises: the start fails, the snapshot is kept
-                return incarnation._failed(exc)
+        try:
+            store.prepare_start(path, spec.state_version, spec.migrate)  # a reload may have changed it
+        except Exception as exc:  # a migrate that raises: the start fails, the snapshot is kept
+            return incarnation._failed(exc)
         return self._complete(incarnation.start(), incarnation, stopping=False)
 
     def _incarnation(self, id: str, token: int, spec: ChildSpec, path: Path, starts: int) -> Incarnation:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Generator, Iterator
 from types import TracebackType
 from typing import Any, NoReturn
 
-from .._core.diff import diff, plan_migrations
+from .._core.diff import diff
 from .._core.errors import NotFound, ReloadError, SpecError, StartError, SupervisorNotRunning, TooManyRestarts
 from .._core.events import Event, ExitReason, ReloadApplied, ReloadRejected
 from .._core.machine import Child
@@ -24,7 +24,7 @@ from .._core.messages import (
     Update,
 )
 from .._core.paths import Path, format_path, parse_path
-from .._core.snapshot import PathStore
+from .._core.snapshot import PathStore, plan_migrations
 from .._core.spec import ChildSpec, Kind, Supervisor
 from .._core.status import ChildCounts, ChildInfo, Status
 from .._process.output import OutputSink

@@ -11,7 +11,7 @@ import pytest
 from pyrsistent import pmap
 
 import supervision as sv
-from supervision._core.diff import diff, plan_migrations, same_child
+from supervision._core.diff import diff, same_child
 from supervision._core.events import ChildStartFailed, ExitReason
 from supervision._core.fingerprint import Fingerprints
 from supervision._core.machine import SupervisorCore
@@ -34,6 +34,7 @@ from supervision._core.messages import (
     UpdateDone,
     UpdateSupervisor,
 )
+from supervision._core.snapshot import plan_migrations
 
 # -- fingerprints ------------------------------------------------------------------------
 
