@@ -11,6 +11,8 @@ process, as a user or a script waits for it):
 - ``floor``:  ``python -c "import asyncio, pyrsistent"`` (what any asyncio program with
   supervision's one dependency pays);
 - ``import``: ``python -c "import supervision"``;
+- ``runtime``: ``python -c "import supervision as sv; sv.start, sv.run, sv.process"``
+  (what a program that runs a tree loads; for reference, no goal);
 - ``status``: ``supervision status`` against a running tree (three workers, one OS process,
   one nested supervisor) served by ``supervision run`` on a control socket in a
   temporary directory.
@@ -128,6 +130,7 @@ def measure(rounds: int, python: str = sys.executable) -> dict[str, Any]:
                 "bare": [python, "-c", "pass"],
                 "floor": [python, "-c", "import asyncio, pyrsistent"],
                 "import": [python, "-c", "import supervision"],
+                "runtime": [python, "-c", "import supervision as sv; sv.start, sv.run, sv.process"],
                 "status": [*status_command(python), "--control", control],
             }
             env = {
