@@ -30,7 +30,6 @@ from .incarnation import WorkerIncarnation
 from .process import ProcessIncarnation
 
 if TYPE_CHECKING:
-    from .runner import SupervisorRunner
     from .tree import Tree
 
 logger = logging.getLogger("supervision")
@@ -85,48 +84,45 @@ def collect(tree: Tree, host: Host | None) -> tuple[dict[str, Any], list[int]]:
     processes: list[ProcessRecord] = []
     terminated: list[Path] = []
     gone: list[Path] = []
-    _walk(tree.runner_at(()), processes, terminated, gone)
+    _walk(tree, processes, terminated, gone)
     return document(tree.source, tree.store, processes, terminated, gone, host)
 
 
-def _walk(runner: SupervisorRunner, processes: list[ProcessRecord], terminated: list[Path], gone: list[Path]) -> None:
-    core = runner.core
-    for id in core.order:
-        child = core.children[id]
-        path = (*runner.path, id)
+def _walk(tree: Tree, processes: list[ProcessRecord], terminated: list[Path], gone: list[Path]) -> None:
+    root = tree.runner_at(())
+    runners = [root]
+    for runner, child, incarnation in tree.walk():
         if child.status is Status.TERMINATED:
             if not child.dynamic:
-                terminated.append(path)
+                terminated.append(child.path)
             continue
-        incarnation = runner.incarnations.get(id)
         if isinstance(incarnation, ProcessIncarnation) and child.status is not Status.RESTARTING:
             record = incarnation.handover(child.dynamic)
             if record is not None:
                 processes.append(record)
-        nested = runner.child_runner(id)
+        nested = runner.child_runner(child.spec.id)
         if nested is not None:
-            _walk(nested, processes, terminated, gone)
+            runners.append(nested)
     # Declared, but gone from the running supervisor (deleted, or temporary and exited).
-    gone.extend((*runner.path, spec.id) for spec in core.spec.children if spec.id not in core.children)
+    for runner in runners:
+        gone.extend((*runner.path, spec.id) for spec in runner.spec.children if runner.child(spec.id) is None)
 
 
-def _workers(runner: SupervisorRunner) -> Iterator[WorkerIncarnation]:
-    """The running workers of a subtree, in start order (depth first)."""
-    core = runner.core
-    for id in core.order:
-        incarnation = runner.incarnations.get(id)
-        status = core.children[id].status
-        if isinstance(incarnation, WorkerIncarnation) and status is Status.RUNNING and not incarnation.task.done():
+def _workers(tree: Tree) -> Iterator[WorkerIncarnation]:
+    """The running workers of the tree, in start order (depth first)."""
+    for _, child, incarnation in tree.walk():
+        if (
+            isinstance(incarnation, WorkerIncarnation)
+            and child.status is Status.RUNNING
+            and not incarnation.task.done()
+        ):
             yield incarnation
-        nested = runner.child_runner(id)
-        if nested is not None:
-            yield from _workers(nested)
 
 
 async def _stop_workers(tree: Tree) -> list[WorkerIncarnation]:
     """Stop the running workers right to left, behind the core's back (they are
     started again by the new image, or by :func:`_resume_workers`)."""
-    workers = list(_workers(tree.runner_at(())))
+    workers = list(_workers(tree))
     for incarnation in reversed(workers):
         done = incarnation.stop()
         if not isinstance(done, StopDone):
@@ -139,8 +135,8 @@ async def _resume_workers(tree: Tree, workers: list[WorkerIncarnation]) -> None:
     operator's terminate and restart, not counted against the intensity)."""
     for incarnation in workers:
         runner = incarnation.runner
-        child = runner.core.children.get(incarnation.id)
-        if child is None or child.token != incarnation.token or runner.finished is not None:
+        found = runner.child(incarnation.id)
+        if found is None or found[1] is not incarnation or runner.finished is not None:
             continue  # restarted or stopped meanwhile
         try:
             await runner.call(TerminateChild(incarnation.id))
