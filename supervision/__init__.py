@@ -19,53 +19,54 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from . import ready
-    from ._core.errors import (
-        AlreadyPresent,
-        AlreadyStarted,
-        ChildRestarting,
-        ChildRunning,
-        NotFound,
-        ProcessExited,
-        ReloadError,
-        Shutdown,
-        ShutdownTimeout,
-        SpecError,
-        StartError,
-        SupervisionError,
-        SupervisorNotRunning,
-        TooManyRestarts,
-    )
-    from ._core.events import (
-        ChildExited,
-        ChildStarted,
-        ChildStartFailed,
-        Event,
-        ExitReason,
-        ReloadApplied,
-        ReloadRejected,
-        RestartScheduled,
-        SupervisorGaveUp,
-        SupervisorStopped,
-    )
-    from ._core.spec import (
-        BRUTAL_KILL,
-        INFINITY,
-        AutoShutdown,
-        Backoff,
-        ChildSpec,
-        Restart,
-        Strategy,
-        Supervisor,
-        child,
-    )
-    from ._core.status import ChildCounts, ChildInfo, Status
-    from ._process.spec import process
-    from ._runtime.clock import Clock, LoopClock
-    from ._runtime.context import Context, current
-    from ._runtime.hub import EventStream
-    from ._runtime.tree import Handle, Tree, start
-    from ._service.run import run
+    # 'X as X': re-exported for type checkers (the names load lazily, see __getattr__)
+    from . import ready as ready
+    from ._core.errors import AlreadyPresent as AlreadyPresent
+    from ._core.errors import AlreadyStarted as AlreadyStarted
+    from ._core.errors import ChildRestarting as ChildRestarting
+    from ._core.errors import ChildRunning as ChildRunning
+    from ._core.errors import NotFound as NotFound
+    from ._core.errors import ProcessExited as ProcessExited
+    from ._core.errors import ReloadError as ReloadError
+    from ._core.errors import Shutdown as Shutdown
+    from ._core.errors import ShutdownTimeout as ShutdownTimeout
+    from ._core.errors import SpecError as SpecError
+    from ._core.errors import StartError as StartError
+    from ._core.errors import SupervisionError as SupervisionError
+    from ._core.errors import SupervisorNotRunning as SupervisorNotRunning
+    from ._core.errors import TooManyRestarts as TooManyRestarts
+    from ._core.events import ChildExited as ChildExited
+    from ._core.events import ChildStarted as ChildStarted
+    from ._core.events import ChildStartFailed as ChildStartFailed
+    from ._core.events import Event as Event
+    from ._core.events import ExitReason as ExitReason
+    from ._core.events import ReloadApplied as ReloadApplied
+    from ._core.events import ReloadRejected as ReloadRejected
+    from ._core.events import RestartScheduled as RestartScheduled
+    from ._core.events import SupervisorGaveUp as SupervisorGaveUp
+    from ._core.events import SupervisorStopped as SupervisorStopped
+    from ._core.spec import BRUTAL_KILL as BRUTAL_KILL
+    from ._core.spec import INFINITY as INFINITY
+    from ._core.spec import AutoShutdown as AutoShutdown
+    from ._core.spec import Backoff as Backoff
+    from ._core.spec import ChildSpec as ChildSpec
+    from ._core.spec import Restart as Restart
+    from ._core.spec import Strategy as Strategy
+    from ._core.spec import Supervisor as Supervisor
+    from ._core.spec import child as child
+    from ._core.status import ChildCounts as ChildCounts
+    from ._core.status import ChildInfo as ChildInfo
+    from ._core.status import Status as Status
+    from ._process.spec import process as process
+    from ._runtime.clock import Clock as Clock
+    from ._runtime.clock import LoopClock as LoopClock
+    from ._runtime.context import Context as Context
+    from ._runtime.context import current as current
+    from ._runtime.hub import EventStream as EventStream
+    from ._runtime.tree import Handle as Handle
+    from ._runtime.tree import Tree as Tree
+    from ._runtime.tree import start as start
+    from ._service.run import run as run
 
 __all__ = [
     "BRUTAL_KILL",
