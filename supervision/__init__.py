@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     # 'X as X': re-exported for type checkers (the names load lazily, see __getattr__)
+    from . import health as health
     from . import ready as ready
     from ._core.errors import AlreadyPresent as AlreadyPresent
     from ._core.errors import AlreadyStarted as AlreadyStarted
     from ._core.errors import ChildRestarting as ChildRestarting
     from ._core.errors import ChildRunning as ChildRunning
+    from ._core.errors import HealthCheckFailed as HealthCheckFailed
     from ._core.errors import NotFound as NotFound
     from ._core.errors import ProcessExited as ProcessExited
     from ._core.errors import ReloadError as ReloadError
@@ -35,28 +37,34 @@ if TYPE_CHECKING:
     from ._core.errors import SupervisionError as SupervisionError
     from ._core.errors import SupervisorNotRunning as SupervisorNotRunning
     from ._core.errors import TooManyRestarts as TooManyRestarts
+    from ._core.errors import WatchdogTimeout as WatchdogTimeout
     from ._core.events import ChildExited as ChildExited
     from ._core.events import ChildStarted as ChildStarted
     from ._core.events import ChildStartFailed as ChildStartFailed
     from ._core.events import Event as Event
     from ._core.events import ExitReason as ExitReason
+    from ._core.events import HealthChanged as HealthChanged
     from ._core.events import ReloadApplied as ReloadApplied
     from ._core.events import ReloadRejected as ReloadRejected
     from ._core.events import RestartScheduled as RestartScheduled
     from ._core.events import SupervisorGaveUp as SupervisorGaveUp
     from ._core.events import SupervisorStopped as SupervisorStopped
+    from ._core.listen import Listen as Listen
+    from ._core.listen import listen as listen
     from ._core.spec import BRUTAL_KILL as BRUTAL_KILL
     from ._core.spec import INFINITY as INFINITY
     from ._core.spec import AutoShutdown as AutoShutdown
     from ._core.spec import Backoff as Backoff
     from ._core.spec import ChildSpec as ChildSpec
     from ._core.spec import Restart as Restart
+    from ._core.spec import RestartMode as RestartMode
     from ._core.spec import Strategy as Strategy
     from ._core.spec import Supervisor as Supervisor
     from ._core.spec import child as child
     from ._core.status import ChildCounts as ChildCounts
     from ._core.status import ChildInfo as ChildInfo
     from ._core.status import Status as Status
+    from ._process.activation import listen_fds as listen_fds
     from ._process.spec import process as process
     from ._runtime.clock import Clock as Clock
     from ._runtime.clock import LoopClock as LoopClock
@@ -89,6 +97,9 @@ __all__ = [
     "EventStream",
     "ExitReason",
     "Handle",
+    "HealthChanged",
+    "HealthCheckFailed",
+    "Listen",
     "LoopClock",
     "NotFound",
     "ProcessExited",
@@ -96,6 +107,7 @@ __all__ = [
     "ReloadError",
     "ReloadRejected",
     "Restart",
+    "RestartMode",
     "RestartScheduled",
     "Shutdown",
     "ShutdownTimeout",
@@ -110,8 +122,12 @@ __all__ = [
     "SupervisorStopped",
     "TooManyRestarts",
     "Tree",
+    "WatchdogTimeout",
     "child",
     "current",
+    "health",
+    "listen",
+    "listen_fds",
     "process",
     "ready",
     "run",
@@ -120,6 +136,14 @@ __all__ = [
 
 _WHERE: dict[str, str] = {
     "ready": ".ready",
+    "health": ".health",
+    "HealthCheckFailed": "._core.errors",
+    "WatchdogTimeout": "._core.errors",
+    "HealthChanged": "._core.events",
+    "Listen": "._core.listen",
+    "listen": "._core.listen",
+    "RestartMode": "._core.spec",
+    "listen_fds": "._process.activation",
     "AlreadyPresent": "._core.errors",
     "AlreadyStarted": "._core.errors",
     "ChildRestarting": "._core.errors",
@@ -177,8 +201,8 @@ def __getattr__(name: str) -> Any:
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'supervision' has no attribute {name!r}")
-    if name == "ready":
-        value = importlib.import_module(".ready", __name__)
+    if name in ("ready", "health"):
+        value = importlib.import_module(f".{name}", __name__)
     else:
         module = importlib.import_module(where, __name__)
         # Every public name of that module at once. Users see sv.X, not

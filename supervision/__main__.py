@@ -221,7 +221,7 @@ def format_status(status: dict[str, Any]) -> str:
     """The human view of a ``status`` result: a header, then one row per child,
     indented by depth."""
     header = f"{status['name']}: {status['state']}, pid {status['pid']}, up {duration(status['uptime'])}"
-    rows = [("PATH", "KIND", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST EXIT")]
+    rows = [("PATH", "KIND", "STATUS", "HEALTH", "PID", "UPTIME", "RESTARTS", "LAST EXIT")]
 
     def add(node: dict[str, Any], depth: int) -> None:
         rows.append(
@@ -229,6 +229,7 @@ def format_status(status: dict[str, Any]) -> str:
                 "  " * depth + node["path"],
                 node["kind"],
                 node["status"],
+                node.get("health") or "-",
                 str(node["pid"]) if node["pid"] is not None else "-",
                 duration(node["uptime"]) if node["uptime"] is not None else "-",
                 str(node["restarts"]),

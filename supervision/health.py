@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
-from ._errors import Path, SpecError
+from ._core.errors import SpecError
+from ._core.paths import Path
 
 __all__ = ["Call", "Exec", "Http", "Probe", "Tcp", "call", "exec", "http", "tcp"]
 

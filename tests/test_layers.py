@@ -51,7 +51,7 @@ BANNED_IN_CORE = frozenset(
 """What the pure core never imports (issue 13: asyncio, os, time, socket, subprocess,
 signal, threading; the rest are the same things under other names)."""
 
-CORE = ("supervision._core", "supervision.ready")
+CORE = ("supervision._core", "supervision.ready", "supervision.health")
 
 # What each layer may import inside ``supervision``: its own layer and those below.
 # A package not listed (``supervision.testing``, the public ``__init__``, the command
@@ -60,6 +60,7 @@ CORE = ("supervision._core", "supervision.ready")
 LAYERS: dict[str, tuple[str, ...]] = {
     "supervision._core": CORE,
     "supervision.ready": CORE,
+    "supervision.health": CORE,
     "supervision._process": (*CORE, "supervision._process"),
     "supervision._reload": (*CORE, "supervision._process", "supervision._reload"),
     "supervision._runtime": (*CORE, "supervision._process", "supervision._reload", "supervision._runtime"),

@@ -20,6 +20,8 @@ child or a supervisor carries its ``.path``::
     ├── ProcessExited                   an OS process exited non-zero or by a signal
     │                                   (.path; ChildExited.error)
     ├── ProcessLost                     re-exec could not adopt a process child (.path)
+    ├── WatchdogTimeout                 a child missed its watchdog (.path, .period; ChildExited.error)
+    ├── HealthCheckFailed               a child failed its health probe (.path, .reason; ChildExited.error)
     ├── ReloadError                     reload rejected, tree unchanged (.path, __cause__)
     ├── RequestError                    a control request refused (.type, .path)
     ├── AlreadyRunning                  another live tree serves this control socket
@@ -192,6 +194,41 @@ class ProcessLost(SupervisionError):
         self.path = path
         self.pid = pid
         super().__init__(f"{format_path(path)}: pid {pid} lost during re-exec: {why}")
+
+
+class WatchdogTimeout(SupervisionError):
+    """A child missed its watchdog deadline (or sent ``WATCHDOG=trigger``).
+
+    ``.path`` names it, ``.period`` is the watchdog period in seconds,
+    ``.triggered`` is True when the child asked for it (``WATCHDOG=trigger``).
+    It is the ``error`` of the ``ChildExited`` (reason ``"crash"``) that follows.
+    """
+
+    def __init__(self, path: Path, period: float, triggered: bool = False) -> None:
+        self.path = path
+        self.period = period
+        self.triggered = triggered
+        what = "watchdog triggered by the child" if triggered else f"no heartbeat within {period:g}s"
+        super().__init__(f"{format_path(path)}: {what}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.period, self.triggered))
+
+
+class HealthCheckFailed(SupervisionError):
+    """A child failed its health probe ``failures`` times in a row.
+
+    ``.path`` names it, ``.reason`` is the last failure's reason. It is the
+    ``error`` of the ``ChildExited`` (reason ``"crash"``) that follows.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{format_path(path)}: unhealthy: {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.reason))
 
 
 class ServicesError(SupervisionError, ValueError):

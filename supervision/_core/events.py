@@ -102,6 +102,16 @@ class ReloadRejected(Event):
     error: BaseException
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthChanged(Event):
+    """A child's health changed: ``healthy`` is True after the first passing
+    probe (or the first after failures), False once it failed ``failures``
+    probes in a row (then it is restarted). ``reason`` is the probe's."""
+
+    healthy: bool
+    reason: str = ""
+
+
 def describe(event: Event) -> str:
     """A one-line human description, used for logging."""
     where = "/".join(event.path) or "/"

@@ -45,11 +45,13 @@ from .errors import (
     AlreadyStarted,
     ChildRestarting,
     ChildRunning,
+    HealthCheckFailed,
     NotFound,
     SpecError,
     StartError,
     SupervisorNotRunning,
     TooManyRestarts,
+    WatchdogTimeout,
 )
 from .events import (
     ChildExited,
@@ -57,10 +59,12 @@ from .events import (
     ChildStartFailed,
     Event,
     ExitReason,
+    HealthChanged,
     RestartScheduled,
     SupervisorGaveUp,
     SupervisorStopped,
 )
+from .health import HealthRecord
 from .messages import (
     Adopt,
     Applied,
@@ -71,11 +75,13 @@ from .messages import (
     Emit,
     Exit,
     Exited,
+    Fail,
     Forget,
     Init,
     Input,
     OperatorRestart,
     Outcome,
+    Probed,
     Ready,
     Reply,
     RestartChild,
@@ -92,9 +98,10 @@ from .messages import (
     Update,
     UpdateDone,
     UpdateSupervisor,
+    WatchdogExpired,
 )
 from .paths import Path
-from .spec import AutoShutdown, ChildSpec, Restart, Supervisor
+from .spec import AutoShutdown, ChildSpec, Restart, RestartMode, Supervisor
 from .status import Phase, Status
 
 # -- inputs -------------------------------------------------------------------
@@ -125,6 +132,7 @@ class Child:
     backoff_n: int = 0  # consecutive restarts, for the backoff delay
     retry: int | None = None  # token of its pending retry timer
     restarts: deque[float] = field(default_factory=deque)  # its own window, if its spec has an intensity
+    health: HealthRecord = field(default_factory=HealthRecord)  # the running incarnation's probe results
 
 
 class Verdict(enum.Enum):
@@ -244,6 +252,10 @@ class SupervisorCore:
             self._on_exited(message)
         elif isinstance(message, TimerFired):
             self._on_timer(message.token)
+        elif isinstance(message, Probed):
+            self._on_probed(message)
+        elif isinstance(message, WatchdogExpired):
+            self._on_watchdog(message)
         elif isinstance(message, Init):
             self._run(self._init_job(message), message)
         elif isinstance(message, StopSupervisor):
@@ -302,11 +314,13 @@ class SupervisorCore:
         done = yield self._begin_start(id)
         return self._end_start(id, done, reload=reload)
 
-    def _begin_start(self, id: str) -> Start:
+    def _begin_start(self, id: str, overlaps: int = 0) -> Start:
         child = self.children[id]
         child.token = self.next_token()
         child.status = Status.STARTING
-        return Start(id, child.token, child.spec, child.path)
+        if child.spec.health is not None or child.spec.watchdog is not None:
+            child.health = HealthRecord()
+        return Start(id, child.token, child.spec, child.path, overlaps)
 
     def _end_start(self, id: str, done: StartDone | StartFailed, *, reload: bool = False) -> StartError | None:
         child = self.children[id]
@@ -327,6 +341,8 @@ class SupervisorCore:
         child = self.children[id]
         child.token = self.next_token()
         child.status = Status.STARTING
+        if child.spec.health is not None or child.spec.watchdog is not None:
+            child.health = HealthRecord()
         done = yield Adopt(id, child.token, child.spec, child.path)
         if isinstance(done, StartDone):
             child.status = Status.RUNNING
@@ -613,6 +629,36 @@ class SupervisorCore:
             return
         self._run(self._shutdown_job(ExitReason.NORMAL, None))
 
+    # -- liveness: health probes and watchdogs ------------------------------------
+
+    def _running(self, id: str, token: int) -> Child | None:
+        child = self.children.get(id)
+        if child is None or child.token != token or child.status is not Status.RUNNING:
+            return None  # stale: that incarnation was stopped or replaced
+        return child
+
+    def _on_probed(self, message: Probed) -> None:
+        """A probe result: counted by the child's ``HealthRecord``; the ``failures``-th
+        failure in a row fails the child (its exit is a crash like any other)."""
+        child = self._running(message.id, message.token)
+        probe = child.spec.health if child is not None else None
+        if child is None or probe is None:
+            return
+        changed, fail = child.health.probed(
+            message.healthy, now=self.now, ready_at=child.since, grace=probe.grace, failures=probe.failures
+        )
+        if changed is not None:
+            self._emit(HealthChanged(path=child.path, time=self.now, healthy=changed, reason=message.reason))
+        if fail:
+            self._out.append(Fail(message.id, message.token, HealthCheckFailed(child.path, message.reason)))
+
+    def _on_watchdog(self, message: WatchdogExpired) -> None:
+        child = self._running(message.id, message.token)
+        if child is None or not child.health.expired():
+            return
+        error = WatchdogTimeout(child.path, message.period, message.triggered)
+        self._out.append(Fail(message.id, message.token, error, watchdog=True))
+
     # -- commands ---------------------------------------------------------------
 
     def _start_child(self, command: StartChild) -> None:
@@ -693,8 +739,28 @@ class SupervisorCore:
             self._run(self._operator_restart_job(command.id), command)
 
     def _operator_restart_job(self, id: str) -> Job:
+        child = self.children[id]
+        if child.status is Status.RUNNING and child.spec.restart_mode is RestartMode.OVERLAP:
+            return (yield from self._overlap(id))
         yield from self._halt(id)
         return (yield from self._start(id))
+
+    def _overlap(self, id: str, *, reload: bool = False) -> Generator[Start | Stop, Any, StartError | None]:
+        """Replace the running child ``id`` without a gap: start a new incarnation
+        while the old one runs; once the new one has started (is ready), stop the
+        old one. If the new one fails to start, the old one keeps running (an
+        operator's restart: nothing changed) or, in a reload (its spec is gone),
+        is stopped too; the ``StartError`` is returned."""
+        child = self.children[id]
+        old_token, old_since, old_health = child.token, child.since, child.health
+        done = yield self._begin_start(id, overlaps=old_token)
+        error = self._end_start(id, done, reload=reload)
+        if error is not None and not reload:
+            child.token, child.status, child.since, child.health = old_token, Status.RUNNING, old_since, old_health
+            return error
+        stopped: StopDone = yield Stop(id, old_token, child.spec)
+        self._emit_exit(id, stopped.outcome)
+        return error
 
     def _delete_child(self, command: DeleteChild) -> None:
         if self._terminated(command, command.id) is not None:
@@ -735,10 +801,12 @@ class SupervisorCore:
             self._remove(id)
             applied.stopped.append(child.path)
         to_start: set[str] = set()
+        overlapping = {spec.id for spec in plan.new.children if spec.restart_mode is RestartMode.OVERLAP}
         for id in sorted(changed, key=rank, reverse=True):
             child = children[id]
             if child.status is Status.RUNNING:
-                yield from self._stop(id)
+                if id not in overlapping:  # else stopped once its new incarnation has started
+                    yield from self._stop(id)
                 to_start.add(id)
             elif child.status is Status.RESTARTING and child.retry is not None:
                 # The reload is the retry it waited for (and so is it for those waiting on it).
@@ -787,7 +855,10 @@ class SupervisorCore:
                     applied.restarted.append(child.path)
                 elif id in plan.added:
                     applied.started.append(child.path)
-                error = yield from self._start(id, reload=True)
+                if id in overlapping and child.status is Status.RUNNING:
+                    error = yield from self._overlap(id, reload=True)
+                else:
+                    error = yield from self._start(id, reload=True)
                 if error is not None:
                     verdict = self._count_restart(id, error)
                     if verdict is Verdict.GIVE_UP:

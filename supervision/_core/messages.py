@@ -72,6 +72,27 @@ class TimerFired:
     token: int
 
 
+@dataclass(slots=True)
+class Probed:
+    """A health probe of incarnation ``token`` of a child finished."""
+
+    id: str
+    token: int
+    healthy: bool
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class WatchdogExpired:
+    """Incarnation ``token`` of a child missed its watchdog deadline (or
+    ``triggered`` it); ``period`` is the watchdog period it had."""
+
+    id: str
+    token: int
+    period: float
+    triggered: bool = False
+
+
 class Command:
     """Base of the inputs that expect a ``Reply``. Compared by identity."""
 
@@ -170,17 +191,24 @@ class Applied:
 Completion: TypeAlias = "StartDone | StartFailed | StopDone | UpdateDone"
 
 
-Input: TypeAlias = "Exited | TimerFired | Command | StartDone | StartFailed | StopDone | UpdateDone"
+Input: TypeAlias = (
+    "Exited | TimerFired | Probed | WatchdogExpired | Command | StartDone | StartFailed | StopDone | UpdateDone"
+)
 
 
 @dataclass(slots=True)
 class Start:
-    """Start an incarnation of a child; answer with ``StartDone``/``StartFailed``."""
+    """Start an incarnation of a child; answer with ``StartDone``/``StartFailed``.
+
+    ``overlaps`` is the token of the incarnation that keeps running meanwhile
+    (an overlapping restart; a ``Stop`` of it follows once this one started),
+    else 0."""
 
     id: str
     token: int
     spec: ChildSpec
     path: Path = ()
+    overlaps: int = 0
 
 
 @dataclass(slots=True)
@@ -218,6 +246,19 @@ class UpdateSupervisor:
 @dataclass(slots=True)
 class Emit:
     event: Event
+
+
+@dataclass(slots=True)
+class Fail:
+    """Make incarnation ``token`` of a child exit as a crash with ``error``: the
+    runtime stops it (``watchdog``: a process gets its ``watchdog_signal``, else
+    its ``stop_signal``; then SIGKILL after ``shutdown``; a worker is
+    cancelled) and reports the exit as an ordinary ``Exited``. Not answered."""
+
+    id: str
+    token: int
+    error: BaseException
+    watchdog: bool = False
 
 
 @dataclass(slots=True)
@@ -267,5 +308,5 @@ class Exit:
 
 
 Effect: TypeAlias = (
-    "Start | Adopt | Stop | UpdateSupervisor | Emit | SetTimer | CancelTimer | Reply | Forget | Ready | Exit"
+    "Start | Adopt | Stop | UpdateSupervisor | Emit | Fail | SetTimer | CancelTimer | Reply | Forget | Ready | Exit"
 )

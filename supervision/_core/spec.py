@@ -18,7 +18,9 @@ from typing import Any, ClassVar, Final, Literal, TypeAlias
 from pyrsistent import PMap, pmap
 
 from .. import ready as _ready
+from ..health import PROBES, Probe
 from .errors import SpecError
+from .listen import Listen, check_sockets
 from .paths import Path
 from .snapshot import check_immutable
 
@@ -65,6 +67,17 @@ class AutoShutdown(enum.StrEnum):
     NEVER = "never"
     ANY_SIGNIFICANT = "any_significant"
     ALL_SIGNIFICANT = "all_significant"
+
+
+class RestartMode(enum.StrEnum):
+    """How the supervisor replaces a running child on purpose (an operator's
+    ``restart``, a reload that changed its spec, a re-exec that must replace it).
+    Restarts after a crash, and group restarts, always stop first."""
+
+    STOP_START = "stop_start"
+    """Stop the old incarnation, then start the new one."""
+    OVERLAP = "overlap"
+    """Start the new incarnation, wait until it is ready, then stop the old one."""
 
 
 class _Special(enum.Enum):
@@ -224,6 +237,14 @@ class ChildSpec:
     period: float = 5.0
     backoff: Backoff | None = None
     """The child's own backoff (None: its supervisor's)."""
+    watchdog: float | None = None
+    """Seconds within which the child must show a sign of life once ready (None: no watchdog)."""
+    health: Probe | None = None
+    """Its health probe (``sv.health``), or None."""
+    sockets: tuple[Listen, ...] = ()
+    """Listening sockets its supervisor holds for it (``sv.listen``)."""
+    restart_mode: RestartMode = RestartMode.STOP_START
+    """How it is replaced on purpose (see :class:`RestartMode`)."""
     kind: Kind = dataclasses.field(init=False, repr=False, compare=False)
     """``"worker"``, ``"process"`` or ``"supervisor"`` (a :class:`Kind`)."""
 
@@ -263,6 +284,7 @@ class ChildSpec:
             raise SpecError(path, "significant", "a permanent child cannot be significant")
         if self.ready and isinstance(start, Supervisor):
             raise SpecError(path, "ready", "a supervisor is ready once its children started")
+        _check_liveness(self, path, kind)
         if self.migrate is not None and not callable(self.migrate):
             raise SpecError(path, "migrate", f"must be callable, got {self.migrate!r}")
         if self.state is not None:
@@ -275,6 +297,28 @@ class ChildSpec:
     def initial_state(self) -> Any:
         """The snapshot a child sees before it ever saved one."""
         return _EMPTY if self.state is None else self.state
+
+
+def _check_liveness(spec: ChildSpec, path: Path, kind: Kind) -> None:
+    """The fields of ``docs/health.md``: ``watchdog``, ``health``, ``sockets``, ``restart_mode``."""
+    set_ = object.__setattr__
+    set_(spec, "restart_mode", _enum(RestartMode, spec.restart_mode, path, "restart_mode"))
+    if spec.watchdog is not None:
+        set_(spec, "watchdog", float(_number(spec.watchdog, path, "watchdog")))
+        if spec.watchdog == 0:
+            raise SpecError(path, "watchdog", "must be > 0 (or None for no watchdog)")
+    if spec.health is not None:
+        if not isinstance(spec.health, PROBES):
+            message = f"must be sv.health.http/tcp/exec/call(...) or None, got {spec.health!r:.60}"
+            raise SpecError(path, "health", message)
+        spec.health.check(path)
+    set_(spec, "sockets", check_sockets(spec.sockets, path))
+    if kind is Kind.SUPERVISOR:
+        for field, value in (("watchdog", spec.watchdog), ("health", spec.health), ("sockets", spec.sockets)):
+            if value:
+                raise SpecError(path, field, "a supervisor's children have their own; a supervisor has none")
+        if spec.restart_mode is RestartMode.OVERLAP:
+            raise SpecError(path, "restart_mode", "a supervisor cannot overlap its own restart")
 
 
 def _check_id(id: object, path: Path) -> None:
@@ -308,6 +352,10 @@ def child(
     intensity: int | None = None,
     period: float = 5.0,
     backoff: Backoff | None = None,
+    watchdog: float | None = None,
+    health: Probe | None = None,
+    sockets: Iterable[Listen] = (),
+    restart_mode: RestartMode | str = RestartMode.STOP_START,
 ) -> ChildSpec:
     """Declare a child: an ``async def f(ctx)`` worker or a nested :class:`Supervisor`.
 
@@ -321,6 +369,14 @@ def child(
     is restarted all the same, counted against the supervisor's intensity, a
     transient or temporary one stays terminated. ``backoff`` replaces the
     supervisor's for this child. See ``docs/concepts.md``.
+
+    ``watchdog`` (seconds): once ready, the worker must call ``ctx.heartbeat()``
+    at least that often, or it is cancelled and restarted as a crash
+    (``sv.WatchdogTimeout``). ``health``: a probe (``sv.health.call(fn)``) run
+    while it runs. ``sockets``: listening sockets (``sv.listen(...)``) held by
+    the supervisor, given as ``ctx.sockets``. ``restart_mode="overlap"``: an
+    operator's restart or a reload starts the new incarnation and waits until
+    it is ready before stopping the old. See ``docs/health.md``.
 
     >>> async def work(ctx): ...
     >>> child("work", work, restart="transient").restart
@@ -342,6 +398,10 @@ def child(
         intensity=intensity,
         period=period,
         backoff=backoff,
+        watchdog=watchdog,
+        health=health,
+        sockets=sockets,  # type: ignore[arg-type]  # checked and made a tuple by ChildSpec
+        restart_mode=restart_mode,  # type: ignore[arg-type]
     )
 
 
@@ -487,3 +547,4 @@ class Process:
     ready: _ready.Check | None = None
     output: str = "prefix"
     pdeathsig: bool = True
+    watchdog_signal: int = 6  # SIGABRT

@@ -23,6 +23,16 @@ class Status(enum.StrEnum):
     TERMINATED = "terminated"
 
 
+class Health(enum.StrEnum):
+    """A running child's health, as ``ChildInfo.health`` shows it (with a ``health=`` probe)."""
+
+    UNKNOWN = "unknown"
+    """No probe result counted yet."""
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    """It failed ``failures`` probes in a row: it is being restarted."""
+
+
 class Phase(enum.Enum):
     """The supervisor's own lifecycle."""
 
@@ -42,6 +52,8 @@ class ChildInfo:
     status: Status
     starts: int
     pid: int | None = None
+    health: Health | None = None
+    """For a running child with a ``health=`` probe (see :class:`Health`); else None."""
 
 
 class ChildCounts(NamedTuple):

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import ready as _ready
+from .._core.listen import Listen
 from .._core.paths import Path, format_path
 from .._core.spec import BRUTAL_KILL, INFINITY, ChildSpec, Process, ShutdownSpec
 from .notify import NotifySocket
@@ -47,7 +48,13 @@ def launch(spec: ChildSpec) -> dict[str, Any]:
     process is adopted only by a spec that would start the same thing."""
     start = spec.start
     assert isinstance(start, Process)
+    extra: dict[str, Any] = {}  # only when set, so that a record of an older image still matches
+    if spec.sockets:
+        extra["sockets"] = [listen_json(listen) for listen in spec.sockets]
+    if spec.watchdog is not None:
+        extra["watchdog"] = spec.watchdog
     return {
+        **extra,
         "argv": list(start.argv),
         "cwd": start.cwd,
         "env": None if start.env is None else [list(pair) for pair in start.env],
@@ -56,6 +63,16 @@ def launch(spec: ChildSpec) -> dict[str, Any]:
         "pdeathsig": start.pdeathsig,
         "notify": isinstance(start.ready, _ready.Notify),
     }
+
+
+def listen_json(listen: Listen) -> list[Any]:
+    """A held socket's spec as JSON values (``Listen`` again with :func:`listen_from_json`)."""
+    return [listen.address, listen.name, listen.mode, listen.backlog, listen.reuse_port]
+
+
+def listen_from_json(data: list[Any]) -> Listen:
+    address, name, mode, backlog, reuse_port = data
+    return Listen(str(address), str(name), None if mode is None else int(mode), int(backlog), bool(reuse_port))
 
 
 def encode_shutdown(shutdown: ShutdownSpec) -> float | str | None:

@@ -41,6 +41,8 @@ class NotifySocket:
         self.loop = loop
         self.label = label
         self.on_ready = on_ready
+        self.on_message: Callable[[str, str], None] | None = None
+        """Called with the other assignments (``WATCHDOG=1`` ...), key and value."""
         self.leader = 0
         self.status: str | None = None
         """The last ``STATUS=`` the child sent."""
@@ -97,6 +99,8 @@ class NotifySocket:
             elif key == "STOPPING" and value == "1":
                 self.stopping = True
                 logger.info("%s: stopping", self.label)
+            elif self.on_message is not None and key:
+                self.on_message(key, value)
 
     def fileno(self) -> int:
         """The socket's fd (re-exec hands it over, see ``adopt``)."""

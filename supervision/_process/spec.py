@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import signal as _signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from .. import ready as _ready
 from .._core.errors import SpecError
+from .._core.listen import Listen
 from .._core.paths import Path
-from .._core.spec import Backoff, ChildSpec, Process, Restart, ShutdownSpec
+from .._core.spec import Backoff, ChildSpec, Process, Restart, RestartMode, ShutdownSpec
+from ..health import Probe
 
 OUTPUT_MODES = ("prefix", "inherit")
 
@@ -31,9 +33,10 @@ def check(spec: Process, path: Path) -> None:
     for flag in ("inherit_env", "pdeathsig"):
         if not isinstance(getattr(spec, flag), bool):
             raise SpecError(path, flag, f"must be True or False, got {getattr(spec, flag)!r}")
-    stop = spec.stop_signal
-    if isinstance(stop, bool) or not isinstance(stop, int) or stop not in _signal.valid_signals():
-        raise SpecError(path, "stop_signal", f"must be a signal number, got {stop!r}")
+    for field in ("stop_signal", "watchdog_signal"):
+        number = getattr(spec, field)
+        if isinstance(number, bool) or not isinstance(number, int) or number not in _signal.valid_signals():
+            raise SpecError(path, field, f"must be a signal number, got {number!r}")
     if spec.ready is not None:
         if not isinstance(spec.ready, (_ready.Notify, _ready.Port, _ready.Delay)):
             raise SpecError(
@@ -98,6 +101,11 @@ def process(
     intensity: int | None = None,
     period: float = 5.0,
     backoff: Backoff | None = None,
+    watchdog: float | None = None,
+    watchdog_signal: int = _signal.SIGABRT,
+    health: Probe | None = None,
+    sockets: Iterable[Listen] = (),
+    restart_mode: RestartMode | str = RestartMode.STOP_START,
 ) -> ChildSpec:
     """Declare an OS process child.
 
@@ -121,6 +129,17 @@ def process(
       ``False`` for services that must outlive it).
     - ``intensity``, ``period``, ``backoff``: a restart limit and a backoff of the
       child's own, as for :func:`~supervision.child`.
+    - ``watchdog`` (seconds): once ready, the process must send ``WATCHDOG=1``
+      on its ``NOTIFY_SOCKET`` at least that often (it gets ``WATCHDOG_USEC``
+      and ``WATCHDOG_PID`` as from systemd), else it gets ``watchdog_signal``
+      (SIGABRT: a core dump is possible), then SIGKILL after ``shutdown``, and
+      is restarted as a crash (``sv.WatchdogTimeout``).
+    - ``health``: a probe (``sv.health.http/tcp/exec(...)``) run while it runs.
+    - ``sockets``: listening sockets (``sv.listen(...)``) the supervisor binds
+      once and holds, passed by the systemd socket-activation protocol.
+    - ``restart_mode="overlap"``: an operator's restart or a reload starts the
+      new process and waits until it is ready before stopping the old one.
+      See ``docs/health.md``.
 
     >>> spec = process("web", ["python", "-m", "http.server", "8000"], ready=sv.ready.port(8000))
     >>> spec.kind
@@ -137,6 +156,8 @@ def process(
         output = os.path.abspath(output)  # relative to the directory the spec is built in
     if isinstance(stop_signal, _signal.Signals):
         stop_signal = int(stop_signal)
+    if isinstance(watchdog_signal, _signal.Signals):
+        watchdog_signal = int(watchdog_signal)
     values: dict[str, Any] = {
         "argv": tuple(argv),
         "cwd": cwd,
@@ -146,6 +167,7 @@ def process(
         "ready": ready,
         "output": output,
         "pdeathsig": pdeathsig,
+        "watchdog_signal": watchdog_signal,
     }
     start = object.__new__(Process)
     for name, value in values.items():
@@ -165,7 +187,16 @@ def process(
         intensity=intensity,
         period=period,
         backoff=backoff,
+        watchdog=watchdog,
+        health=health,
+        sockets=sockets,  # type: ignore[arg-type]  # checked and made a tuple by ChildSpec
+        restart_mode=restart_mode,  # type: ignore[arg-type]
     )
+    if isinstance(ready, _ready.Port) and any(
+        listen.family == "tcp" and listen.port == ready.port for listen in spec.sockets
+    ):
+        message = "the supervisor's own held socket accepts on that port: use ready=sv.ready.notify()"
+        raise SpecError(path, "ready", message)
     if isinstance(ready, _ready.Delay) and ready.seconds >= spec.ready_timeout:
         raise SpecError(path, "ready", f"a delay of {ready.seconds:g}s never ends before ready_timeout")
     return spec

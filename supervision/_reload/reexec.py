@@ -73,15 +73,16 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from .._core.errors import ReloadError
+from .._core.listen import Listen
 from .._core.paths import Path, format_path
 from .._core.snapshot import PathStore
-from .._core.spec import ChildSpec, Kind, Supervisor, descendants
-from .._process.adopt import Adoption, ProcessRecord, launch
+from .._core.spec import ChildSpec, Kind, RestartMode, Supervisor, descendants
+from .._process.adopt import Adoption, ProcessRecord, launch, listen_from_json, listen_json
 from .._process.output import OutputSink, drain_sinks
 from .._process.proc import kill_other_sessions, set_done
 from .._process.reaper import reaper
@@ -146,11 +147,15 @@ def document(
     terminated: list[Path],
     gone: list[Path],
     host: Host | None,
+    sockets: Iterable[tuple[Path, Listen, int]] = (),
 ) -> tuple[dict[str, Any], list[int]]:
     """The handover document (JSON values) and the fds to keep open across the exec:
     the running tree's source, store and OS children, which declared children are
-    terminated or gone, and what the host (``sv.run``) adds."""
+    terminated or gone, the held sockets (path, spec, fd) and what the host
+    (``sv.run``) adds."""
     fds = [fd for record in processes for fd in record.fds()]
+    held = [{"path": list(path), "listen": listen_json(listen), "fd": fd} for path, listen, fd in sockets]
+    fds += [fd for _, _, fd in sockets]
     host_state: dict[str, Any] = {}
     if host is not None:
         host_state, host_fds = host.handover()
@@ -163,6 +168,7 @@ def document(
         "processes": [record.to_json() for record in processes],
         "terminated": [list(path) for path in terminated],
         "gone": [list(path) for path in gone],
+        "sockets": held,
         "host": host_state,
     }
     return state, fds
@@ -401,6 +407,8 @@ class Resume:
     supervisors: set[Path] = field(default_factory=set)
     terminated: set[Path] = field(default_factory=set)
     removed: set[Path] = field(default_factory=set)
+    sockets: list[tuple[Path, Listen, int]] = field(default_factory=list)
+    """Held sockets the previous image handed over, for paths that still declare them."""
 
 
 class Handover:
@@ -420,6 +428,8 @@ class Handover:
         self.adopted: dict[Path, Adoption] = {}
         self.stopped: list[Path] = []
         self.replaced: list[Path] = []
+        self.retiring: list[Adoption] = []
+        """Changed children with ``restart_mode="overlap"``: they run on until the tree has started."""
         self.held: list[Path] = []
         self.gone: set[Path] = set()
         self.result: dict[str, Any] = {}
@@ -485,14 +495,27 @@ class Handover:
         }
         self.resumed = {*self.adopted, *held, *resume.supervisors}
         _restore_store(store, self.state["store"], declared)
+        resume.sockets = _held_sockets(self.state.get("sockets", ()), declared)
+        stopping = []
         for adoption, why in leaving:
-            logger.info("%s: re-exec: stopping pid %d (%s)", format_path(adoption.record.path), adoption.pid, why)
-            (self.replaced if why == _CHANGED else self.stopped).append(adoption.record.path)
-        await _all(adoption.terminate() for adoption, _ in leaving)
+            path = adoption.record.path
+            (self.replaced if why == _CHANGED else self.stopped).append(path)
+            if why == _CHANGED and declared[path].restart_mode is RestartMode.OVERLAP:
+                logger.info(
+                    "%s: re-exec: pid %d runs on until its replacement is ready", format_path(path), adoption.pid
+                )
+                self.retiring.append(adoption)
+                continue
+            logger.info("%s: re-exec: stopping pid %d (%s)", format_path(path), adoption.pid, why)
+            stopping.append(adoption)
+        await _all(adoption.terminate() for adoption in stopping)
         return resume
 
     async def release_unclaimed(self) -> None:
-        """After the tree started (or failed to): stop the processes it did not adopt."""
+        """After the tree started (or failed to): stop the processes it did not adopt,
+        and those that ran on while their replacements started (overlap)."""
+        retiring, self.retiring = self.retiring, []
+        await _all(adoption.terminate() for adoption in retiring)
         left = [adoption for path, adoption in self.adopted.items() if not adoption.claimed]
         for adoption in left:
             self.stopped.append(adoption.record.path)
@@ -519,6 +542,21 @@ class Handover:
             len(lost),
             len(self.stopped),
         )
+
+
+def _held_sockets(records: Iterable[dict[str, Any]], declared: dict[Path, ChildSpec]) -> list[tuple[Path, Listen, int]]:
+    """The handed-over sockets whose path still declares them; the others are closed."""
+    kept: list[tuple[Path, Listen, int]] = []
+    for record in records:
+        path = tuple(record["path"])
+        fd = int(record["fd"])
+        listen = listen_from_json(record["listen"])
+        child = declared.get(path)
+        if child is not None and listen in child.sockets:
+            kept.append((path, listen, fd))
+        else:
+            os.close(fd)
+    return kept
 
 
 def _restore_store(store: PathStore, state: dict[str, Any], declared: dict[Path, ChildSpec]) -> None:

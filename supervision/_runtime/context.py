@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +10,8 @@ from .._core.paths import Path
 from .._core.snapshot import check_immutable
 
 if TYPE_CHECKING:
+    import socket
+
     from .._core.snapshot import PathStore
 
 _current: ContextVar[Context] = ContextVar("supervision.current")
@@ -23,7 +25,7 @@ class Context:
     ...     ctx.save(ctx.state.set("n", n + 1))
     """
 
-    __slots__ = ("_alive", "_default", "_on_ready", "_store", "id", "path", "starts")
+    __slots__ = ("_alive", "_default", "_heartbeat", "_on_ready", "_store", "id", "path", "sockets", "starts")
 
     def __init__(
         self,
@@ -32,6 +34,8 @@ class Context:
         store: PathStore,
         default: Any,
         on_ready: Callable[[], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        sockets: Mapping[str, socket.socket] | None = None,
     ) -> None:
         self.id = path[-1]
         """The child's id."""
@@ -42,6 +46,10 @@ class Context:
         self._store = store
         self._default = default
         self._on_ready = on_ready
+        self._heartbeat = heartbeat
+        self.sockets: Mapping[str, socket.socket] = sockets if sockets is not None else {}
+        """The listening sockets its spec asked for (``sockets=[sv.listen(...)]``), by
+        name. Held by the supervisor across restarts: serve on them, never close them."""
         self._alive = True
 
     @property
@@ -64,6 +72,15 @@ class Context:
         if self._on_ready is not None:
             callback, self._on_ready = self._on_ready, None
             callback()
+
+    def heartbeat(self) -> None:
+        """Tell the supervisor this worker is alive (for ``watchdog=`` children).
+
+        Cheap (it only notes the time): call it from the worker's main loop. A
+        worker with ``watchdog=S`` that goes ``S`` seconds without calling it,
+        once ready, is cancelled and restarted as a crash (``sv.WatchdogTimeout``)."""
+        if self._heartbeat is not None:
+            self._heartbeat()
 
     def __repr__(self) -> str:
         return f"<Context {'/'.join(self.path)} starts={self.starts}>"

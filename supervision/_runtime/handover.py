@@ -85,7 +85,9 @@ def collect(tree: Tree, host: Host | None) -> tuple[dict[str, Any], list[int]]:
     terminated: list[Path] = []
     gone: list[Path] = []
     _walk(tree, processes, terminated, gone)
-    return document(tree.source, tree.store, processes, terminated, gone, host)
+    held = tree._runtime.sockets.held()
+    sockets = [(path, listen, sock.fileno()) for path, found in held.items() for listen, sock in found.items()]
+    return document(tree.source, tree.store, processes, terminated, gone, host, sockets)
 
 
 def _walk(tree: Tree, processes: list[ProcessRecord], terminated: list[Path], gone: list[Path]) -> None:

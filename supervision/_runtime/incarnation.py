@@ -12,18 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random
+import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._core.errors import Shutdown, ShutdownTimeout
 from .._core.events import Event, ExitReason
 from .._core.messages import Init, Outcome, StartDone, StartFailed, StopDone, UpdateDone
-from .._core.paths import Path
+from .._core.paths import Path, format_path
 from .._core.snapshot import PathStore
 from .._core.spec import BRUTAL_KILL, INFINITY, ChildSpec, ShutdownSpec, Supervisor
 from .._process.output import OutputSink, write_prefixed
+from .._process.sockets import SocketPool
 from .clock import Clock
 from .context import Context, _current
+from .health import Monitor
 from .hub import EventHub
 
 if TYPE_CHECKING:
@@ -50,6 +53,8 @@ class Runtime:
         self.observers: list[Callable[[Event], None]] = []
         """Called with each event of the tree as the core emits it, before any
         ``events()`` reader sees it: bookkeeping kept in step with the tree's state."""
+        self.sockets = SocketPool()
+        """The listening sockets held for children (``sockets=[sv.listen(...)]``)."""
         self.output: OutputSink = write_prefixed
         """Where the output records of process children go (``sv.run`` adds its log)."""
         self.resume: Resume | None = None
@@ -90,7 +95,7 @@ class Incarnation:
     """One run of one child, from its start to its exit."""
 
     kind: ClassVar[str]
-    __slots__ = ("id", "path", "runner", "spec", "started", "starts", "stopping", "token")
+    __slots__ = ("id", "monitor", "path", "runner", "spec", "started", "starts", "stopping", "token")
 
     def __init__(self, runner: SupervisorRunner, id: str, token: int, spec: ChildSpec, path: Path, starts: int) -> None:
         self.runner = runner
@@ -101,10 +106,48 @@ class Incarnation:
         self.starts = starts
         self.started = False
         self.stopping = False
+        self.monitor: Monitor | None = None
 
     @property
     def pid(self) -> int | None:
         return None
+
+    def fail(self, error: BaseException, watchdog: bool) -> None:
+        """Stop this incarnation so that its exit is a crash with ``error`` (the
+        core's ``Fail``: a failed health probe, a missed watchdog)."""
+        self.crash(error)
+
+    def _watch(self) -> None:
+        """Begin the watchdog and the health probe (at readiness)."""
+        spec = self.spec
+        if spec.watchdog is None and spec.health is None:
+            return
+        runtime = self.runner.runtime
+        self.monitor = Monitor(
+            runtime.clock,
+            self.id,
+            self.token,
+            self._watchdog_period(),
+            spec.health,
+            self.runner.feed,
+            cwd=getattr(spec.start, "cwd", None),
+            label=format_path(self.path),
+        )
+
+    def _watchdog_period(self) -> float | None:
+        return self.spec.watchdog
+
+    def _unwatch(self) -> None:
+        """End the watchdog and the probe (stopping or exited). A probe in
+        progress is cancelled and tracked until its cleanup ends."""
+        monitor, self.monitor = self.monitor, None
+        if monitor is None:
+            return
+        task = monitor.close()
+        if task is not None:
+            operations = self.runner.runtime.operations
+            operations.add(task)
+            task.add_done_callback(operations.discard)
 
     def start(self) -> Completion | Awaitable[Completion]:
         raise NotImplementedError
@@ -118,6 +161,7 @@ class Incarnation:
 
     def _done(self) -> StartDone:
         self.started = True
+        self._watch()
         return StartDone(self.id, self.token, self.starts, self.pid)
 
     def _failed(self, error: BaseException) -> StartFailed:
@@ -143,7 +187,16 @@ class WorkerIncarnation(Incarnation):
             self.ready_future = runtime.loop.create_future()
             on_ready = self._on_ready
         default = spec.initial_state
-        self.ctx = ctx = Context(self.path, self.starts, runtime.store, default, on_ready)
+        sockets: dict[str, socket.socket] = {}
+        if spec.sockets:
+            try:
+                held = runtime.sockets.acquire(self.path, spec.sockets)
+            except OSError as exc:
+                return self._failed(exc)
+            runtime.sockets.keep_only(self.path, spec.sockets)
+            sockets = {listen.name: sock for listen, sock in zip(spec.sockets, held, strict=True)}
+        heartbeat = self._heartbeat if spec.watchdog is not None else None
+        self.ctx = ctx = Context(self.path, self.starts, runtime.store, default, on_ready, heartbeat, sockets)
         context = runtime.context.copy()
         context.run(_current.set, ctx)
         try:
@@ -197,8 +250,13 @@ class WorkerIncarnation(Incarnation):
             return Outcome(ExitReason.SHUTDOWN, error)
         return Outcome(ExitReason.CRASH, error)
 
+    def _heartbeat(self) -> None:
+        if self.monitor is not None:
+            self.monitor.beat()
+
     def _on_task_done(self, task: asyncio.Task[Any]) -> None:
         self.ctx._alive = False
+        self._unwatch()
         if self.started and not self.stopping:
             self._report_exit()
         elif not task.cancelled():
@@ -209,6 +267,7 @@ class WorkerIncarnation(Incarnation):
 
     def stop(self) -> StopDone | Awaitable[StopDone]:
         self.stopping = True
+        self._unwatch()
         task = self.task
         if task.done():
             return self._stopped(self.outcome())
@@ -247,3 +306,23 @@ class WorkerIncarnation(Incarnation):
         if not self.task.done():
             self.injected = error
             self.task.cancel()
+
+    def fail(self, error: BaseException, watchdog: bool) -> None:
+        """Cancel the task; if it is still running ``shutdown`` seconds later it
+        is abandoned (a Python task cannot be killed) and its exit reported."""
+        if self.task.done() or self.stopping:
+            return
+        self._unwatch()
+        self.crash(error)
+        timeout = _timeout(self.spec.shutdown)
+        if timeout is None:
+            return
+
+        def expired() -> None:
+            if not self.task.done() and not self.stopping:
+                self.task.remove_done_callback(self._on_task_done)
+                self._abandon()
+                self.runner.child_exited(self, Outcome(ExitReason.CRASH, error))
+
+        handle = self.runner.runtime.loop.call_later(timeout, expired)
+        self.task.add_done_callback(lambda _: handle.cancel())

@@ -29,12 +29,23 @@ from .._process.notify import NotifySocket
 from .._process.output import PrefixedOutput
 from .._process.proc import set_done, signal_group, signal_name, start_time
 from .._process.reaper import Reaper, reaper, spawner
+from .health import watchdog_message
 from .incarnation import Completion, Incarnation
 
 logger = logging.getLogger("supervision")
 
 INVOCATION_VARIABLE = "SUPERVISION_INVOCATION_ID"
 _MAX_CLEANUP_ROUNDS = 5
+_PID_PLACEHOLDER = b" " * 12  # the exec helper writes the child's pid over it (see _process.spawn)
+# Meant for one process each (ours came from systemd): never inherited by a child.
+_PRIVATE_VARIABLES = (
+    b"NOTIFY_SOCKET",
+    b"LISTEN_PID",
+    b"LISTEN_FDS",
+    b"LISTEN_FDNAMES",
+    b"WATCHDOG_PID",
+    b"WATCHDOG_USEC",
+)
 
 
 def environment(spec: Process, invocation: str) -> dict[bytes, bytes]:
@@ -44,7 +55,8 @@ def environment(spec: Process, invocation: str) -> dict[bytes, bytes]:
     Built as bytes: copying ``os.environb`` is several times cheaper than
     decoding ``os.environ`` and encoding it again, once per spawn."""
     env = dict(os.environb) if spec.inherit_env else {}
-    env.pop(b"NOTIFY_SOCKET", None)  # the supervisor's (systemd's), never the child's
+    for name in _PRIVATE_VARIABLES:  # the supervisor's (systemd's), never the child's
+        env.pop(name, None)
     if spec.env:
         for key, value in spec.env:
             env[os.fsencode(key)] = os.fsencode(value)
@@ -60,8 +72,10 @@ class ProcessIncarnation(Incarnation):
         "_born",
         "_pid",
         "adoption",
+        "early_period",
         "exited",
         "injected",
+        "kill_timer",
         "marker",
         "notify",
         "output",
@@ -99,6 +113,8 @@ class ProcessIncarnation(Incarnation):
         self.output: PrefixedOutput | None = None
         self.notify: NotifySocket | None = None
         self.ready_future: asyncio.Future[None] | None = None
+        self.kill_timer: asyncio.TimerHandle | None = None
+        self.early_period: float | None = None
         self.exited: asyncio.Future[Outcome] = loop.create_future()
         self.reaper: Reaper = reaper()
         invocation = secrets.token_hex(16)
@@ -106,11 +122,23 @@ class ProcessIncarnation(Incarnation):
         env = environment(spec, invocation)
         label = format_path(self.path)
         log_fd = -1
+        first: dict[bytes, bytes] = {}  # the variables the exec helper fills with the child's pid
+        listen: tuple[int, ...] = ()
         try:
-            if isinstance(spec.ready, _ready.Notify):
-                self.ready_future = loop.create_future()
+            if self.spec.sockets:
+                listen = self._sockets(env)
+                first[b"LISTEN_PID"] = _PID_PLACEHOLDER
+            if self.spec.watchdog is not None:
+                first[b"WATCHDOG_PID"] = _PID_PLACEHOLDER
+                env[b"WATCHDOG_USEC"] = b"%d" % round(self.spec.watchdog * 1_000_000)
+            if isinstance(spec.ready, _ready.Notify) or self.spec.watchdog is not None:
+                if isinstance(spec.ready, _ready.Notify):
+                    self.ready_future = loop.create_future()
                 self.notify = NotifySocket(loop, label, self._on_notify_ready)
+                self.notify.on_message = self._on_notify_message
                 env[b"NOTIFY_SOCKET"] = os.fsencode(self.notify.address)
+            if first:
+                env = first | env
             stdout: int | None = None
             stderr: int | None = None
             if spec.output == "prefix":
@@ -119,7 +147,16 @@ class ProcessIncarnation(Incarnation):
             elif spec.output != "inherit":
                 flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
                 log_fd = stdout = stderr = os.open(spec.output, flags, 0o644)
-            pid = spawner().spawn(spec.argv, spec.cwd, env, stdout, stderr, pdeathsig=spec.pdeathsig)
+            pid = spawner().spawn(
+                spec.argv,
+                spec.cwd,
+                env,
+                stdout,
+                stderr,
+                pdeathsig=spec.pdeathsig,
+                listen=listen,
+                pid_variables=len(first),
+            )
             try:
                 self._born = self.reaper.watch(pid, self._on_reaped)
             except OSError:  # no pidfd (EMFILE...): do not leave it running unwatched
@@ -141,6 +178,27 @@ class ProcessIncarnation(Incarnation):
             return self._done()
         return self._wait_ready(spec.ready)
 
+    def _sockets(self, env: dict[bytes, bytes]) -> tuple[int, ...]:
+        """The held sockets for this incarnation (bound now if new); their
+        ``LISTEN_FDS`` and ``LISTEN_FDNAMES``."""
+        pool = self.runner.runtime.sockets
+        specs = self.spec.sockets
+        held = pool.acquire(self.path, specs)
+        pool.keep_only(self.path, specs)  # a reload changed them: the old ones go
+        env[b"LISTEN_FDS"] = b"%d" % len(held)
+        env[b"LISTEN_FDNAMES"] = ":".join(listen.name for listen in specs).encode()
+        return tuple(sock.fileno() for sock in held)
+
+    def _on_notify_message(self, key: str, value: str) -> None:
+        monitor = self.monitor
+        if monitor is not None and monitor.watchdog is not None:
+            watchdog_message(monitor.watchdog, key, value)
+        elif monitor is None and key == "WATCHDOG_USEC" and value.isdigit() and self.spec.watchdog is not None:
+            self.early_period = int(value) / 1_000_000  # sent before (or with) READY=1: the clock starts then
+
+    def _watchdog_period(self) -> float | None:
+        return self.early_period if self.early_period is not None else self.spec.watchdog
+
     def _adopt(self, adoption: Adoption) -> Completion | Awaitable[Completion]:
         """Re-exec: "start" by adopting the process the previous image started
         (same pid, its output pipes and notify socket); see ``_process.adopt``."""
@@ -151,6 +209,8 @@ class ProcessIncarnation(Incarnation):
         self.reaped = False
         self.injected = None
         self.ready_future = None
+        self.kill_timer = None
+        self.early_period = None
         self.exited = loop.create_future()
         self.reaper = reaper()
         self.marker = adoption.record.invocation
@@ -167,6 +227,7 @@ class ProcessIncarnation(Incarnation):
         waiting = spec.ready is not None and not adoption.record.ready
         if self.notify is not None:
             self.notify.on_ready = self._on_notify_ready
+            self.notify.on_message = self._on_notify_message
             if waiting and isinstance(spec.ready, _ready.Notify):
                 self.ready_future = loop.create_future()
         adoption.claim(self._on_reaped)
@@ -273,6 +334,9 @@ class ProcessIncarnation(Incarnation):
             self._finish(exit_status, signum)
 
     def _finish(self, exit_status: int | None, signum: int | None) -> None:
+        self._unwatch()
+        if self.kill_timer is not None:
+            self.kill_timer.cancel()
         self._release()
         outcome = self._outcome(exit_status, signum)
         self.exited.set_result(outcome)
@@ -302,6 +366,7 @@ class ProcessIncarnation(Incarnation):
 
     def stop(self) -> StopDone | Awaitable[StopDone]:
         self.stopping = True
+        self._unwatch()
         if self.exited.done():
             return self._stopped(self.exited.result())
         return self._stop()
@@ -331,6 +396,22 @@ class ProcessIncarnation(Incarnation):
     def _signal_group(self, signum: int) -> None:
         if not self.reaped and self._pid is not None:  # once reaped, the pid may be reused
             signal_group(self._pid, signum)
+
+    def fail(self, error: BaseException, watchdog: bool) -> None:
+        """``watchdog_signal`` (a missed watchdog) or ``stop_signal`` (unhealthy)
+        to the group, SIGKILL after ``shutdown``; the exit is a crash with ``error``."""
+        if not self.started or self.stopping or self.reaped or self.injected is not None:
+            return
+        self._unwatch()
+        self.injected = error
+        shutdown = self.spec.shutdown
+        if shutdown is BRUTAL_KILL:
+            self._signal_group(signal.SIGKILL)
+            return
+        self._signal_group(self.process.watchdog_signal if watchdog else self.process.stop_signal)
+        if shutdown is not INFINITY:
+            loop = self.runner.runtime.loop
+            self.kill_timer = loop.call_later(float(shutdown), self._signal_group, signal.SIGKILL)
 
     def crash(self, error: BaseException) -> None:
         """SIGKILL the process group; the exit is reported as a crash with ``error``."""

@@ -27,6 +27,7 @@ from .._core.messages import (
     Emit,
     Exit,
     Exited,
+    Fail,
     Forget,
     Input,
     Outcome,
@@ -46,7 +47,7 @@ from .._core.messages import (
 )
 from .._core.paths import Path, format_path
 from .._core.spec import ChildSpec, Kind, Supervisor
-from .._core.status import ChildInfo, Status
+from .._core.status import ChildInfo, Health, Status
 from .clock import TimerHandle
 from .incarnation import Completion, Incarnation, Runtime, WorkerIncarnation
 from .process import ProcessIncarnation
@@ -155,6 +156,10 @@ class SupervisorRunner:
         self._feeding = False
         self._backlog: deque[Input] = deque()
         self._starting: dict[str, asyncio.Task[None]] = {}  # id -> the task completing its start
+        self.retiring: dict[int, Incarnation] = {}
+        """Token -> an incarnation that runs on while its replacement starts (an
+        overlapping restart), until the core stops it."""
+        self._overlaps: dict[int, int] = {}  # token of a starting replacement -> token of the one it replaces
         self.aborting = False
 
     @property
@@ -201,6 +206,8 @@ class SupervisorRunner:
         core = self.core
         core.observed = runtime.hub.observed or bool(runtime.observers)
         while message is not None:
+            if self._overlaps and isinstance(message, (StartDone, StartFailed)):
+                self._overlap_settled(message)
             effects = core.handle(message, runtime.clock.now())
             message = None
             for effect in effects:
@@ -218,6 +225,8 @@ class SupervisorRunner:
                     message = self._stop(effect)  # type: ignore[arg-type]
                 elif kind is UpdateSupervisor:
                     message = self._update(effect)  # type: ignore[arg-type]
+                elif kind is Fail:
+                    self._fail(effect)  # type: ignore[arg-type]
                 elif kind is SetTimer:
                     self._set_timer(effect)  # type: ignore[arg-type]
                 elif kind is CancelTimer:
@@ -243,6 +252,11 @@ class SupervisorRunner:
         store = self.runtime.store
         starts = store.count_start(path)
         incarnation = self._incarnation(effect.id, effect.token, spec, path, starts)
+        if effect.overlaps:
+            old = self.incarnations[effect.id]
+            assert old.token == effect.overlaps, (old.token, effect)
+            self.retiring[old.token] = old
+            self._overlaps[effect.token] = old.token
         self.incarnations[effect.id] = incarnation
         try:
             store.prepare_start(path, spec.state_version, spec.migrate)  # a reload may have changed it
@@ -284,7 +298,7 @@ class SupervisorRunner:
         return self._complete(incarnation.update(effect.token, effect.plan), incarnation, stopping=False)
 
     def _stop(self, effect: Stop) -> Completion | None:
-        incarnation = self.incarnations[effect.id]
+        incarnation = self.retiring.pop(effect.token, None) or self.incarnations[effect.id]
         assert incarnation.token == effect.token, (incarnation.token, effect)
         return self._complete(incarnation.stop(), incarnation, stopping=True)
 
@@ -361,8 +375,23 @@ class SupervisorRunner:
         else:
             future.set_result(effect.value)
 
+    def _overlap_settled(self, done: StartDone | StartFailed) -> None:
+        """An overlapping start ended; if it failed, the incarnation it was to
+        replace is the child's again (the core keeps it running, or stops it)."""
+        old_token = self._overlaps.pop(done.token, None)
+        if old_token is not None and isinstance(done, StartFailed):
+            self.incarnations[done.id] = self.retiring.pop(old_token)
+
+    def _fail(self, effect: Fail) -> None:
+        found = self.child(effect.id)
+        incarnation = found[1] if found is not None else None
+        if incarnation is not None and incarnation.token == effect.token:
+            logger.warning("%s", effect.error)
+            incarnation.fail(effect.error, effect.watchdog)
+
     def _forget(self, effect: Forget) -> None:
         self.runtime.store.forget((*self.path, effect.id), subtree=effect.subtree)
+        self.runtime.sockets.release((*self.path, effect.id), subtree=effect.subtree)
         self.incarnations.pop(effect.id, None)
 
     def _init_finished(self, error: StartError | None) -> None:
@@ -412,9 +441,12 @@ class SupervisorRunner:
         """What ``which_children()`` says of one child."""
         running = child.status is Status.RUNNING
         pid = incarnation.pid if incarnation is not None and running else None
-        return ChildInfo(
-            child.spec.id, child.spec.kind, child.status, self.runtime.store.starts.get(child.path, 0), pid
-        )
+        health: Health | None = None
+        if child.spec.health is not None and running:
+            healthy = child.health.healthy
+            health = Health.UNKNOWN if healthy is None else Health.HEALTHY if healthy else Health.UNHEALTHY
+        starts = self.runtime.store.starts.get(child.path, 0)
+        return ChildInfo(child.spec.id, child.spec.kind, child.status, starts, pid, health)
 
     def child_runner(self, id: str) -> SupervisorRunner | None:
         incarnation = self.incarnations.get(id)

@@ -351,6 +351,8 @@ async def _start_tree(
     handover = claim_handover()  # None unless this process was just re-executed (see handover)
     if handover is not None:
         runtime.resume = await handover.prepare(runtime.loop, spec, runtime.store, runtime.output)
+        for path, listen, fd in runtime.resume.sockets:  # held sockets, kept open across the exec
+            runtime.sockets.adopt(path, listen, fd)
     runner.feed(runtime.init((), spec))
     try:
         await asyncio.shield(runner.started)
@@ -382,6 +384,7 @@ def _root_exited(runtime: Runtime) -> Callable[[Exit], None]:
     def on_exit(exit: Exit) -> None:
         if exit.reason is ExitReason.CRASH:  # no parent reports it: say it here
             logger.error("/: the root supervisor crashed: %r", exit.error, exc_info=exit.error)
+        runtime.sockets.close()  # every child has stopped: nobody needs them any more
         runtime.hub.close()
 
     return on_exit

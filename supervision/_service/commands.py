@@ -100,7 +100,8 @@ class Commands:
 
     async def restart(self, request: dict[str, Any]) -> dict[str, Any]:
         """Stop the child if it runs (or cancel its pending retry), then start it:
-        one command of the core, which refuses a temporary child."""
+        one command of the core, which refuses a temporary child. With
+        ``restart_mode="overlap"`` the core starts the new one before it stops the old."""
         path = _path(request)
         runner = self._supervisor_of(path)
         await runner.call(OperatorRestart(path[-1]))
@@ -186,6 +187,7 @@ class Commands:
             "kind": info.kind,
             "status": str(info.status),
             "pid": info.pid,
+            "health": None if info.health is None else str(info.health),
             "starts": info.starts,
             "restarts": max(0, info.starts - 1),
             "uptime": uptime,

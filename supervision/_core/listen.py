@@ -21,7 +21,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
-from ._errors import Path, SpecError
+from .errors import SpecError
+from .paths import Path
 
 MAX_SOCKETS = 64
 """The most sockets one child may hold (the exec helper places at most 64 fds)."""

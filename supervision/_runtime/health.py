@@ -19,9 +19,11 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from ._clock import Clock, TimerHandle
-from ._reaper import reaper, signal_group, spawner
-from .health import Call, Exec, Http, Probe, Tcp
+from .._core.messages import Probed, WatchdogExpired
+from .._process.proc import signal_group
+from .._process.reaper import reaper, spawner
+from ..health import Call, Exec, Http, Probe, Tcp
+from .clock import Clock, TimerHandle
 
 Report = Callable[[bool, str], None]
 """Called with ``(healthy, reason)`` after each probe."""
@@ -316,3 +318,47 @@ def watchdog_message(watchdog: Watchdog, key: str, value: str) -> bool:
         watchdog.set_period(int(value) / 1_000_000)
         return True
     return False
+
+
+class Monitor:
+    """The watchdog and the health probe of one incarnation, from its readiness
+    to its stop or exit; their reports go to ``feed`` as the core's inputs."""
+
+    __slots__ = ("feed", "id", "probe", "token", "watchdog")
+
+    def __init__(
+        self,
+        clock: Clock,
+        id: str,
+        token: int,
+        watchdog: float | None,
+        probe: Probe | None,
+        feed: Callable[[Probed | WatchdogExpired], None],
+        *,
+        cwd: str | None = None,
+        label: str = "",
+    ) -> None:
+        self.id = id
+        self.token = token
+        self.feed = feed
+        self.watchdog = Watchdog(clock, watchdog, self._expired) if watchdog else None  # 0: turned off
+        self.probe: ProbeRunner | None = None
+        if probe is not None:
+            self.probe = ProbeRunner(clock, probe, self._probed, cwd=cwd, label=label)
+            self.probe.start()
+
+    def _expired(self, period: float, triggered: bool) -> None:
+        self.feed(WatchdogExpired(self.id, self.token, period, triggered))
+
+    def _probed(self, healthy: bool, reason: str) -> None:
+        self.feed(Probed(self.id, self.token, healthy, reason))
+
+    def beat(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.beat()
+
+    def close(self) -> asyncio.Task[None] | None:
+        """Stop watching; the probe in progress, cancelled, if any."""
+        if self.watchdog is not None:
+            self.watchdog.close()
+        return self.probe.close() if self.probe is not None else None

@@ -24,8 +24,8 @@ import socket
 import stat
 from collections.abc import Iterable, Sequence
 
-from ._errors import Path, format_path
-from ._listen import Listen
+from .._core.listen import Listen
+from .._core.paths import Path, format_path
 
 logger = logging.getLogger("supervision")
 

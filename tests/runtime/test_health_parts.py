@@ -19,14 +19,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from supervision import health
-from supervision._errors import SpecError
-from supervision._health import Health
-from supervision._listen import check_sockets, listen
-from supervision._probes import ProbeRunner, Watchdog, run_probe, watchdog_message
-from supervision._sockets import SocketPool
+from supervision._core.errors import SpecError
+from supervision._core.health import HealthRecord as Health
+from supervision._core.listen import check_sockets, listen
+from supervision._process.sockets import SocketPool
+from supervision._runtime.health import ProbeRunner, Watchdog, run_probe, watchdog_message
 from supervision.testing import ManualClock
-
-from .process_helpers import alive
+from tests.process_helpers import alive
 
 # -- the core's judgement -------------------------------------------------------------
 
@@ -386,7 +385,7 @@ LISTEN_CHILD = """
 import os, sys, json
 sys.path.insert(0, sys.argv[1])
 os.environ["LISTEN_PID"] = str(os.getpid()) if sys.argv[2] == "me" else "1"
-from supervision._activation import listen_fds
+from supervision._process.activation import listen_fds
 found = listen_fds()
 print(json.dumps({name: [s.getsockname()[1], s.get_inheritable()] for name, s in found.items()}))
 print(json.dumps("LISTEN_FDS" in os.environ))
@@ -406,7 +405,7 @@ def test_listen_fds_in_a_real_child(who: str) -> None:
                 os.dup2(fd, 3 + index)
 
         env = dict(os.environ, LISTEN_FDS="2", LISTEN_FDNAMES="web:")
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         lines = subprocess.run(
             [sys.executable, "-c", LISTEN_CHILD, root, who],
             env=env,
