@@ -217,11 +217,17 @@ COMMANDS = {
 # -- formatting -------------------------------------------------------------------
 
 
+def _any_health(nodes: list[dict[str, Any]]) -> bool:
+    return any(node.get("health") is not None or _any_health(node.get("children", [])) for node in nodes)
+
+
 def format_status(status: dict[str, Any]) -> str:
     """The human view of a ``status`` result: a header, then one row per child,
     indented by depth."""
     header = f"{status['name']}: {status['state']}, pid {status['pid']}, up {duration(status['uptime'])}"
-    rows = [("PATH", "KIND", "STATUS", "HEALTH", "PID", "UPTIME", "RESTARTS", "LAST EXIT")]
+    # A HEALTH column only for a tree with health probes (see docs/health.md).
+    probed = _any_health(status["children"])
+    rows = [("PATH", "KIND", "STATUS", *(("HEALTH",) if probed else ()), "PID", "UPTIME", "RESTARTS", "LAST EXIT")]
 
     def add(node: dict[str, Any], depth: int) -> None:
         rows.append(
@@ -229,7 +235,7 @@ def format_status(status: dict[str, Any]) -> str:
                 "  " * depth + node["path"],
                 node["kind"],
                 node["status"],
-                node.get("health") or "-",
+                *((node.get("health") or "-",) if probed else ()),
                 str(node["pid"]) if node["pid"] is not None else "-",
                 duration(node["uptime"]) if node["uptime"] is not None else "-",
                 str(node["restarts"]),

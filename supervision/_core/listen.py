@@ -65,6 +65,14 @@ class Listen:
             raise SpecError(path, where, f"reuse_port must be True or False, got {self.reuse_port!r:.20}")
 
     @property
+    def key(self) -> str:
+        """What identifies the socket itself: its address (and its name, for a port
+        0, where each spec is a socket of its own). Two specs with the same key are
+        the same held socket, whatever their name, mode or backlog."""
+        family, _, port = parse(self.address, (), "sockets")
+        return f"{self.address}#{self.name}" if family != "unix" and port == 0 else self.address
+
+    @property
     def family(self) -> Literal["tcp", "udp", "unix"]:
         return parse(self.address, (), "sockets")[0]
 

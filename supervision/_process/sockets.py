@@ -10,9 +10,10 @@ accepts them. The sockets stay blocking, as systemd passes them
 holds the socket, so the supervisor never changes them.
 
 A :class:`SocketPool` holds the sockets of one tree by the child's path and the
-socket's spec: a reload that keeps a ``sv.listen(...)`` value keeps its socket;
-one that changes or drops it closes the old socket once no incarnation of the
-path is started with it any more.
+socket's address: a reload that keeps an address keeps its socket (a new backlog
+or file mode is applied to it in place; a new name is only a label); one that
+drops an address closes its socket once no incarnation of the path is started
+with it any more.
 """
 
 from __future__ import annotations
@@ -95,6 +96,15 @@ class _Held:
             with contextlib.suppress(OSError):
                 self.inode = os.stat(spec.host).st_ino
 
+    def update(self, spec: Listen) -> None:
+        """Take a changed spec of the same socket: a new backlog or file mode is
+        applied in place (the socket stays open); a new name is only a label."""
+        if spec.backlog != self.spec.backlog and self.sock.type == socket.SOCK_STREAM:
+            self.sock.listen(spec.backlog)
+        if spec.mode is not None and spec.mode != self.spec.mode and self.inode is not None:
+            os.chmod(spec.host, spec.mode)
+        self.spec = spec
+
     def close(self) -> None:
         if self.inode is not None:  # unlink the file if it is still ours
             with contextlib.suppress(OSError):
@@ -104,30 +114,32 @@ class _Held:
 
 
 class SocketPool:
-    """The held sockets of one tree, by child path and socket spec."""
+    """The held sockets of one tree, by child path and socket (``Listen.key``)."""
 
     def __init__(self) -> None:
-        self._held: dict[Path, dict[Listen, _Held]] = {}
+        self._held: dict[Path, dict[str, _Held]] = {}
 
     def acquire(self, path: Path, specs: Sequence[Listen]) -> tuple[socket.socket, ...]:
         """The sockets for an incarnation of ``path``, in ``specs`` order: those
-        held already, and new ones bound now. Raises ``OSError`` (nothing new is
-        kept then) if one cannot be bound."""
+        held already (with a changed backlog or mode applied), and new ones bound
+        now. Raises ``OSError`` (nothing new is kept then) if one cannot be bound."""
         held = self._held.setdefault(path, {})
-        fresh: list[_Held] = []
+        fresh: dict[str, _Held] = {}
         try:
             for spec in specs:
-                if spec not in held and all(h.spec != spec for h in fresh):
-                    fresh.append(_Held(spec, bind(spec)))
+                if spec.key not in held and spec.key not in fresh:
+                    fresh[spec.key] = _Held(spec, bind(spec))
         except OSError:
-            for item in fresh:
+            for item in fresh.values():
                 item.close()
             if not held:
                 del self._held[path]
             raise
-        for item in fresh:
-            held[item.spec] = item
-        return tuple(held[spec].sock for spec in specs)
+        held.update(fresh)
+        for spec in specs:
+            if held[spec.key].spec != spec:
+                held[spec.key].update(spec)
+        return tuple(held[spec.key].sock for spec in specs)
 
     def keep_only(self, path: Path, specs: Iterable[Listen]) -> None:
         """Close the sockets of ``path`` that ``specs`` no longer names (after a
@@ -135,9 +147,9 @@ class SocketPool:
         held = self._held.get(path)
         if held is None:
             return
-        wanted = set(specs)
-        for spec in [s for s in held if s not in wanted]:
-            held.pop(spec).close()
+        wanted = {spec.key for spec in specs}
+        for key in [k for k in held if k not in wanted]:
+            held.pop(key).close()
         if not held:
             del self._held[path]
 
@@ -148,14 +160,14 @@ class SocketPool:
                 item.close()
 
     def held(self) -> dict[Path, dict[Listen, socket.socket]]:
-        """What is held now, for a re-exec's handover and for ``status``."""
-        return {path: {spec: h.sock for spec, h in items.items()} for path, items in self._held.items()}
+        """What is held now, by path: each socket with its spec (for a re-exec's handover)."""
+        return {path: {h.spec: h.sock for h in items.values()} for path, items in self._held.items()}
 
     def adopt(self, path: Path, spec: Listen, fd: int) -> None:
         """Re-exec: hold the socket the previous image handed over at ``fd``."""
         sock = socket.socket(fileno=fd)
         sock.set_inheritable(False)
-        self._held.setdefault(path, {})[spec] = _Held(spec, sock)
+        self._held.setdefault(path, {})[spec.key] = _Held(spec, sock)
 
     def close(self) -> None:
         """Close everything (the tree stopped)."""

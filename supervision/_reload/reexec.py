@@ -552,7 +552,7 @@ def _held_sockets(records: Iterable[dict[str, Any]], declared: dict[Path, ChildS
         fd = int(record["fd"])
         listen = listen_from_json(record["listen"])
         child = declared.get(path)
-        if child is not None and listen in child.sockets:
+        if child is not None and any(spec.key == listen.key for spec in child.sockets):
             kept.append((path, listen, fd))
         else:
             os.close(fd)

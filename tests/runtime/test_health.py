@@ -573,3 +573,44 @@ def test_reexec_keeps_held_sockets_and_overlaps_a_changed_child(tmp_path: Path) 
         if load is not None:
             load.stop()
         run.close()
+
+
+STATUS_APP = """
+import os, sys
+import supervision as sv
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVER = {server!r}
+
+def build():
+    return sv.Supervisor([
+        sv.process(
+            "web",
+            [sys.executable, "-c", SERVER, {root!r}, os.path.join(HERE, "status"), os.path.join(HERE, "log")],
+            sockets=[sv.listen("tcp://127.0.0.1:{port}", name="web")],
+            ready=sv.ready.notify(),
+            health=sv.health.http("http://127.0.0.1:{port}/", every=0.1),
+        ),
+        sv.process("plain", ["sleep", "60"]),
+    ])
+"""
+
+
+def test_status_shows_health(tmp_path: Path) -> None:
+    from tests.cli_helpers import Run, wait_until
+
+    port = free_port()
+    (tmp_path / "app.py").write_text(STATUS_APP.format(server=SERVER, root=ROOT, port=port))
+    run = Run(tmp_path, "app.py", env={"PYTHONPATH": ROOT})
+    try:
+        run.wait_running()
+        wait_until(lambda: run.nodes()["web"]["health"] == "healthy", "the first passing probe")
+        assert run.nodes()["plain"]["health"] is None
+        text = run.cli("status").stdout.splitlines()
+        assert text[1].split() == ["PATH", "KIND", "STATUS", "HEALTH", "PID", "UPTIME", "RESTARTS", "LAST", "EXIT"]
+        assert text[2].split()[:4] == ["web", "process", "running", "healthy"]
+        assert text[3].split()[:4] == ["plain", "process", "running", "-"]
+        run.signal(signal.SIGTERM)
+        assert run.wait_exit() == 0
+    finally:
+        run.close()

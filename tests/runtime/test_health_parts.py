@@ -342,6 +342,10 @@ def test_pool_binds_once_and_keeps_what_the_spec_keeps(tmp_path: os.PathLike[str
             pass  # the kernel accepts into the backlog: nobody has to call accept()
         assert not first[0].get_inheritable()
         assert first[0].getblocking()
+        # The same addresses with a new backlog, mode and name: the same sockets, changed in place.
+        changed = [listen("tcp://127.0.0.1:0", name="web", backlog=16), listen(f"unix:{path}", mode=0o600, name="x")]
+        assert [s.fileno() for s in pool.acquire(("web",), changed)] == [s.fileno() for s in first]
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         pool.keep_only(("web",), [web])
         assert first[1].fileno() == -1
         assert not os.path.exists(path)
