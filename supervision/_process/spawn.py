@@ -62,6 +62,16 @@ from collections.abc import Callable, Mapping, Sequence
 logger = logging.getLogger("supervision")
 
 PR_SET_PDEATHSIG = 1
+PRIVATE_VARIABLES = (
+    b"NOTIFY_SOCKET",
+    b"LISTEN_PID",
+    b"LISTEN_FDS",
+    b"LISTEN_FDNAMES",
+    b"WATCHDOG_PID",
+    b"WATCHDOG_USEC",
+)
+"""Environment variables meant for one process each (the supervisor's own came from
+systemd): never inherited by a child; a child that needs them gets its own."""
 PR_SET_CHILD_SUBREAPER = 36
 
 # The exec helper (x86-64, Linux). Called as
@@ -432,6 +442,9 @@ class Spawner:
         return prctl
 
 
+_MAX_FD = 1 << 20  # above any RLIMIT_NOFILE; closerange uses close_range(2)
+
+
 def _activator(
     prctl: Callable[..., int] | None,
     parent: int,
@@ -454,12 +467,16 @@ def _activator(
                 if os.getppid() != parent:
                     os._exit(1)
             base = 3 + len(listen)
+            os.set_inheritable(errfd, False)  # pass_fds made it inheritable: the program must not keep it
             fd = fcntl.fcntl(errfd, fcntl.F_DUPFD_CLOEXEC, base)
             copies = [fcntl.fcntl(source, fcntl.F_DUPFD_CLOEXEC, base) for source in listen]
             for source in listen:
                 os.set_inheritable(source, False)
             for index, copy in enumerate(copies):
                 os.dup2(copy, 3 + index)
+            # Popen closes the other fds after preexec_fn, which never returns here: close them now.
+            os.closerange(base, fd)
+            os.closerange(fd + 1, _MAX_FD)
             pid = str(os.getpid()).encode()
             final = {k: (pid if n < pid_variables else v) for n, (k, v) in enumerate(items)}
             os.execve(path, list(argv), final)

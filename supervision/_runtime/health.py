@@ -22,6 +22,7 @@ from typing import Any
 from .._core.messages import Probed, WatchdogExpired
 from .._process.proc import signal_group
 from .._process.reaper import reaper, spawner
+from .._process.spawn import PRIVATE_VARIABLES
 from ..health import Call, Exec, Http, Probe, Tcp
 from .clock import Clock, TimerHandle
 
@@ -30,16 +31,6 @@ Report = Callable[[bool, str], None]
 
 _REASON_MAX = 200
 _STDERR_KEPT = 4096
-
-# Variables meant for the supervisor itself (from systemd) or for one child: never a probe's.
-_PRIVATE_VARIABLES = (
-    b"NOTIFY_SOCKET",
-    b"LISTEN_PID",
-    b"LISTEN_FDS",
-    b"LISTEN_FDNAMES",
-    b"WATCHDOG_PID",
-    b"WATCHDOG_USEC",
-)
 
 
 class ProbeRunner:
@@ -173,7 +164,7 @@ async def _call(probe: Call) -> tuple[bool, str]:
 
 def _environment() -> dict[bytes, bytes]:
     env = dict(os.environb)
-    for name in _PRIVATE_VARIABLES:
+    for name in PRIVATE_VARIABLES:
         env.pop(name, None)
     return env
 

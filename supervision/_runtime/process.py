@@ -29,6 +29,7 @@ from .._process.notify import NotifySocket
 from .._process.output import PrefixedOutput
 from .._process.proc import set_done, signal_group, signal_name, start_time
 from .._process.reaper import Reaper, reaper, spawner
+from .._process.spawn import PRIVATE_VARIABLES
 from .health import watchdog_message
 from .incarnation import Completion, Incarnation
 
@@ -37,15 +38,6 @@ logger = logging.getLogger("supervision")
 INVOCATION_VARIABLE = "SUPERVISION_INVOCATION_ID"
 _MAX_CLEANUP_ROUNDS = 5
 _PID_PLACEHOLDER = b" " * 12  # the exec helper writes the child's pid over it (see _process.spawn)
-# Meant for one process each (ours came from systemd): never inherited by a child.
-_PRIVATE_VARIABLES = (
-    b"NOTIFY_SOCKET",
-    b"LISTEN_PID",
-    b"LISTEN_FDS",
-    b"LISTEN_FDNAMES",
-    b"WATCHDOG_PID",
-    b"WATCHDOG_USEC",
-)
 
 
 def environment(spec: Process, invocation: str) -> dict[bytes, bytes]:
@@ -55,7 +47,7 @@ def environment(spec: Process, invocation: str) -> dict[bytes, bytes]:
     Built as bytes: copying ``os.environb`` is several times cheaper than
     decoding ``os.environ`` and encoding it again, once per spawn."""
     env = dict(os.environb) if spec.inherit_env else {}
-    for name in _PRIVATE_VARIABLES:  # the supervisor's (systemd's), never the child's
+    for name in PRIVATE_VARIABLES:  # the supervisor's (systemd's), never the child's
         env.pop(name, None)
     if spec.env:
         for key, value in spec.env:

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -426,6 +427,53 @@ def test_listen_fds_in_a_real_child(who: str) -> None:
         else:
             assert found == {}
         assert inherited is False  # the variables are unset for the service's own children
+    finally:
+        for s in socks:
+            s.close()
+
+
+# -- the spawner's socket activation (the exec helper, and its preexec_fn fallback) ----------
+
+ACTIVATED = """
+import json, os
+print(json.dumps([os.getpid(), os.environ["LISTEN_PID"], os.environ["WATCHDOG_PID"], os.environ["OTHER"],
+                  [os.fstat(fd).st_ino for fd in (3, 4)], sorted(int(fd) for fd in os.listdir("/proc/self/fd"))]))
+"""
+
+
+@pytest.mark.parametrize("method", ["helper", "preexec"])
+@pytest.mark.parametrize("pdeathsig", [True, False])
+def test_the_spawner_places_sockets_and_writes_the_pid(method: str, pdeathsig: bool, tmp_path: Path) -> None:
+    from supervision._process.reaper import spawner
+
+    spawn = spawner()
+    if method == "helper" and spawn.method != "helper":
+        pytest.skip("no exec helper on this machine (not x86-64, or memfd exec forbidden)")
+    socks = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    out = tmp_path / "out"
+    try:
+        env = {b"LISTEN_PID": b" " * 12, b"WATCHDOG_PID": b" " * 12, b"OTHER": b"kept", b"PATH": os.environb[b"PATH"]}
+        with open(out, "wb") as file:
+            fds = [s.fileno() for s in reversed(socks)]  # any order: placed at 3, 4 as listed
+            pid = spawn.spawn(
+                [sys.executable, "-c", ACTIVATED],
+                None,
+                env,
+                file.fileno(),
+                None,
+                pdeathsig=pdeathsig,
+                method=method,
+                listen=fds,
+                pid_variables=2,
+            )
+        _, status = os.waitpid(pid, 0)
+        assert status == 0
+        own, listen_pid, watchdog_pid, other, inodes, open_fds = json.loads(out.read_text())
+        assert (own, listen_pid, watchdog_pid, other) == (pid, str(pid), str(pid), "kept")
+        assert inodes == [os.fstat(fd).st_ino for fd in fds]
+        assert open_fds[:5] == [0, 1, 2, 3, 4] and len(open_fds) == 6  # and the listdir's own: nothing leaked
+        with pytest.raises(FileNotFoundError):
+            spawn.spawn(["/nonexistent/x"], None, env, None, None, pdeathsig=pdeathsig, method=method, listen=fds)
     finally:
         for s in socks:
             s.close()
