@@ -466,8 +466,8 @@ def run_contender(contender: Contender, args: argparse.Namespace) -> dict[str, A
 
 def table(results: dict[str, Any]) -> str:
     rows = [
-        "| supervisor | phase | requests | failed | p50 ms | p99 ms | max ms |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| supervisor | phase | seconds | requests | failed | p50 ms | p99 ms | max ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for key, result in results.items():
         if key.startswith("_"):
@@ -477,7 +477,7 @@ def table(results: dict[str, Any]) -> str:
             if not found:
                 continue
             rows.append(
-                f"| {result['label']} | {phase} | {found['requests']} | {found['failed']} | "
+                f"| {result['label']} | {phase} | {found['seconds']} | {found['requests']} | {found['failed']} | "
                 f"{found.get('p50_ms', '-')} | {found.get('p99_ms', '-')} | {found.get('max_ms', '-')} |"
             )
     return "\n".join(rows)
