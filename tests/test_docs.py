@@ -207,7 +207,8 @@ def venv_env(**extra: str) -> dict[str, str]:
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("block", blocks_where(lambda b: b.test == "daemon"))
 def test_daemon_block_runs_until_sigterm(block: Block, tmp_path: Path) -> None:
-    parts = [b.source for b in block.runs_before] if block.settings.get("context") == "page" else []
+    page = block.settings.get("context") == "page"
+    parts = [b.source for b in block.runs_before if b.settings.get("context") is None] if page else []
     program = tmp_path / "program.py"
     program.write_text("\n".join([*parts, block.source]))
     (tmp_path / "runtime").mkdir()
