@@ -66,6 +66,7 @@ FENCE = re.compile(
 )
 SETTING = re.compile(r'([\w-]+)="([^"]*)"')
 NOT_CODE = {"text", "mermaid"}
+FILE_NAMED = re.compile(r"\b(?:tests|examples|bench|docs)/[\w/.-]+\.(?:py|md)\b")  # in a reason: it must exist
 PYTHON_LINE = re.compile(r"^(import |from \w+ import |def |async def )", re.M)
 KNOWN_SETTINGS = {"test", "reason", "context", "title", "hl_lines", "linenums"}  # the last three: the theme
 MARKERS = {"skip", "output", "services", "ci", "tutorial", "daemon", "session"}
@@ -132,6 +133,8 @@ def test_every_block_is_run_or_marked() -> None:
             problems.append(f'{block}: test="{block.test}" is not one of {sorted(MARKERS)}')
         elif block.test == "skip" and not block.settings.get("reason", "").strip():
             problems.append(f'{block}: test="skip" needs a reason="..."')
+        elif any(not (ROOT / path).exists() for path in FILE_NAMED.findall(block.settings.get("reason", ""))):
+            problems.append(f"{block}: its reason names a file that does not exist: {block.settings['reason']}")
         elif block.lang not in NOT_CODE | {"python"} and block.test is None:
             problems.append(f'{block}: a {block.lang} block must be run or marked (test="skip" reason="...")')
         elif block.lang == "text" and block.test is None and PYTHON_LINE.search(block.source):
