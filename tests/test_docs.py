@@ -26,6 +26,11 @@ site):
   session on someone's machine, a config file for another program). A skipped Python
   block must still compile.
 
+Docstrings are documentation too (the API reference renders them): every public name of
+``supervision`` and ``supervision.testing`` has one with a ``>>>`` example, and every
+``>>>`` example in the package runs as a doctest (``# doctest: +SKIP`` marks a fragment
+that cannot).
+
 ``text`` and ``mermaid`` blocks are not code (output, diagrams, signatures) and need no
 marker, unless they show a shell session (``$ `` prompts) or Python code; any other
 block without a marker fails ``test_every_block_is_run_or_marked``.
@@ -33,8 +38,10 @@ block without a marker fails ``test_every_block_is_run_or_marked``.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import doctest
+import importlib
 import inspect
 import io
 import os
@@ -394,3 +401,90 @@ def wait_for_lines(log: Path, expected: str, run: subprocess.Popen[bytes]) -> No
             return
         assert run.poll() is None and time.monotonic() < deadline, f"never printed: {missing}\n{log.read_text()}"
         time.sleep(0.2)
+
+
+# -- docstrings: every public name has an example, and every example runs -------------
+
+
+@dataclass
+class Docstring:
+    module: str  # dotted name of the module it is in
+    name: str  # what it documents, dotted, within its module
+    line: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.module}.{self.name}" if self.name else self.module
+
+
+def docstrings_in(node: ast.AST, module: str, prefix: str = "") -> Iterator[Docstring]:
+    body = getattr(node, "body", [])
+    for i, child in enumerate(body):
+        if isinstance(child, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            name = f"{prefix}{child.name}"
+            doc = ast.get_docstring(child)
+            if doc:
+                yield Docstring(module, name, child.body[0].lineno, doc)
+            yield from docstrings_in(child, module, name + ".")
+        elif isinstance(child, (ast.Assign, ast.AnnAssign)) and i + 1 < len(body):
+            target = child.targets[0] if isinstance(child, ast.Assign) else child.target
+            after = body[i + 1]
+            if (
+                isinstance(target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                yield Docstring(module, f"{prefix}{target.id}", after.lineno, inspect.cleandoc(after.value.value))
+
+
+def package_docstrings() -> list[Docstring]:
+    """Every docstring in the package: modules, classes, functions, methods, and the
+    strings under attributes (which the API reference shows as their docstrings)."""
+    found = []
+    for path in sorted((ROOT / "supervision").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        doc = ast.get_docstring(tree)
+        if doc:
+            found.append(Docstring(module, "", 1, doc))
+        found.extend(docstrings_in(tree, module))
+    return found
+
+
+DOCSTRINGS = package_docstrings()
+
+
+def public_objects() -> Iterator[tuple[str, Any]]:
+    import supervision.testing
+
+    for module in (sv, supervision.testing):
+        for name in module.__all__:
+            yield f"{module.__name__}.{name}", getattr(module, name)
+
+
+def test_every_public_name_has_a_docstring_with_an_example() -> None:
+    by_name: dict[str, list[str]] = {}
+    for doc in DOCSTRINGS:
+        by_name.setdefault(doc.name.rpartition(".")[2] or doc.module.rpartition(".")[2], []).append(doc.text)
+    missing = []
+    for full, obj in public_objects():
+        if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.ismodule(obj):
+            text = obj.__doc__ or ""
+        else:  # a constant or an alias: the string under its assignment
+            text = "\n".join(by_name.get(full.rpartition(".")[2], []))
+        if ">>>" not in text:
+            missing.append(full)
+    assert not missing, f"public names without a docstring example: {missing}"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("doc", [pytest.param(d, id=str(d)) for d in DOCSTRINGS if ">>>" in d.text])
+def test_docstring_example_runs(doc: Docstring) -> None:
+    """Doctest, with the names of the module the docstring is in (as ``help()`` reads it)."""
+    globs = dict(vars(importlib.import_module(doc.module)))
+    test = doctest.DocTestParser().get_doctest(doc.text, globs, str(doc), doc.module, doc.line)
+    out = io.StringIO()
+    results = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS).run(test, out=out.write, clear_globs=True)
+    assert not results.failed, out.getvalue()

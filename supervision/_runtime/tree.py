@@ -43,7 +43,20 @@ logger = logging.getLogger("supervision")
 
 class Handle:
     """A supervisor in a running tree, by path. It resolves its path on every
-    call, so it stays valid across restarts of the supervisor it names."""
+    call, so it stays valid across restarts of the supervisor it names.
+
+    >>> import asyncio, supervision as sv
+    >>> async def w(ctx):
+    ...     await asyncio.Event().wait()
+    >>> async def main():
+    ...     db = sv.Supervisor([sv.child("pool", w)])
+    ...     async with sv.start(sv.Supervisor([sv.child("db", db)])) as tree:
+    ...         handle = tree.at("db")                # a sv.Handle
+    ...         await handle.terminate_child("pool")
+    ...         print([(c.id, c.status.value) for c in handle.which_children()])
+    >>> asyncio.run(main())
+    [('pool', 'terminated')]
+    """
 
     def __init__(self, tree: Tree, path: Path) -> None:
         self._tree = tree
@@ -119,7 +132,19 @@ class Handle:
 
 
 class Tree(Handle):
-    """A running tree: the root's handle, plus the tree-wide operations."""
+    """A running tree: the root's handle, plus the tree-wide operations.
+
+    >>> import asyncio, supervision as sv
+    >>> async def w(ctx):
+    ...     await asyncio.Event().wait()
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor([sv.child("w", w)])) as tree:   # a sv.Tree
+    ...         print([c.id for c in tree.which_children()], tree.stopped)
+    ...     print(tree.stopped)
+    >>> asyncio.run(main())
+    ['w'] False
+    True
+    """
 
     def __init__(self, runtime: Runtime, runner: SupervisorRunner, source: Source) -> None:
         self._runtime = runtime
@@ -405,9 +430,9 @@ class _Starting:
         too (a child that crashes at once, say). Taken later, it is the same as
         ``tree.events()``; after the tree has stopped, it is empty.
 
-        >>> starting = sv.start(build)
-        >>> events = starting.events()
-        >>> async with starting as tree: ...
+        >>> starting = sv.start(build)  # doctest: +SKIP
+        >>> events = starting.events()  # doctest: +SKIP
+        >>> async with starting as tree: ...  # doctest: +SKIP
         """
         return self._hub.stream((), maxsize)
 
