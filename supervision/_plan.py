@@ -122,16 +122,20 @@ def _notes(plan: Plan) -> Iterator[str]:
         yield from _notes(nested)
 
 
-def format_plan(dry_run: DryRun) -> str:
-    """The plan as ``supervision reload --dry-run`` prints it."""
-    if dry_run.empty:
+def format_plan(dry_run: DryRun | Mapping[str, Any]) -> str:
+    """The plan as ``supervision reload --dry-run`` prints it (from a ``DryRun``
+    or its JSON form, as the control protocol carries it)."""
+    data = dry_run.to_json() if isinstance(dry_run, DryRun) else dry_run
+    changes = data.get("changes", [])
+    notes = data.get("notes", [])
+    if not changes and not notes:
         return "reload would change nothing"
+    width = max([len(change["path"]) for change in changes] + [1])
     lines = ["reload would:"]
-    width = max([len(format_path(change.path)) for change in dry_run.changes] + [1])
-    for change in dry_run.changes:
-        reasons = "; ".join(change.reasons)
-        lines.append(f"  {change.action:<8} {format_path(change.path):<{width}}  {reasons}".rstrip())
-    lines.extend(f"  note: {note}" for note in dry_run.notes)
+    for change in changes:
+        reasons = "; ".join(change["reasons"])
+        lines.append(f"  {change['action']:<8} {change['path']:<{width}}  {reasons}".rstrip())
+    lines.extend(f"  note: {note}" for note in notes)
     return "\n".join(lines)
 
 
