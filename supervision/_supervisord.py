@@ -235,7 +235,7 @@ class _Files:
             if not main:
                 self.notes.append(
                     Note(
-                        self.headers.get("include", Where(filename)),
+                        Where(filename, lines.get(("include", ""))),
                         "include",
                         "",
                         "",

@@ -269,3 +269,44 @@ def test_the_services_file_is_valid_toml_for_awkward_names_and_values(tmp_path: 
     services.write_text(conversion.toml())
     spec = load(str(services))
     assert [child.id for child in spec.children] == ["web.v2"]
+
+
+def test_group_and_numprocs_expansions_and_what_supervisord_rejects(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        "supervisord.conf",
+        """
+        [group:workers]
+        programs=q
+        priority=5
+
+        [program:q]
+        command=worker --group=%(group_name)s --of=%(numprocs)d --n=%(process_num)d
+        process_name=%(group_name)s-%(process_num)d
+        numprocs=2
+        numprocs_start=1
+
+        [program:solo]
+        command=solo --group=%(group_name)s
+
+        [include]
+        files = more/*.conf
+        """,
+    )
+    write(tmp_path, "more/x.conf", "[include]\nfiles = *.conf\n[program:x]\ncommand=x\n")
+    conversion = convert([main], environ={})
+    assert [s.name for s in conversion.services] == ["workers-1", "workers-2", "solo", "x"]
+    assert conversion.services[1].fields["command"] == "worker --group=workers --of=2 --n=2"
+    assert conversion.services[2].fields["command"] == "solo --group=solo"  # its own group
+    assert conversion.groups == {"workers": ["workers-1", "workers-2"]}
+    nested = [note for note in conversion.left_out if note.section == "include"]
+    assert len(nested) == 1 and nested[0].where.file.endswith("more/x.conf") and nested[0].where.line == 1
+
+    for text, message in [
+        ("[program:a]\ncommand=x\nstopasgroup=true\nkillasgroup=false\n", "stopasgroup=true and killasgroup=false"),
+        ("[program:a]\ncommand=x\n[program:b]\ncommand=y\nprocess_name=a\n", "two processes are named 'a'"),
+        ("[program:a]\ncommand=x\nexitcodes=0,300\n", "exit statuses 0..255"),
+    ]:
+        path = write(tmp_path, "bad.conf", text)
+        with pytest.raises(SupervisordError, match=message):
+            convert([path], environ={})
