@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import sys
 import traceback
 from typing import Any
 
@@ -45,7 +46,7 @@ def load(target: Target) -> Supervisor:
 
 def _where(exc: BaseException, target: Target) -> str:
     """The innermost frame of the traceback outside supervision itself (the user's code)."""
-    package = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(os.path.abspath(sys.modules[__name__.partition(".")[0]].__file__ or ""))
     frames = [
         frame
         for frame in traceback.extract_tb(exc.__traceback__)
