@@ -385,7 +385,8 @@ def run(spec: Supervisor, statements: Sequence[Statement]) -> Timeline:
             now = _windows(simulator)
             for path, window in now.items():
                 before = windows.get(path)
-                if window.last is not None and (before is None or before.last != window.last):  # a new restart
+                counted = before is None or window.last != before.last or window.restarts > before.restarts
+                if window.last is not None and counted and window.restarts:  # a restart was counted
                     timeline.entries.append(Entry(simulator.now, window=window))
             windows = now
     timeline.events = list(simulator.events)

@@ -260,3 +260,13 @@ async def test_simulate_tells_when_the_runtime_gives_up() -> None:
     actual = await in_runtime(spec, puppet, steps)
     assert [key(e) for e in actual] == [key(e) for e in timeline.events[started + 1 :]]
     assert [e.path for e in actual if isinstance(e, sv.SupervisorGaveUp)] == [()]
+
+
+def test_each_restart_counted_in_the_same_instant_shows_in_the_window() -> None:
+    text = format_timeline(run(tree(), parse("crash db x3; wait 1m", tree())))
+    windows = [line.strip() for line in text.splitlines() if "restart window" in line]
+    assert windows == [
+        "/        restart window: 1 of 3 within 5s",
+        "/        restart window: 2 of 3 within 5s",
+        "/        restart window: 3 of 3 within 5s -- FULL until 5s: one more restart before then and it gives up",
+    ]  # and none for the wait, which only empties the window
