@@ -58,7 +58,8 @@ def add_parsers(commands: Any) -> dict[str, Handler]:
 
 
 def check_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from ._check import CheckError, count, format_tree, load
+    from ._core.errors import CheckError
+    from ._service.check import count, format_tree, load
 
     out = out or sys.stdout
     _on_path()
@@ -76,8 +77,9 @@ def check_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def simulate_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from ._check import CheckError, load
-    from ._scenario import ScenarioError, format_timeline, parse, run
+    from ._core.errors import CheckError, ScenarioError
+    from ._service.check import load
+    from .testing._scenario import format_timeline, parse, run
 
     out = out or sys.stdout
     if (args.scenario is None) == (args.file is None):
@@ -109,8 +111,9 @@ def simulate_command(args: argparse.Namespace, out: TextIO | None = None) -> int
 
 
 def import_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from ._services import ServicesError, parse
-    from ._supervisord import SupervisordError, convert
+    from ._core.errors import ServicesError, SupervisordError
+    from ._reload.services import parse
+    from ._reload.supervisord import convert
 
     out = out or sys.stdout
     if args.output and os.path.exists(args.output) and not args.force:

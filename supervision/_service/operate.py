@@ -1,5 +1,5 @@
 """What an operator does to a running tree beyond one child at a time:
-``signal SIG PATH...``, ``start|stop|restart PATH... | all``, ``reload --dry-run``.
+``signal SIG PATH...`` and ``start|stop|restart PATH... | all``.
 
 These read and drive the tree through its public handles only (``which_children``,
 ``at``, ``spec``), so the control commands that serve them stay thin.
@@ -11,26 +11,24 @@ These read and drive the tree through its public handles only (``which_children`
   program, e.g. SIGHUP to reload its configuration, SIGUSR1 to reopen its logs).
 - :func:`select` expands ``all`` to the root's children, in the order an action
   should take them (stop: right to left; start, restart: left to right).
-- :func:`dry_run` is the plan of updating the running tree to a spec, with the
-  statuses of its children read from the tree.
+
+(``reload --dry-run`` is ``Tree.plan_reload``, see ``_plan``.)
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ._core import Status
-from ._errors import NotFound, Path, SupervisionError, format_path
-from ._plan import DryRun, explain
-from ._spec import Supervisor
-from ._tree import Handle, Tree
+from .._core.errors import NotAProcess, NotFound, SupervisionError
+from .._core.paths import Path, format_path
+from .._core.status import Status
 
-
-class NotAProcess(SupervisionError):
-    """A signal was asked for a child that has no OS process (a worker), or none running."""
+if TYPE_CHECKING:  # the client imports this module: it needs no runtime
+    from .._runtime.tree import Handle
 
 
 @dataclass(frozen=True)
@@ -115,26 +113,3 @@ def select(names: Sequence[str], top: Sequence[str], action: str) -> list[str]:
         else:
             chosen.append(name)
     return list(dict.fromkeys(chosen))
-
-
-def statuses(tree: Handle) -> Callable[[Path], Status | None]:
-    """The status of every child of the running tree, by path."""
-    found: dict[Path, Status] = {}
-
-    def walk(handle: Handle) -> None:
-        for info in handle.which_children():
-            path = (*handle.path, info.id)
-            found[path] = info.status
-            if info.kind == "supervisor" and info.status is Status.RUNNING:
-                try:
-                    walk(handle.at(info.id))
-                except SupervisionError:
-                    continue
-
-    walk(tree)
-    return found.get
-
-
-def dry_run(tree: Tree, spec: Supervisor) -> DryRun:
-    """What ``tree.update(spec)`` would do now, without doing it."""
-    return explain(tree.spec, spec, statuses(tree))

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import SupervisionError
+from .._core.errors import SupervisordError
 
 DEFAULT_PRIORITY = 999
 DEFAULT_STARTRETRIES = 3
@@ -117,15 +117,6 @@ _SECTION_LEFT_OUT = {
     "fcgi-program": "no FastCGI socket sharing; run the program with its own listening socket",
     "ctlplugin": "no supervisorctl plugins",
 }
-
-
-class SupervisordError(SupervisionError, ValueError):
-    """A supervisord file cannot be read or converted: ``.where`` (``file:line``) says where."""
-
-    def __init__(self, where: Where, message: str) -> None:
-        self.where = where
-        self.message = message
-        super().__init__(f"{where}: {message}")
 
 
 @dataclass(frozen=True)
@@ -211,16 +202,16 @@ class _Files:
             with open(path, encoding="utf-8") as file:
                 text = file.read()
         except OSError as exc:
-            raise SupervisordError(Where(filename), f"cannot read: {exc.strerror or exc}") from None
+            raise _error(Where(filename), f"cannot read: {exc.strerror or exc}") from None
         except UnicodeDecodeError as exc:
-            raise SupervisordError(Where(filename), f"not UTF-8: {exc}") from None
+            raise _error(Where(filename), f"not UTF-8: {exc}") from None
         parser = configparser.RawConfigParser(inline_comment_prefixes=(";", "#"), strict=False)
         try:
             parser.read_string(text, source=filename)
         except configparser.Error as exc:
             line = getattr(exc, "lineno", None)
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise SupervisordError(Where(filename, line), f"cannot parse: {message}") from None
+            raise _error(Where(filename, line), f"cannot parse: {message}") from None
         self.files.append(filename)
         lines = _locate(text)
         here = os.path.dirname(path)
@@ -247,7 +238,7 @@ class _Files:
 
     def _include(self, filename: str, parser: configparser.RawConfigParser) -> None:
         if not parser.has_option("include", "files"):
-            raise SupervisordError(self.headers["include"], "[include] section without a 'files' setting")
+            raise _error(self.headers["include"], "[include] section without a 'files' setting")
         value = self.sections["include"]["files"]
         patterns = expand(value, self.context.expansions(), "files").split()
         base = os.path.dirname(os.path.abspath(filename))
@@ -300,15 +291,13 @@ def expand(value: _Value, expansions: Mapping[str, Any], key: str) -> str:
         return value.text % expansions
     except KeyError as exc:
         names = ", ".join(sorted(name for name in expansions if not name.startswith("ENV_")))
-        raise SupervisordError(
+        raise _error(
             value.where,
             f"{key}: cannot expand {exc.args[0]!r} in {value.text!r} "
             f"(known: {names} and ENV_X for each environment variable)",
         ) from None
     except (ValueError, TypeError) as exc:
-        raise SupervisordError(
-            value.where, f"{key}: badly formatted {value.text!r}: {exc} (write %% for a %)"
-        ) from None
+        raise _error(value.where, f"{key}: badly formatted {value.text!r}: {exc} (write %% for a %)") from None
 
 
 # -- converting ---------------------------------------------------------------------
@@ -327,7 +316,7 @@ def convert(
     supervisord itself would reject it.
     """
     if not files:
-        raise SupervisordError(Where("<command line>"), "no file given")
+        raise _error(Where("<command line>"), "no file given")
     context = _Context(
         dict(os.environ if environ is None else environ),
         host_node_name if host_node_name is not None else platform.node(),
@@ -390,7 +379,7 @@ class _Converter:
                 members_out[group] = [service.name for _, _, service in processes]
         self.unique(services)
         if not services:
-            raise SupervisordError(Where(", ".join(self.source.files)), "no [program:x] section: nothing to convert")
+            raise _error(Where(", ".join(self.source.files)), "no [program:x] section: nothing to convert")
         return Conversion(self.source.files, services, members_out, self.notes)
 
     # -- sections -----------------------------------------------------------------------
@@ -413,14 +402,14 @@ class _Converter:
     def group(self, section: str, name: str, values: dict[str, _Value], members: dict[str, str]) -> list[str]:
         group = _name(name, self.source.headers[section])
         if "programs" not in values:
-            raise SupervisordError(self.source.headers[section], f"[{section}] has no 'programs' setting")
+            raise _error(self.source.headers[section], f"[{section}] has no 'programs' setting")
         programs_value = values["programs"]
         text = expand(programs_value, {**self.base, "group_name": group}, "programs")
         programs = [item.strip() for item in text.split(",") if item.strip()]
         known = {_bare(s) for s in self.source.sections if s.partition(":")[0] == "program"}
         for program in programs:
             if program not in known:
-                raise SupervisordError(programs_value.where, f"[{section}] names unknown program {program!r}")
+                raise _error(programs_value.where, f"[{section}] names unknown program {program!r}")
             members[program] = group
         for key, value in values.items():
             if key not in ("programs", "priority"):
@@ -441,14 +430,14 @@ class _Converter:
         numprocs = self.integer(section, values, "numprocs", 1)
         start = self.integer(section, values, "numprocs_start", 0)
         if numprocs < 1:
-            raise SupervisordError(values["numprocs"].where, "numprocs: must be at least 1")
+            raise _error(values["numprocs"].where, "numprocs: must be at least 1")
         process_name = values.get("process_name", _Value("%(program_name)s", header))
         if numprocs > 1 and "%(process_num)" not in process_name.text:
-            raise SupervisordError(
+            raise _error(
                 process_name.where, "process_name: must contain %(process_num) when numprocs > 1 (as supervisord says)"
             )
         if "command" not in values:
-            raise SupervisordError(header, f"[{section}] does not specify a command")
+            raise _error(header, f"[{section}] does not specify a command")
         for key, value in values.items():
             if key not in _PROGRAM_HANDLED:
                 self.note(
@@ -487,9 +476,9 @@ class _Converter:
         try:
             argv = shlex.split(command)
         except ValueError as exc:
-            raise SupervisordError(where("command"), f"command: cannot split {command!r}: {exc}") from None
+            raise _error(where("command"), f"command: cannot split {command!r}: {exc}") from None
         if not argv:
-            raise SupervisordError(where("command"), "command: must not be empty")
+            raise _error(where("command"), "command: must not be empty")
         out["command"] = command.strip()
         if "directory" in values:
             out["cwd"] = values["directory"].strip()
@@ -505,9 +494,7 @@ class _Converter:
         elif autorestart in _BOOLEAN:
             restart = "always" if _BOOLEAN[autorestart] else "never"
         else:
-            raise SupervisordError(
-                where("autorestart"), f"autorestart: expected true, false or unexpected, got {autorestart!r}"
-            )
+            raise _error(where("autorestart"), f"autorestart: expected true, false or unexpected, got {autorestart!r}")
         out["restart"] = restart
         if "exitcodes" in values:
             codes = self.exitcodes(where("exitcodes"), values["exitcodes"])
@@ -558,7 +545,7 @@ class _Converter:
         stopasgroup = self.boolean(section, raw, "stopasgroup", False, values)
         killasgroup = self.boolean(section, raw, "killasgroup", stopasgroup, values)
         if stopasgroup and not killasgroup:
-            raise SupervisordError(where("killasgroup"), "cannot set stopasgroup=true and killasgroup=false")
+            raise _error(where("killasgroup"), "cannot set stopasgroup=true and killasgroup=false")
         for key in ("stopasgroup", "killasgroup"):
             if key in values and not self.boolean(section, raw, key, False, values):
                 note(key, "converted: a service's whole process group is always signalled", converted=True)
@@ -620,7 +607,7 @@ class _Converter:
         try:
             return int(text.strip())
         except ValueError:
-            raise SupervisordError(raw.where, f"{key}: not an integer: {text!r}") from None
+            raise _error(raw.where, f"{key}: not an integer: {text!r}") from None
 
     def boolean(
         self,
@@ -634,18 +621,16 @@ class _Converter:
             return default
         text = (expanded[key] if expanded is not None else values[key].text).strip().lower()
         if text not in _BOOLEAN:
-            raise SupervisordError(
-                values[key].where, f"{key}: not a boolean: {text!r} (true/false, yes/no, on/off, 1/0)"
-            )
+            raise _error(values[key].where, f"{key}: not a boolean: {text!r} (true/false, yes/no, on/off, 1/0)")
         return _BOOLEAN[text]
 
     def exitcodes(self, where: Where, text: str) -> set[int]:
         try:
             codes = {int(item) for item in text.split(",") if item.strip()}
         except ValueError:
-            raise SupervisordError(where, f"exitcodes: not a list of integers: {text!r}") from None
+            raise _error(where, f"exitcodes: not a list of integers: {text!r}") from None
         if not codes or any(not 0 <= code <= 255 for code in codes):
-            raise SupervisordError(where, f"exitcodes: expected exit statuses 0..255, got {text!r}")
+            raise _error(where, f"exitcodes: expected exit statuses 0..255, got {text!r}")
         return codes
 
     def signal(self, where: Where, text: str) -> str:
@@ -659,13 +644,13 @@ class _Converter:
             name = name.removeprefix("SIG")
             if hasattr(signal.Signals, "SIG" + name):
                 return name
-        raise SupervisordError(where, f"stopsignal: unknown signal {text!r}")
+        raise _error(where, f"stopsignal: unknown signal {text!r}")
 
     def unique(self, services: list[Service]) -> None:
         seen: dict[str, Service] = {}
         for service in services:
             if service.name in seen:
-                raise SupervisordError(
+                raise _error(
                     service.where,
                     f"two processes are named {service.name!r} (also {seen[service.name].where}); "
                     "a services file needs one name per service: set process_name",
@@ -679,14 +664,18 @@ _WRAP = {
 }
 
 
+def _error(where: Where, message: str) -> SupervisordError:
+    return SupervisordError(where.file, where.line, message)
+
+
 def _name(text: str, where: Where) -> str:
     """A program, group or process name as supervisord checks it."""
     name = text.strip()
     for character in " :/":
         if character in name:
-            raise SupervisordError(where, f"invalid name {name!r}: it contains {character!r}")
+            raise _error(where, f"invalid name {name!r}: it contains {character!r}")
     if not name:
-        raise SupervisordError(where, "empty name")
+        raise _error(where, "empty name")
     return name
 
 
@@ -730,16 +719,16 @@ def _key_value_pairs(text: str, where: Where, key: str) -> dict[str, str]:
     try:
         tokens = list(lexer)
     except ValueError as exc:
-        raise SupervisordError(where, f"{key}: cannot read {text!r}: {exc}") from None
+        raise _error(where, f"{key}: cannot read {text!r}: {exc}") from None
     pairs: dict[str, str] = {}
     i = 0
     while i < len(tokens):
         group = tokens[i : i + 3]
         if len(group) != 3 or group[1] != "=" or not group[0]:
-            raise SupervisordError(where, f"{key}: expected KEY=value pairs separated by commas, got {text!r}")
+            raise _error(where, f"{key}: expected KEY=value pairs separated by commas, got {text!r}")
         pairs[group[0]] = group[2]
         if i + 3 < len(tokens) and tokens[i + 3] != ",":
-            raise SupervisordError(where, f"{key}: expected a comma after {group[0]}={group[2]!r} in {text!r}")
+            raise _error(where, f"{key}: expected a comma after {group[0]}={group[2]!r} in {text!r}")
         i += 4
     return pairs
 

@@ -18,15 +18,10 @@ import sys
 import traceback
 from typing import Any
 
-from . import ready as _ready
-from ._errors import SupervisionError
-from ._services import ServicesError
-from ._spec import INFINITY, AutoShutdown, ChildSpec, Restart, Supervisor
-from ._target import Target, build
-
-
-class CheckError(SupervisionError):
-    """A target does not build a valid tree; the message says where and why."""
+from .. import ready as _ready
+from .._core.errors import CheckError, ServicesError, SupervisionError
+from .._core.spec import INFINITY, AutoShutdown, Backoff, ChildSpec, Restart, Supervisor
+from .._reload.target import Target, build
 
 
 def load(target: Target) -> Supervisor:
@@ -89,13 +84,15 @@ def _supervisor(spec: Supervisor) -> str:
         parts[0] = f"{type(spec).__qualname__}.plan"
     if spec.auto_shutdown is not AutoShutdown.NEVER:
         parts.append(f"auto_shutdown {spec.auto_shutdown}")
-    backoff = spec.backoff
-    if backoff is not None:
-        if backoff.initial == backoff.maximum:
-            parts.append(f"restarts wait {backoff.initial:g}s")
-        else:
-            parts.append(f"restarts wait {backoff.initial:g}s x{backoff.factor:g} up to {backoff.maximum:g}s")
+    if spec.backoff is not None:
+        parts.append(_backoff(spec.backoff))
     return ", ".join(parts)
+
+
+def _backoff(backoff: Backoff) -> str:
+    if backoff.initial == backoff.maximum:
+        return f"restarts wait {backoff.initial:g}s"
+    return f"restarts wait {backoff.initial:g}s x{backoff.factor:g} up to {backoff.maximum:g}s"
 
 
 def _child(child: ChildSpec) -> str:
@@ -111,6 +108,10 @@ def _child(child: ChildSpec) -> str:
         settings.append(f"restart {child.restart}")
     if child.significant:
         settings.append("significant")
+    if child.intensity is not None:  # a restart limit of its own
+        settings.append(f"at most {child.intensity} restarts in {child.period:g}s")
+    if child.backoff is not None:
+        settings.append(_backoff(child.backoff))
     default_shutdown = INFINITY if isinstance(start, Supervisor) else 5.0
     if child.shutdown != default_shutdown:
         settings.append(f"shutdown {_shutdown(child.shutdown)}")

@@ -9,9 +9,9 @@ from collections.abc import Callable
 import pytest
 
 import supervision as sv
-from supervision._core import Status
-from supervision._errors import Path
-from supervision._plan import DryRun, explain, format_plan
+from supervision._core.paths import Path
+from supervision._core.plan import DryRun, explain, format_plan
+from supervision._core.status import Status
 
 
 async def worker(ctx: sv.Context) -> None:

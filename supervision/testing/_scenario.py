@@ -44,8 +44,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._errors import Path, StartError, SupervisionError, TooManyRestarts, format_path
-from ._events import (
+from .._core.errors import ScenarioError, StartError, SupervisionError, TooManyRestarts
+from .._core.events import (
     ChildExited,
     ChildStarted,
     ChildStartFailed,
@@ -55,18 +55,19 @@ from ._events import (
     SupervisorGaveUp,
     SupervisorStopped,
 )
-from ._spec import ChildSpec, Supervisor
-from .testing import (
+from .._core.paths import Path, format_path
+from .._core.spec import ChildSpec, Supervisor
+from ._schedule import (
     Advance,
     Crash,
     Exit,
     FailNextStart,
     RestartChild,
     SimulatedStartFailure,
-    Simulator,
     Step,
     TerminateChild,
 )
+from ._simulate import Simulator
 
 Verb = Literal["crash", "exit", "fail", "wait", "stop", "start", "restart"]
 VERBS: tuple[Verb, ...] = ("crash", "exit", "fail", "wait", "stop", "start", "restart")
@@ -74,26 +75,6 @@ VERBS: tuple[Verb, ...] = ("crash", "exit", "fail", "wait", "stop", "start", "re
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?$")
 _COUNT = re.compile(r"^[xX](\d+)$")
-
-
-class ScenarioError(SupervisionError, ValueError):
-    """A scenario cannot be read: ``.line`` and ``.column`` (1-based) say where."""
-
-    def __init__(self, text: str, offset: int, message: str) -> None:
-        self.text = text
-        self.offset = offset
-        self.line = text.count("\n", 0, offset) + 1
-        start = text.rfind("\n", 0, offset) + 1
-        self.column = offset - start + 1
-        self.message = message
-        super().__init__(f"{self.line}:{self.column}: {message}")
-
-    def excerpt(self) -> str:
-        """The line at fault with a caret under the place."""
-        start = self.text.rfind("\n", 0, self.offset) + 1
-        end = self.text.find("\n", self.offset)
-        line = self.text[start : end if end != -1 else len(self.text)]
-        return f"  {line}\n  {' ' * (self.column - 1)}^"
 
 
 @dataclass(frozen=True)
@@ -424,6 +405,14 @@ def _windows(simulator: Simulator) -> dict[Path, Window]:
         frees_at = recent[0] + spec.period if recent else None
         last = core.restarts[-1] if core.restarts else None
         found[core.path] = Window(core.path, len(recent), spec.intensity, spec.period, frees_at, last)
+        for child in core.children.values():  # a child with a restart limit of its own
+            own = child.spec.intensity
+            if own is None:
+                continue
+            recent = [t for t in child.restarts if now - t <= child.spec.period]
+            frees_at = recent[0] + child.spec.period if recent else None
+            last = child.restarts[-1] if child.restarts else None
+            found[child.path] = Window(child.path, len(recent), own, child.spec.period, frees_at, last)
         stack.extend(nested for nested in node.nested.values() if nested.exit is None)
     return found
 

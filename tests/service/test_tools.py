@@ -10,7 +10,7 @@ import pytest
 
 from supervision._tools import add_parsers
 
-FIXTURES = Path(__file__).parent / "supervisord"
+FIXTURES = Path(__file__).parent.parent / "reload" / "supervisord"
 
 TREE = """
 import asyncio

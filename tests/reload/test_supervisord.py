@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 import supervision as sv
-from supervision._services import load
-from supervision._supervisord import Conversion, SupervisordError, convert
+from supervision._core.errors import SupervisordError
+from supervision._reload.services import load
+from supervision._reload.supervisord import Conversion, convert
 
 FIXTURES = Path(__file__).parent / "supervisord"
 BIN = FIXTURES / "bin"
@@ -250,7 +251,7 @@ def test_errors_name_the_file_and_line(tmp_path: Path, text: str, line: int | No
         convert([path], environ={})
     assert message in caught.value.message
     if line is not None:
-        assert caught.value.where == type(caught.value.where)(path, line)
+        assert (caught.value.file, caught.value.line) == (path, line)
         assert str(caught.value).startswith(f"{path}:{line}: ")
 
 

@@ -6,7 +6,7 @@ and the status of every child of the running tree, and returns a
 place, each with its reasons (which field changed, from what to what; whose
 code changed), in the order the runtime applies them.
 
-It reads the reload diff (``_diff.diff``), and predicts what the core's update
+It reads the reload diff (``diff.diff``), and predicts what the core's update
 job does with it given the children's statuses:
 
 - a removed child is stopped (whatever its status);
@@ -29,11 +29,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._core import Status
-from ._diff import Plan, diff, same_child
-from ._errors import Path, format_path
-from ._fingerprint import Fingerprints
-from ._spec import ChildSpec, Supervisor
+from .diff import Plan, diff, same_child
+from .fingerprint import Fingerprints
+from .paths import Path, format_path
+from .spec import ChildSpec, Supervisor
+from .status import Status
 
 Action = Literal["start", "stop", "restart", "update"]
 ACTIONS: tuple[Action, ...] = ("stop", "restart", "start", "update")

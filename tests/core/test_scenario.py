@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import supervision as sv
-from supervision._scenario import ScenarioError, describe, format_timeline, parse, run
+from supervision._core.errors import ScenarioError
 from supervision.testing import (
     Advance,
     Crash,
@@ -25,6 +25,7 @@ from supervision.testing import (
     TerminateChild,
     crash,
 )
+from supervision.testing._scenario import describe, format_timeline, parse, run
 
 
 async def work(ctx: sv.Context) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import supervision as sv
-from supervision._operate import NotAProcess, Signalled, dry_run, parse_signal, select, signal_processes
+from supervision._core.errors import NotAProcess
+from supervision._service.operate import Signalled, parse_signal, select, signal_processes
 
 # A process that records each SIGHUP and SIGUSR1 it gets in a file, and says when
 # its handlers are in place.
@@ -103,7 +104,9 @@ async def test_a_dry_run_of_the_running_tree() -> None:
     spec = sv.Supervisor([sv.child("a", work), sv.child("b", work)])
     async with sv.start(spec) as tree:
         await tree.terminate_child("b")
-        plan = dry_run(tree, sv.Supervisor([sv.child("a", work, restart="transient"), sv.child("b", work, shutdown=1)]))
+        plan = tree.plan_update(
+            sv.Supervisor([sv.child("a", work, restart="transient"), sv.child("b", work, shutdown=1)])
+        )
         assert plan.restarted == (("a",),)
         assert plan.updated == (("b",),)
         applied = await tree.update(
