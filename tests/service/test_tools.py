@@ -180,3 +180,13 @@ def test_import_to_stdout_and_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     captured = capsys.readouterr()
     assert "[services.b]" in captured.out and 'command = "run"' in captured.out
     assert "b.conf:3: [program:b] autostart=false: not converted" in captured.err
+
+
+def test_simulate_shows_a_services_own_restart_window(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = write(tmp_path, "services.toml", SERVICES)  # web: on-failure, at most 2 restarts in 30 s
+    assert cli("simulate", target, "crash web x3 within 10s; crash db") == 0
+    out = capsys.readouterr().out
+    assert "web   restart window: 2 of 2 within 30s -- FULL until 30s" in out
+    assert "10s  web   GIVES UP: more than 2 restarts within 30s" in out
+    assert "web   restarted (start 4)" not in out  # on-failure: beyond its limit it stays stopped
+    assert out.rstrip().endswith("the root is running; gave up on the way: web")
