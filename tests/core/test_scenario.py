@@ -271,3 +271,20 @@ def test_each_restart_counted_in_the_same_instant_shows_in_the_window() -> None:
         "/        restart window: 2 of 3 within 5s",
         "/        restart window: 3 of 3 within 5s -- FULL until 5s: one more restart before then and it gives up",
     ]  # and none for the wait, which only empties the window
+
+
+async def test_simulate_tells_what_the_runtime_does_with_a_childs_own_limit() -> None:
+    puppet = Puppet()
+    spec = sv.Supervisor(
+        [sv.child("a", puppet, ready=True, intensity=1, period=10), sv.child("b", puppet, ready=True)],
+        intensity=2,
+        period=5,
+    )
+    statements = parse("crash a x2; wait 1s; crash b; crash a x2", spec)
+    timeline = run(spec, statements)
+    assert timeline.gave_up == [("a",), ("a",), ()]
+    text = format_timeline(timeline)
+    assert "a     restart window: 1 of 1 within 10s -- FULL until 10s" in text
+    steps = [step for statement in statements for _, step in statement.steps()]
+    actual = await in_runtime(spec, puppet, steps)
+    assert [key(e) for e in actual] == [key(e) for e in timeline.events[2:]]
