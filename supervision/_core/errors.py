@@ -14,7 +14,8 @@ child or a supervisor carries its ``.path``::
     │   ├── AlreadyStarted              id exists, running
     │   ├── ChildRunning                delete/restart of a running child
     │   ├── ChildRestarting             delete/restart of a child waiting for a retry
-    │   └── SupervisorNotRunning        the supervisor addressed has stopped
+    │   ├── SupervisorNotRunning        the supervisor addressed has stopped
+    │   └── NotAProcess                 a signal for a child that runs no OS process
     ├── TooManyRestarts                 restart intensity exceeded (.path, __cause__)
     ├── ShutdownTimeout                 a worker ignored cancellation past its shutdown (.path)
     ├── ProcessExited                   an OS process exited non-zero or by a signal
@@ -28,8 +29,7 @@ child or a supervisor carries its ``.path``::
     ├── SeveralTrees (ValueError)       several trees run and the client named none
     ├── SupervisordError (ValueError)   a supervisord file cannot be converted (.file, .line)
     ├── ScenarioError (ValueError)      a simulate scenario cannot be read (.line, .column)
-    ├── CheckError                      `supervision check`: the target builds no valid tree
-    └── NotAProcess                     a signal for a child that runs no OS process (.path)
+    └── CheckError                      `supervision check`: the target builds no valid tree
 
 :class:`Shutdown` is not an error: a worker raises it to exit with reason
 ``"shutdown"`` (a transient child raising it is not restarted).
@@ -274,9 +274,9 @@ class CheckError(SupervisionError):
     """``supervision check``: a target does not build a valid tree; the message says where and why."""
 
 
-class NotAProcess(SupervisionError):
+class NotAProcess(PathError):
     """A signal was asked for a child that runs no OS process (a worker, or a
-    process that is not running)."""
+    process that is not running), or a supervisor with none running under it."""
 
 
 # -- the wire form ------------------------------------------------------------------

@@ -15,7 +15,7 @@ import signal as _signal
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from .._core.errors import NotAProcess, NotFound, RequestError, SupervisionError
+from .._core.errors import NotFound, RequestError, SupervisionError
 from .._core.messages import OperatorRestart, RestartChild, TerminateChild
 from .._core.paths import Path, format_path
 from .._core.status import ChildInfo, Status
@@ -151,10 +151,7 @@ class Commands:
             signum = parse_signal(str(value))
         except ValueError as exc:
             raise RequestError("BadSignal", str(exc)) from None
-        try:
-            sent = signal_processes(tree, path, signum)
-        except NotAProcess as exc:
-            raise RequestError("NotAProcess", str(exc)) from None
+        sent = signal_processes(tree, path, signum)  # NotFound, NotAProcess: the tree refuses
         return {
             "signal": _signal.Signals(signum).name,
             "signalled": [{"path": format_path(s.path), "pid": s.pid} for s in sent],

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._core.errors import NotAProcess, NotFound, SupervisionError
-from .._core.paths import Path, format_path
+from .._core.paths import Path
 from .._core.status import Status
 
 if TYPE_CHECKING:  # the client imports this module: it needs no runtime
@@ -64,19 +64,19 @@ def signal_processes(tree: Handle, path: Path, signum: int) -> list[Signalled]:
         parent = tree.at(path[:-1])
         info = next((child for child in parent.which_children() if child.id == path[-1]), None)
         if info is None:
-            raise NotFound(f"{format_path(path)}: no such child")
+            raise NotFound.at(path, "no such child")
         if info.kind == "worker":
-            raise NotAProcess(f"{format_path(path)}: a worker runs in the supervisor's process; it takes no signal")
+            raise NotAProcess.at(path, "a worker runs in the supervisor's process; it takes no signal")
         if info.kind == "process":
             if info.pid is None or info.status is not Status.RUNNING:
-                raise NotAProcess(f"{format_path(path)}: not running ({info.status})")
+                raise NotAProcess.at(path, f"not running ({info.status})")
             targets.append(Signalled(path, info.pid))
         elif info.status is Status.RUNNING:
             targets.extend(_processes(tree.at(path)))
     else:
         targets.extend(_processes(tree))
     if not targets:
-        raise NotAProcess(f"{format_path(path)}: no OS process runs there")
+        raise NotAProcess.at(path, "no OS process runs there")
     sent = []
     for target in targets:
         try:
