@@ -103,14 +103,18 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     status.add_argument("path", nargs="?", help="only this child and what is under it")
     status.add_argument("--json", action="store_true", help="print the status as JSON, for scripts")
     paths = "child paths, or all (every child of the root)"
-    command("restart", "stop children (if they run) and start them again").add_argument("paths", nargs="+", help=paths)
+    command("restart", "stop children (if they run) and start them again").add_argument(
+        "paths", nargs="+", metavar="PATH", help=paths
+    )
     stop = command("stop", "stop children (they stay stopped), or the whole tree without PATH")
-    stop.add_argument("paths", nargs="*", help=paths)
+    stop.add_argument("paths", nargs="*", metavar="PATH", help=paths)
     stop.add_argument("--no-wait", action="store_true", help="do not wait until the tree has stopped")
-    command("start", "start stopped children again").add_argument("paths", nargs="+", help=paths)
+    command("start", "start stopped children again").add_argument("paths", nargs="+", metavar="PATH", help=paths)
     signal = command("signal", "send a signal to process children (to all of them without PATH)")
     signal.add_argument("signal", metavar="SIG", help="a signal name (HUP, USR1, SIGTERM) or number")
-    signal.add_argument("paths", nargs="*", help="process children, or supervisors (every process under them)")
+    signal.add_argument(
+        "paths", nargs="*", metavar="PATH", help="process children, or supervisors (every process under them)"
+    )
     reload = command("reload", "reload the tree's source and restart only what changed")
     reload.add_argument("--dry-run", action="store_true", help="print what a reload would do, and do nothing")
     logs = command("logs", "print the recent output lines of a process child (or of those under PATH)")
