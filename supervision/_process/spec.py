@@ -141,9 +141,10 @@ def process(
       new process and waits until it is ready before stopping the old one.
       See ``docs/health.md``.
 
+    >>> import supervision as sv
     >>> spec = process("web", ["python", "-m", "http.server", "8000"], ready=sv.ready.port(8000))
-    >>> spec.kind
-    'process'
+    >>> spec.kind == "process"
+    True
     """
     path: Path = (id,) if isinstance(id, str) else ()
     if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence):
