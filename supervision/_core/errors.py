@@ -367,6 +367,9 @@ class WatchdogTimeout(SupervisionError):
     ``.path`` names it, ``.period`` is the watchdog period in seconds,
     ``.triggered`` is True when the child asked for it (``WATCHDOG=trigger``).
     It is the ``error`` of the ``ChildExited`` (reason ``"crash"``) that follows.
+
+    >>> WatchdogTimeout(("db", "pool"), 10.0)
+    WatchdogTimeout('db/pool: no heartbeat within 10s')
     """
 
     def __init__(self, path: Path, period: float, triggered: bool = False) -> None:
@@ -385,6 +388,9 @@ class HealthCheckFailed(SupervisionError):
 
     ``.path`` names it, ``.reason`` is the last failure's reason. It is the
     ``error`` of the ``ChildExited`` (reason ``"crash"``) that follows.
+
+    >>> HealthCheckFailed(("web",), "HTTP/1.1 503 Service Unavailable").reason
+    'HTTP/1.1 503 Service Unavailable'
     """
 
     def __init__(self, path: Path, reason: str) -> None:

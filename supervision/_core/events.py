@@ -196,7 +196,11 @@ class ReloadRejected(Event):
 class HealthChanged(Event):
     """A child's health changed: ``healthy`` is True after the first passing
     probe (or the first after failures), False once it failed ``failures``
-    probes in a row (then it is restarted). ``reason`` is the probe's."""
+    probes in a row (then it is restarted). ``reason`` is the probe's.
+
+    >>> HealthChanged(path=("web",), time=12.5, healthy=False, reason="HTTP/1.1 500").healthy
+    False
+    """
 
     healthy: bool
     reason: str = ""

@@ -39,6 +39,9 @@ class Listen:
     (``unix:@name`` for the abstract namespace). ``name`` is what
     ``LISTEN_FDNAMES`` and ``sv.listen_fds()`` call it. ``mode`` sets the
     permissions of a unix socket's file. ``reuse_port`` sets ``SO_REUSEPORT``.
+
+    >>> listen("unix:/run/app.sock", mode=0o660, name="app")
+    Listen(address='unix:/run/app.sock', name='app', mode=432, backlog=1024, reuse_port=False)
     """
 
     address: str

@@ -95,7 +95,12 @@ class AutoShutdown(enum.StrEnum):
 class RestartMode(enum.StrEnum):
     """How the supervisor replaces a running child on purpose (an operator's
     ``restart``, a reload that changed its spec, a re-exec that must replace it).
-    Restarts after a crash, and group restarts, always stop first."""
+    Restarts after a crash, and group restarts, always stop first.
+
+    >>> async def work(ctx): ...
+    >>> child("w", work, restart_mode="overlap").restart_mode
+    <RestartMode.OVERLAP: 'overlap'>
+    """
 
     STOP_START = "stop_start"
     """Stop the old incarnation, then start the new one."""

@@ -41,6 +41,11 @@ def listen_fds(*, unset_environment: bool = True) -> dict[str, socket.socket]:
         server = http.server.HTTPServer(sock.getsockname(), Handler, bind_and_activate=False)
         server.socket = sock
         server.serve_forever()
+
+    Outside a service started with sockets, there are none:
+
+    >>> listen_fds()
+    {}
     """
     pid = os.environ.get("LISTEN_PID", "")
     count = os.environ.get("LISTEN_FDS", "")
