@@ -194,7 +194,9 @@ class WorkerIncarnation(Incarnation):
             except OSError as exc:
                 return self._failed(exc)
             runtime.sockets.keep_only(self.path, spec.sockets)
-            sockets = {listen.name: sock for listen, sock in zip(spec.sockets, held, strict=True)}
+            # Its own copies (the same sockets, other fds): asyncio's Server.close()
+            # closes the socket it serves on, and the held one must stay open.
+            sockets = {listen.name: sock.dup() for listen, sock in zip(spec.sockets, held, strict=True)}
         heartbeat = self._heartbeat if spec.watchdog is not None else None
         self.ctx = ctx = Context(self.path, self.starts, runtime.store, default, on_ready, heartbeat, sockets)
         context = runtime.context.copy()
@@ -205,8 +207,12 @@ class WorkerIncarnation(Incarnation):
                 coroutine, name="/".join(self.path), context=context
             )
         except Exception as exc:
+            for sock in sockets.values():
+                sock.close()
             return self._failed(exc)
         self.task.add_done_callback(self._on_task_done)
+        if sockets:
+            self.task.add_done_callback(lambda _: [sock.close() for sock in sockets.values()])
         if self.ready_future is None:
             return self._done()
         return self._wait_ready()

@@ -344,23 +344,37 @@ async def test_sockets_are_passed_by_socket_activation_and_held_across_restarts(
     assert not unix_path.exists()  # the tree stopped: its socket file is gone
 
 
-async def test_a_worker_gets_its_sockets_as_ctx_sockets() -> None:
+async def test_a_worker_gets_its_sockets_as_ctx_sockets_and_they_outlive_it() -> None:
     port = free_port()
-    seen: list[int] = []
 
     async def serve(ctx: sv.Context) -> None:
-        sock = ctx.sockets["web"]
-        seen.append(sock.getsockname()[1])
-        server = await asyncio.start_server(lambda r, w: w.close(), sock=sock)
-        async with server:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(str(ctx.starts).encode())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, sock=ctx.sockets["web"])
+        async with server:  # closes its socket when the worker ends: its own copy, not the held one
             await asyncio.Event().wait()
 
-    async with sv.start(
-        sv.Supervisor([sv.child("w", serve, sockets=[sv.listen(f"tcp://127.0.0.1:{port}", name="web")])])
-    ) as tree:
-        await asyncio.sleep(0)
-        assert seen == [port]
+    async def ask() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        data = await asyncio.wait_for(reader.read(), LONG)
+        writer.close()
+        await writer.wait_closed()
+        return data
+
+    spec = sv.child("w", serve, sockets=[sv.listen(f"tcp://127.0.0.1:{port}", name="web")])
+    starting = sv.start(sv.Supervisor([spec]))
+    events = starting.events()
+    async with starting as tree:
+        assert await ask() == b"1"
+        sv.testing.crash(tree, "w")
+        await next_event(events, is_(sv.ChildStarted, "w"))
+        assert await ask() == b"2"
         await tree.stop()
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)  # the tree stopped: the socket is closed
 
 
 # -- overlapping restarts ------------------------------------------------------------------------
