@@ -13,7 +13,7 @@ import asyncio
 import contextvars
 import random
 import socket
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._core.errors import Shutdown, ShutdownTimeout
@@ -89,6 +89,11 @@ def _timeout(shutdown: ShutdownSpec) -> float | None:
     if shutdown is BRUTAL_KILL:
         return 0.0
     return shutdown
+
+
+def _close_all(sockets: Iterable[socket.socket]) -> None:
+    for sock in sockets:
+        sock.close()
 
 
 class Incarnation:
@@ -212,7 +217,7 @@ class WorkerIncarnation(Incarnation):
             return self._failed(exc)
         self.task.add_done_callback(self._on_task_done)
         if sockets:
-            self.task.add_done_callback(lambda _: [sock.close() for sock in sockets.values()])
+            self.task.add_done_callback(lambda _: _close_all(sockets.values()))
         if self.ready_future is None:
             return self._done()
         return self._wait_ready()
