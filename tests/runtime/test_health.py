@@ -97,8 +97,8 @@ PINGER = NOTIFY + textwrap.dedent(
         time.sleep(0.3)
         notify("WATCHDOG=trigger")
     elif mode == "usec":
-        notify("WATCHDOG_USEC=1500000")
-        for _ in range(3):  # every second: fine with 1.5 s, too slow for the 0.3 s of the spec
+        notify("WATCHDOG_USEC=3000000")
+        for _ in range(3):  # every second: fine with 3 s, too slow for the 0.3 s of the spec
             time.sleep(1.0)
             notify("WATCHDOG=1")
     else:
@@ -161,7 +161,7 @@ async def test_watchdog_usec_changes_the_period(tmp_path: Path) -> None:
         started = await next_event(events, is_(sv.ChildStarted, "svc"), timeout=LONG)
         exited = await next_event(events, is_(sv.ChildExited, "svc"), timeout=LONG)
         assert isinstance(exited, sv.ChildExited) and isinstance(exited.error, sv.WatchdogTimeout)
-        assert exited.error.period == 1.5
+        assert exited.error.period == 3.0
         assert exited.time - started.time >= 3.0  # three pings a second apart were enough
         await tree.stop()
 
