@@ -167,7 +167,7 @@ async def test_tcp_probe() -> None:
         await run_probe(health.tcp(port))  # closed now: the runner turns this into a failure
 
 
-async def test_exec_probe_status_and_reason(tmp_path: object) -> None:
+async def test_exec_probe_status_and_reason() -> None:
     assert await run_probe(health.exec(["true"])) == (True, "exit status 0")
     healthy, reason = await run_probe(health.exec(["sh", "-c", "echo first >&2; echo 'disk full' >&2; exit 3"]))
     assert not healthy
@@ -176,10 +176,10 @@ async def test_exec_probe_status_and_reason(tmp_path: object) -> None:
     assert not healthy and "FileNotFoundError" in reason
 
 
-async def test_a_hung_exec_probe_is_cut_at_timeout_and_its_process_reaped() -> None:
+async def test_a_hung_exec_probe_is_cut_at_timeout_and_its_process_reaped(tmp_path: Path) -> None:
     results: list[tuple[bool, str]] = []
     done = asyncio.Event()
-    pid_file = f"/tmp/supervision-probe-{os.getpid()}"
+    pid_file = tmp_path / "probe.pid"
 
     def report(healthy: bool, reason: str) -> None:
         results.append((healthy, reason))
@@ -198,7 +198,6 @@ async def test_a_hung_exec_probe_is_cut_at_timeout_and_its_process_reaped() -> N
         assert not alive(pid)
     finally:
         runner.close()
-        os.unlink(pid_file)
 
 
 async def test_a_hung_http_probe_is_cut_at_timeout() -> None:
