@@ -22,7 +22,6 @@ The probes are plain frozen values, validated by :func:`supervision.child` and
 from __future__ import annotations
 
 import inspect
-import ipaddress
 import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -119,6 +118,8 @@ class Tcp(_Timing):
 
     @property
     def numeric_host(self) -> bool:
+        import ipaddress  # only for this question: importing sv.health stays cheap
+
         try:
             ipaddress.ip_address(self.host)
         except ValueError:

@@ -13,16 +13,18 @@ import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeAlias
 
 from pyrsistent import PMap, pmap
 
 from .. import ready as _ready
-from ..health import PROBES, Probe
 from .errors import SpecError
-from .listen import Listen, check_sockets
 from .paths import Path
 from .snapshot import check_immutable
+
+if TYPE_CHECKING:
+    from ..health import Probe
+    from .listen import Listen
 
 
 class Kind(enum.StrEnum):
@@ -357,11 +359,16 @@ def _check_liveness(spec: ChildSpec, path: Path, kind: Kind) -> None:
         if spec.watchdog == 0:
             raise SpecError(path, "watchdog", "must be > 0 (or None for no watchdog)")
     if spec.health is not None:
+        from ..health import PROBES  # loaded here: a spec without a probe (and the CLI) never needs it
+
         if not isinstance(spec.health, PROBES):
             message = f"must be sv.health.http/tcp/exec/call(...) or None, got {spec.health!r:.60}"
             raise SpecError(path, "health", message)
         spec.health.check(path)
-    set_(spec, "sockets", check_sockets(spec.sockets, path))
+    if spec.sockets != ():
+        from .listen import check_sockets  # as above
+
+        set_(spec, "sockets", check_sockets(spec.sockets, path))
     if kind is Kind.SUPERVISOR:
         for field, value in (("watchdog", spec.watchdog), ("health", spec.health), ("sockets", spec.sockets)):
             if value:
