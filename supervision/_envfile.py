@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import re
 from collections.abc import Iterable
 
@@ -63,7 +64,13 @@ def parse(text: str, filename: str = "<env file>") -> dict[str, str]:
 
 
 def _assignments(text: str) -> Iterable[tuple[str, str]]:
-    """Yield ``(key, value)`` as systemd's state machine pushes them."""
+    """``(key, value)`` pairs, as systemd's state machine pushes them."""
+    if not any(c in text for c in "'\"\\"):
+        return _simple_assignments(text)
+    return _machine(text)
+
+
+def _machine(text: str) -> Iterable[tuple[str, str]]:
     state = "pre_key"
     key: list[str] = []
     value: list[str] = []
@@ -159,6 +166,43 @@ def _assignments(text: str) -> Iterable[tuple[str, str]]:
         yield pair()
 
 
+def _simple_assignments(text: str) -> Iterable[tuple[str, str]]:
+    """The same as the state machine for a text without quotes or backslashes
+    (most files), a line at a time: several times faster."""
+    for line in re.split(r"[\r\n]", text):
+        line = line.lstrip(_WHITESPACE)
+        if not line or line[0] in _COMMENTS:
+            continue
+        equals = line.find("=", 1)  # a first "=" belongs to the key, as in the state machine
+        if equals > 0:
+            yield line[:equals].rstrip(_WHITESPACE), line[equals + 1 :].strip(_WHITESPACE)
+
+
+_cache: dict[str, tuple[tuple[int, int, int], dict[str, str]]] = {}
+_CACHE_SIZE = 256
+
+
+def _read(filename: str) -> dict[str, str]:
+    """Parse ``filename``, or reuse the last parse while the file is unchanged
+    (same inode, size and modification time): a respawn costs a ``stat``."""
+    with open(filename, "rb") as file:
+        info = os.fstat(file.fileno())
+        key = (info.st_ino, info.st_size, info.st_mtime_ns)
+        cached = _cache.get(filename)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        data = file.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EnvFileError(errno.EILSEQ, f"environment file is not UTF-8: {exc}", filename) from None
+    pairs = parse(text, filename)
+    if len(_cache) >= _CACHE_SIZE:
+        _cache.clear()
+    _cache[filename] = (key, pairs)
+    return pairs
+
+
 def load(paths: Iterable[str]) -> dict[str, str]:
     """The variables of the environment files ``paths``, in order (a later file
     wins). A path with a leading ``-`` may be missing (as in systemd); any other
@@ -168,17 +212,14 @@ def load(paths: Iterable[str]) -> dict[str, str]:
         optional = given.startswith("-")
         filename = given[1:] if optional else given
         try:
-            with open(filename, "rb") as file:
-                data = file.read()
+            pairs = _read(filename)
+        except EnvFileError:
+            raise
         except FileNotFoundError as exc:
             if optional:
                 continue
             raise EnvFileError(exc.errno, f"environment file missing: {exc.strerror}", filename) from None
         except OSError as exc:
             raise EnvFileError(exc.errno, f"cannot read environment file: {exc.strerror}", filename) from None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise EnvFileError(errno.EILSEQ, f"environment file is not UTF-8: {exc}", filename) from None
-        merged.update(parse(text, filename))
+        merged.update(pairs)
     return merged

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from supervision._envfile import EnvFileError, load, parse
+from supervision._envfile import EnvFileError, _machine, _simple_assignments, load, parse
 
 
 def test_plain_assignments_comments_and_whitespace() -> None:
@@ -66,3 +66,19 @@ def test_load_fails_on_invalid_utf8(tmp_path: Path) -> None:
     path.write_bytes(b"A=\xff\n")
     with pytest.raises(EnvFileError, match="UTF-8"):
         load([os.fspath(path)])
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["A=1\nB = 2 \n", "  # c\n;d\nA B=x y  \n\nC\nD=\n", "A=1\r\nB=2\rC=3", "X= a#b ;c \nY=\t\tz", "=v\nK=v=w\n"],
+)
+def test_the_fast_path_for_plain_files_agrees_with_the_state_machine(text: str) -> None:
+    assert list(_simple_assignments(text)) == list(_machine(text))
+
+
+def test_an_unchanged_file_is_parsed_once_and_a_changed_one_again(tmp_path: Path) -> None:
+    path = tmp_path / "app.env"
+    path.write_text("A=1\n")
+    assert load([str(path)]) == {"A": "1"}
+    path.write_text("A=22\n")  # another size: read again, whatever the clock's resolution
+    assert load([str(path)]) == {"A": "22"}
