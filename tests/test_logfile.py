@@ -91,7 +91,7 @@ async def test_timestamps_begin_each_line(tmp_path: Path) -> None:
     for line in lines:
         stamp = datetime.datetime.fromisoformat(line.split(" ", 1)[0])
         assert stamp.tzinfo is not None
-        assert abs((datetime.datetime.now(datetime.timezone.utc) - stamp).total_seconds()) < 60
+        assert abs((datetime.datetime.now(datetime.UTC) - stamp).total_seconds()) < 60
 
 
 def test_a_line_longer_than_max_bytes_gets_a_file_of_its_own(tmp_path: Path) -> None:
