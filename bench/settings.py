@@ -46,6 +46,20 @@ def _time(spawn: Callable[[], int], runs: int) -> tuple[float, float]:
     return statistics.median(samples), samples[int(len(samples) * 0.9)]
 
 
+def _old_helper() -> Callable[[list[str]], int] | None:
+    """The spawner as it was before settings (if this tree still has it), for comparison."""
+    from supervision import _spawn
+
+    if not hasattr(_spawn, "_HELPER_X86_64"):
+        return None
+    spawner = _spawn.Spawner()
+
+    def spawn(argv: list[str]) -> int:
+        return spawner.spawn(argv, None, {"PATH": "/usr/bin:/bin"}, None, None, pdeathsig=True)
+
+    return spawn
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=400)
@@ -77,6 +91,10 @@ def main() -> None:
             env_file=env_file.name,
         )
     argv = [args.program]
+    old = _old_helper()
+    if old is not None:
+        median, p90 = _time(lambda: old(argv), args.runs)
+        print(f"the previous helper (PR_SET_PDEATHSIG only): {median:.0f} / {p90:.0f} us")
     print(f"{args.runs} spawns of {args.program} each; median / p90 per spawn + exit + reap (us)")
     print(f"{'settings':24} {'helper':>18} {'preexec_fn':>18} {'prepare()':>10}")
     for name, given in cases.items():
