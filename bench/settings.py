@@ -19,9 +19,10 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from supervision import _helper
-from supervision._settings import Settings, prepare, settings
-from supervision._spawn import _elf
+from supervision._core.settings import Settings
+from supervision._process import helper as _helper
+from supervision._process.settings import prepare, settings
+from supervision._process.spawn import _elf
 
 
 def _common() -> dict[str, object]:
@@ -48,7 +49,7 @@ def _time(spawn: Callable[[], int], runs: int) -> tuple[float, float]:
 
 def _old_helper() -> Callable[[list[str]], int] | None:
     """The spawner as it was before settings (if this tree still has it), for comparison."""
-    from supervision import _spawn
+    from supervision._process import spawn as _spawn
 
     if not hasattr(_spawn, "_HELPER_X86_64"):
         return None

@@ -82,6 +82,7 @@ from .._core.paths import Path, format_path
 from .._core.snapshot import PathStore
 from .._core.spec import ChildSpec, Kind, Supervisor, descendants
 from .._process.adopt import Adoption, ProcessRecord, launch
+from .._process.logfile import drain as drain_log_files
 from .._process.output import OutputSink, drain_sinks
 from .._process.proc import kill_other_sessions, set_done
 from .._process.reaper import reaper
@@ -197,6 +198,7 @@ def execute(
             argv = [sys.executable, *sys.orig_argv[1:]]
             logger.info("re-exec: %s (%d OS children handed over)", " ".join(argv), len(state["processes"]))
             drain_sinks(_DRAIN_BEFORE_EXEC)  # the queued output, unless a stream is blocked
+            drain_log_files(_DRAIN_BEFORE_EXEC)  # and the lines queued for log files
             os.execve(sys.executable, argv, {**os.environ, ENV: str(memfd)})
         except OSError as exc:
             raise ReloadError(f"re-exec failed: {exc.strerror or exc} ({sys.executable})") from exc

@@ -6,7 +6,8 @@ Under ``run`` the tree gets what a long-running service needs:
   it stops sends SIGKILL to every OS process child still running (to its whole
   process group), so no ``shutdown`` timeout of a process is waited out (in-process
   workers are still cancelled in order: a task cannot be killed); a third SIGINT
-  kills them again and exits at once (status 130). SIGHUP reloads the tree.
+  kills them again and exits at once (status 130). SIGHUP reloads the tree; SIGUSR1 reopens
+  the log files (``sv.log_file``), after an external logrotate.
 - **the control socket** (``server``, ``commands``): ``supervision status``,
   ``restart``, ``stop``, ``start``, ``reload``, ``logs``, ``reexec``.
 - **re-exec in place** (``_reload.reexec``): the control socket, the connection that
@@ -35,6 +36,9 @@ from typing import Any
 from .._core.errors import ReloadError, RequestError, StartError, SupervisionError, TooManyRestarts
 from .._core.paths import format_path
 from .._core.spec import Supervisor
+from .._process.logfile import DRAIN_AT_EXIT as LOG_FILES_AT_EXIT
+from .._process.logfile import drain as drain_log_files
+from .._process.logfile import reopen as reopen_log_files
 from .._process.output import DRAIN_AT_EXIT, Output, drain_sinks, non_blocking, write_prefixed
 from .._process.proc import kill_other_sessions
 from .._process.reaper import claim_orphans, existing_reaper
@@ -99,6 +103,7 @@ def run(target: Target, *, control: Any = _DEFAULT, name: str | None = None) -> 
         code = asyncio.run(Service(target, name).main(path))
     finally:
         drain_sinks(DRAIN_AT_EXIT)
+        drain_log_files(LOG_FILES_AT_EXIT)
     if code:
         raise SystemExit(code)
 
@@ -297,7 +302,7 @@ class Service:
         if interval is not None:
             watchdog = Watchdog(self.notifier, interval)
             watchdog.start()
-        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         for signum in signals:
             loop.add_signal_handler(signum, self._on_signal, signum)
         try:
@@ -358,6 +363,10 @@ class Service:
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
+        if signum == signal.SIGUSR1:  # after an external logrotate, as supervisord and nginx
+            logger.info("SIGUSR1: reopening the log files")
+            reopen_log_files()
+            return
         if signum == signal.SIGHUP:
             if self.state is not ServiceState.RUNNING:
                 logger.warning("SIGHUP: not reloading, the tree is %s", self.state)
@@ -386,6 +395,7 @@ class Service:
             if stream is not None:
                 stream.flush()
         drain_sinks(DRAIN_AT_EXIT)
+        drain_log_files(DRAIN_AT_EXIT)
         os._exit(FORCED_EXIT)
 
     async def _reload_quietly(self) -> None:

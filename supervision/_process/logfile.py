@@ -29,17 +29,17 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import datetime
 import logging
 import os
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from ._errors import Path, SpecError
-from ._output import _MAX_LINE, PrefixedOutput
+from .._core.errors import SpecError
+from .._core.paths import Path
+from .._core.settings import LogFile, Prefixed
+from .output import _MAX_LINE, Output, OutputSink, PrefixedOutput, timestamp, write_prefixed
 
 logger = logging.getLogger("supervision")
 
@@ -52,31 +52,6 @@ DRAIN_AT_EXIT = 5.0
 
 _UNITS = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
 _SIZE = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
-
-
-@dataclass(frozen=True, slots=True)
-class LogFile:
-    """``output=`` of a process child whose lines the supervisor writes to a file:
-    built by :func:`log_file`."""
-
-    path: str
-    max_bytes: int | None = None
-    backups: int = 5
-    timestamps: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"file": self.path, "max_bytes": self.max_bytes, "backups": self.backups, "timestamps": self.timestamps}
-
-
-@dataclass(frozen=True, slots=True)
-class Prefixed:
-    """``output=`` of a process child whose lines go to the supervisor's stdout and
-    stderr with its path as prefix, with a timestamp: built by :func:`prefixed`."""
-
-    timestamps: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        return {"prefix": True, "timestamps": self.timestamps}
 
 
 def log_file(
@@ -144,11 +119,6 @@ def parse_size(path: Path, field: str, value: Any) -> int | None:
         if found and found.group(2).upper() in _UNITS:
             return int(found.group(1)) * _UNITS[found.group(2).upper()]
     raise SpecError(path, field, f"must be a size like 1048576 or '10MB', got {value!r}")
-
-
-def timestamp() -> str:
-    """Now, in ISO 8601 with milliseconds and the local UTC offset."""
-    return datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 # -- writing ---------------------------------------------------------------------
@@ -404,29 +374,35 @@ def drain(timeout: float) -> bool:
 
 
 class FileOutput(PrefixedOutput):
-    """A child's stdout and stderr, read as :class:`PrefixedOutput` reads them,
-    written to a :class:`LogFile` (as bytes, unchanged, with an optional timestamp)."""
+    """A child's stdout and stderr, read as :class:`PrefixedOutput` reads them and
+    written to a :class:`LogFile`: as bytes, unchanged, each line after an optional
+    timestamp. The records still go to the sink, marked with the file (the terminal
+    sink leaves them out; ``supervision logs`` shows them)."""
 
     file: RotatingFile
-    timestamps: bool
+    spec: LogFile
     _paused: bool
     _released: bool
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, prefix: str, spec: LogFile) -> None:
-        super().__init__(loop, prefix)
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, path: Path, spec: LogFile, sink: OutputSink = write_prefixed
+    ) -> None:
+        super().__init__(loop, path, sink, spec.timestamps)
         self._attach(spec)
 
     @classmethod
     def adopt_file(
         cls,
         loop: asyncio.AbstractEventLoop,
-        prefix: str,
+        path: Path,
         fds: tuple[int, int],
         partial: tuple[bytes, bytes],
         spec: LogFile,
+        sink: OutputSink = write_prefixed,
     ) -> FileOutput:
-        """Re-exec: take over the pipes of the previous image (see ``PrefixedOutput.adopt``)."""
-        self = cls.adopt(loop, prefix, fds, partial)
+        """Re-exec: take over the pipes of the previous image (see ``PrefixedOutput.adopt``;
+        its readers run from the next turn of the loop, once the file is attached)."""
+        self = cls.adopt(loop, path, fds, partial, sink, spec.timestamps)
         assert isinstance(self, FileOutput)
         self._attach(spec)
         return self
@@ -434,18 +410,19 @@ class FileOutput(PrefixedOutput):
     def _attach(self, spec: LogFile) -> None:
         found = writer()
         found.loop = self.loop
+        self.spec = spec
         self.file = found.open(spec.path, spec.max_bytes, spec.backups)
-        self.timestamps = spec.timestamps
         self._paused = False
         self._released = False
 
     def _emit(self, stream: Any, lines: list[bytes]) -> None:
-        stamp = (timestamp() + " ").encode() if self.timestamps else b""
-        data = b"".join(
-            stamp + line[i : i + _MAX_LINE] + b"\n" for line in lines for i in range(0, max(len(line), 1), _MAX_LINE)
-        )
-        if self.file.write(data):
+        stamp = timestamp() if self.timestamps else None
+        head = (stamp + " ").encode() if stamp is not None else b""
+        pieces = [line[i : i + _MAX_LINE] for line in lines for i in range(0, max(len(line), 1), _MAX_LINE)]
+        if self.file.write(b"".join(head + piece + b"\n" for piece in pieces)):
             self._pause()
+        text = tuple(piece.decode("utf-8", "replace") for piece in pieces)
+        self.sink(Output(self.path, "stderr" if stream.to_stderr else "stdout", text, stamp, self.spec.path))
 
     def _pause(self) -> None:
         if self._paused:

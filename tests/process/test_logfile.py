@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from supervision import _logfile
-from supervision._errors import SpecError
-from supervision._logfile import FileOutput, LogFile, Writer, log_file, parse_size
+from supervision._core.errors import SpecError
+from supervision._core.settings import LogFile
+from supervision._process import logfile as _logfile
+from supervision._process.logfile import FileOutput, Writer, log_file, parse_size
 
 PY = sys.executable
 
@@ -61,7 +62,7 @@ async def test_rotation_of_10mb_through_1mb_with_3_backups_keeps_every_line_once
         "    if i % 7 == 0: stream.flush()\n"
     )
     spec = log_file(target, max_bytes="1MB", backups=3)
-    output = FileOutput(asyncio.get_running_loop(), "web", spec)
+    output = FileOutput(asyncio.get_running_loop(), ("web",), spec)
     await _run_child(output, [PY, "-c", script])
     assert _logfile.drain(30)
     files = [tmp_path / "web.log.3", tmp_path / "web.log.2", tmp_path / "web.log.1", target]
@@ -83,7 +84,7 @@ async def test_rotation_of_10mb_through_1mb_with_3_backups_keeps_every_line_once
 
 async def test_timestamps_begin_each_line(tmp_path: Path) -> None:
     target = tmp_path / "app.log"
-    output = FileOutput(asyncio.get_running_loop(), "app", log_file(target, timestamps=True))
+    output = FileOutput(asyncio.get_running_loop(), ("app",), log_file(target, timestamps=True))
     await _run_child(output, ["/bin/sh", "-c", "echo one; echo two >&2; printf 'no newline'"])
     assert _logfile.drain(10)
     lines = target.read_text().splitlines()
@@ -145,7 +146,7 @@ async def test_a_stuck_disk_neither_blocks_the_loop_nor_loses_lines(tmp_path: Pa
     fifo = tmp_path / "stuck.log"
     os.mkfifo(fifo)
     loop = asyncio.get_running_loop()
-    output = FileOutput(loop, "stuck", log_file(fifo))
+    output = FileOutput(loop, ("stuck",), log_file(fifo))
     count = 50_000  # 5 MB: more than the queue, the pipe and the FIFO hold together
     script = f"import sys\nfor i in range({count}): sys.stdout.write(f'{{i:08d}} ' + 'y' * 90 + '\\n')\n"
     child = asyncio.ensure_future(_run_child(output, [PY, "-c", script]))

@@ -81,7 +81,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._settings import (
+from .settings import (
     OOM_SCORE_ADJ,
     ApplyFailed,
     SetGid,

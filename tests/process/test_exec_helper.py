@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from supervision import _helper
-from supervision._settings import SetLimit, SettingFailed, Settings, prepare, settings
-from supervision._spawn import _elf
+from supervision._core.settings import Settings
+from supervision._process import helper as _helper
+from supervision._process.settings import SetLimit, SettingFailed, prepare, settings
+from supervision._process.spawn import _elf
 
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="the exec helper is x86-64 code")
 ROOT = os.geteuid() == 0

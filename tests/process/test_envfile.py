@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from supervision._envfile import EnvFileError, _machine, _simple_assignments, load, parse
+from supervision._process.envfile import EnvFileError, _machine, _simple_assignments, load, parse
 
 
 def test_plain_assignments_comments_and_whitespace() -> None:

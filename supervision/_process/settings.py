@@ -39,75 +39,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._envfile import load as load_env_files
-from ._errors import Path, SpecError
-from ._spec import INFINITY
+from .._core.errors import SpecError
+from .._core.paths import Path
+from .._core.settings import LIMIT_NAMES, Limit, Settings
+from .._core.spec import INFINITY
+from .envfile import load as load_env_files
 
 LIMITS: dict[str, int] = {
     name: getattr(resource, "RLIMIT_" + name.upper())
-    for name in (
-        "as",
-        "core",
-        "cpu",
-        "data",
-        "fsize",
-        "locks",
-        "memlock",
-        "msgqueue",
-        "nice",
-        "nofile",
-        "nproc",
-        "rss",
-        "rtprio",
-        "rttime",
-        "sigpending",
-        "stack",
-    )
+    for name in LIMIT_NAMES
     if hasattr(resource, "RLIMIT_" + name.upper())
 }
-"""Limit names (as in ``ulimit``, systemd's ``LimitNOFILE=`` and friends, lower
-case) and their ``RLIMIT_*`` numbers."""
+"""The limits this system has, by name, and their ``RLIMIT_*`` numbers."""
 
 _UNLIMITED = ("infinity", "unlimited")
-
-Limit = tuple[str, int | None, int | None]
-"""``(name, soft, hard)``; None is unlimited (``RLIM_INFINITY``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """What a process child runs as and with, beyond its argv, cwd and env.
-
-    Built by :func:`settings` (through ``sv.process``); every field is optional.
-    ``limits`` is sorted by name; ``env_file`` keeps the order given (a later
-    file wins).
-    """
-
-    user: str | int | None = None
-    group: str | int | None = None
-    umask: int | None = None
-    limits: tuple[Limit, ...] = ()
-    env_file: tuple[str, ...] = ()
-    nice: int | None = None
-    oom_score_adj: int | None = None
-
-    def __bool__(self) -> bool:
-        return self != _NONE
-
-    def to_json(self) -> dict[str, Any]:
-        """As JSON values (a re-exec adopts a process only if they are the same)."""
-        return {
-            "user": self.user,
-            "group": self.group,
-            "umask": self.umask,
-            "limits": [list(limit) for limit in self.limits],
-            "env_file": list(self.env_file),
-            "nice": self.nice,
-            "oom_score_adj": self.oom_score_adj,
-        }
-
-
-_NONE = Settings()
 
 
 def settings(
