@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from ._core.events import RestartScheduled as RestartScheduled
     from ._core.events import SupervisorGaveUp as SupervisorGaveUp
     from ._core.events import SupervisorStopped as SupervisorStopped
+    from ._core.settings import LogFile as LogFile
     from ._core.spec import BRUTAL_KILL as BRUTAL_KILL
     from ._core.spec import INFINITY as INFINITY
     from ._core.spec import AutoShutdown as AutoShutdown
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from ._core.status import ChildCounts as ChildCounts
     from ._core.status import ChildInfo as ChildInfo
     from ._core.status import Status as Status
+    from ._process.logfile import log_file as log_file
+    from ._process.logfile import prefixed as prefixed
     from ._process.spec import process as process
     from ._runtime.clock import Clock as Clock
     from ._runtime.clock import LoopClock as LoopClock
@@ -89,6 +92,7 @@ __all__ = [
     "EventStream",
     "ExitReason",
     "Handle",
+    "LogFile",
     "LoopClock",
     "NotFound",
     "ProcessExited",
@@ -112,6 +116,8 @@ __all__ = [
     "Tree",
     "child",
     "current",
+    "log_file",
+    "prefixed",
     "process",
     "ready",
     "run",
@@ -156,6 +162,9 @@ _WHERE: dict[str, str] = {
     "ChildCounts": "._core.status",
     "ChildInfo": "._core.status",
     "Status": "._core.status",
+    "LogFile": "._core.settings",
+    "log_file": "._process.logfile",
+    "prefixed": "._process.logfile",
     "process": "._process.spec",
     "Clock": "._runtime.clock",
     "LoopClock": "._runtime.clock",

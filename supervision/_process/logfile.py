@@ -91,7 +91,7 @@ def log_file(
     return LogFile(os.path.abspath(path), size, backups, timestamps)
 
 
-def prefixed(*, timestamps: bool = True) -> Prefixed | str:
+def prefixed(*, timestamps: bool = False) -> Prefixed | str:
     """Write a process child's lines to the supervisor's stdout and stderr, with
     its path as prefix (what ``output="prefix"`` does), each line with the time it
     was read in ISO 8601 after the prefix, as ``docker compose logs -t`` writes
