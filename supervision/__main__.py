@@ -8,7 +8,7 @@
     supervision stop [PATH] [--no-wait]
     supervision start PATH
     supervision reload
-    supervision logs PATH [-n LINES]
+    supervision logs [PATH] [-n LINES] [-f]
     supervision reexec
 
 The client commands find the tree's control socket by ``--control PATH``, by
@@ -27,7 +27,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._core.errors import NotRunning, PathError, RequestError
+from ._core.errors import ConnectionLost, NotRunning, PathError, RequestError
 from ._process.proc import signal_name
 from ._service.client import Client, client_path
 
@@ -98,9 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     stop.add_argument("--no-wait", action="store_true", help="do not wait until the tree has stopped")
     command("start", "start a stopped child again").add_argument("path")
     command("reload", "reload the tree's source and restart only what changed")
-    logs = command("logs", "print the recent output lines of a process child (or of those under PATH)")
-    logs.add_argument("path")
+    logs = command("logs", "print the recent output lines of a process child, of those under PATH, or of all")
+    logs.add_argument("path", nargs="?", help="a child or a supervisor (default: every process child)")
     logs.add_argument("-n", "--lines", type=int, default=100, help="how many lines (default 100)")
+    logs.add_argument("-f", "--follow", action="store_true", help="then print new lines as they come, until Ctrl-C")
     command("reexec", "re-execute the supervisor in place (same pid), keeping its OS children running")
     return parser
 
@@ -182,11 +183,71 @@ def _reload(client: Client, args: argparse.Namespace) -> int:
 
 def _logs(client: Client, args: argparse.Namespace) -> int:
     result = client.call("logs", path=args.path, lines=args.lines)
-    lines = result["lines"]
-    single = all(line["path"] == result["path"] for line in lines)
+    _print_lines(result["path"], result["lines"])
+    if args.follow:
+        _follow(client, args, result)
+    return 0
+
+
+FOLLOW_INTERVAL = 0.25
+"""Seconds between two requests of ``logs -f`` (``tail -f`` waits a second)."""
+RECONNECT_FOR = 10.0
+"""Seconds ``logs -f`` tries to reconnect after losing the tree (a re-exec takes one)."""
+
+
+def _print_lines(path: str, lines: list[dict[str, Any]]) -> None:
+    """A child's own lines as they are; those of several children prefixed with their path."""
+    single = bool(path) and all(line["path"] == path for line in lines)
     for line in lines:
         print(line["text"] if single else f"{line['path']} | {line['text']}")
-    return 0
+    sys.stdout.flush()
+
+
+def _follow(client: Client, args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """``logs -f``: ask for the lines that follow, again and again, until Ctrl-C.
+    After a re-exec (a new epoch: lines numbered afresh) only lines newer than
+    the last one shown are printed."""
+    import time
+
+    after: int | None = result["seq"]
+    epoch = result["epoch"]
+    shown = max((line["time"] for line in result["lines"]), default=time.time())
+    owned: Client | None = None
+    try:
+        while True:
+            time.sleep(FOLLOW_INTERVAL)
+            try:
+                result = client.call("logs", path=args.path, lines=10_000, after=after or 0)
+            except (ConnectionLost, OSError):
+                if owned is not None:
+                    owned.close()
+                client = owned = _reconnect(args)
+                after = None
+                continue
+            lines = result["lines"]
+            if result["epoch"] != epoch or after is None:
+                lines = [line for line in lines if line["time"] > shown]
+                epoch = result["epoch"]
+            after = result["seq"]
+            if lines:
+                shown = max(shown, lines[-1]["time"])
+                _print_lines(result["path"], lines)
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+def _reconnect(args: argparse.Namespace) -> Client:
+    import time
+
+    deadline = time.monotonic() + RECONNECT_FOR
+    while True:
+        try:
+            return Client(client_path(args.name, args.control))
+        except NotRunning:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(FOLLOW_INTERVAL)
 
 
 def _reexec(client: Client, args: argparse.Namespace) -> int:

@@ -137,11 +137,20 @@ class Commands:
         limit = request.get("lines", 100)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= _MAX_LOG_LINES:
             raise RequestError("BadRequest", f"'lines' must be an integer in 0..{_MAX_LOG_LINES}")
+        after = request.get("after", 0)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise RequestError("BadRequest", "'after' must be a sequence number >= 0")
         tree = self.host.tree
         if path and tree is not None and not tree.stopped:
             self._supervisor_of(path)  # NotFound for a path the tree does not have
-        lines = self.host.output.lines(format_path(path), limit)
-        return {"path": format_path(path), "lines": [line.to_json() for line in lines]}
+        log = self.host.output
+        lines = log.lines(format_path(path), limit, after)
+        return {
+            "path": format_path(path),
+            "lines": [line.to_json() for line in lines],
+            "seq": log.seq,  # ask for what follows this (``logs -f``)
+            "epoch": log.epoch,  # another epoch: another image (a re-exec), numbered afresh
+        }
 
     # -- helpers ------------------------------------------------------------------
 
