@@ -111,3 +111,30 @@ def test_a_log_file_is_written_by_the_supervisor_and_reopened_on_sigusr1(tmp_pat
         assert "line0" not in run.stdout and "line1" not in run.stdout  # not on the terminal
     finally:
         run.close()
+
+
+def test_a_log_file_child_keeps_writing_to_its_file_across_a_reexec(tmp_path: Path) -> None:
+    target = _services(
+        tmp_path,
+        f"""
+        [services.web]
+        command = ["sh", "-c", "{STEPPED.format(name="line")}"]
+        output = "web.log"
+        log_max_bytes = "1MB"
+        """,
+    )
+    log = tmp_path / "web.log"
+    run = Run(tmp_path, target)
+    try:
+        run.wait_running()
+        (tmp_path / "go0").touch()
+        wait_until(lambda: log.exists() and log.read_text() == "line0\n", "the first line in the log file")
+        before = run.nodes()["web"]["pid"]
+        run.cli("reexec")
+        run.wait_running()
+        assert run.nodes()["web"]["pid"] == before  # adopted, not restarted
+        (tmp_path / "go1").touch()
+        wait_until(lambda: log.read_text() == "line0\nline1\n", "the next line in the same log file")
+        assert "line1" not in run.stdout
+    finally:
+        run.close()
