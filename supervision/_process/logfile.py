@@ -137,7 +137,7 @@ class RotatingFile:
         self.users = 0
         self.pending = 0  # bytes queued, under the writer's lock
         self.chunks: list[bytes] = []
-        self.paused: list[Callable[[], None]] = []  # resumers to call once below LOW_WATER
+        self.paused: list[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = []  # to resume below LOW_WATER
         self.closing = False
         # The writer thread's own:
         self._fd = -1
@@ -149,9 +149,9 @@ class RotatingFile:
         past :data:`HIGH_WATER`: the caller stops reading until resumed."""
         return self.writer.queue(self, data)
 
-    def pause_until_drained(self, resume: Callable[[], None]) -> None:
-        """Call ``resume`` (on the event loop) once the queue is below :data:`LOW_WATER`."""
-        self.writer.on_drained(self, resume)
+    def pause_until_drained(self, loop: asyncio.AbstractEventLoop, resume: Callable[[], None]) -> None:
+        """Call ``resume`` on ``loop`` once the queue is below :data:`LOW_WATER`."""
+        self.writer.on_drained(self, loop, resume)
 
     def close(self) -> None:
         """One user fewer; the last one's close closes the file once written."""
@@ -223,7 +223,6 @@ class Writer:
         self._busy = 0  # files being written right now
         self._reopen = False
         self._thread: threading.Thread | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
 
     def open(self, path: str, max_bytes: int | None, backups: int) -> RotatingFile:
         """The file at ``path``, shared with other children writing it (the last
@@ -247,12 +246,12 @@ class Writer:
             self._wake.notify()
             return file.pending > HIGH_WATER
 
-    def on_drained(self, file: RotatingFile, resume: Callable[[], None]) -> None:
+    def on_drained(self, file: RotatingFile, loop: asyncio.AbstractEventLoop, resume: Callable[[], None]) -> None:
         with self._lock:
             if file.pending <= LOW_WATER:
                 resume_now = True
             else:
-                file.paused.append(resume)
+                file.paused.append((loop, resume))
                 resume_now = False
         if resume_now:
             resume()
@@ -321,7 +320,7 @@ class Writer:
                 file._broken = exc
                 logger.error("log file %s: %s; its output is dropped until it is reopened (SIGUSR1)", file.path, exc)
                 file._close_fd()
-        resumers: list[Callable[[], None]] = []
+        resumers: list[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = []
         with self._lock:
             file.pending -= len(data)
             if file.pending <= LOW_WATER and file.paused:
@@ -331,9 +330,8 @@ class Writer:
                 del self._files[file.path]
         if closing:
             file._close_fd()
-        loop = self.loop
-        for resume in resumers:
-            if loop is None or loop.is_closed():
+        for loop, resume in resumers:
+            if loop.is_closed():
                 continue
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(resume)
@@ -409,7 +407,6 @@ class FileOutput(PrefixedOutput):
 
     def _attach(self, spec: LogFile) -> None:
         found = writer()
-        found.loop = self.loop
         self.spec = spec
         self.file = found.open(spec.path, spec.max_bytes, spec.backups)
         self._paused = False
@@ -431,7 +428,7 @@ class FileOutput(PrefixedOutput):
         for stream in self._streams:
             if stream.fd >= 0:
                 self.loop.remove_reader(stream.fd)
-        self.file.pause_until_drained(self._resume)
+        self.file.pause_until_drained(self.loop, self._resume)
 
     def _resume(self) -> None:
         if not self._paused:

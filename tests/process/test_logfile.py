@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -17,6 +18,7 @@ from supervision._core.errors import SpecError
 from supervision._core.settings import LogFile
 from supervision._process import logfile as _logfile
 from supervision._process.logfile import FileOutput, Writer, log_file, parse_size
+from supervision._process.output import Output, PrefixedOutput, write_prefixed
 
 PY = sys.executable
 
@@ -191,3 +193,22 @@ def test_log_file_checks_its_arguments(tmp_path: Path) -> None:
             log_file(tmp_path / "a.log", **bad)  # type: ignore[arg-type]
     with pytest.raises(SpecError):
         log_file("")
+
+
+async def test_prefixed_lines_with_timestamps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    records: list[Output] = []
+    output = PrefixedOutput(asyncio.get_running_loop(), ("api",), records.append, timestamps=True)
+    pid = os.posix_spawn(
+        "/bin/sh", ["sh", "-c", "echo hello; echo oops >&2"], dict(os.environ),
+        file_actions=[(os.POSIX_SPAWN_DUP2, output.child_stdout, 1), (os.POSIX_SPAWN_DUP2, output.child_stderr, 2)],
+    )  # fmt: skip
+    output.started()
+    await asyncio.get_running_loop().run_in_executor(None, os.waitpid, pid, 0)
+    output.drain_and_close()
+    assert sorted((r.stream, r.lines) for r in records) == [("stderr", ("oops",)), ("stdout", ("hello",))]
+    for record in records:
+        assert record.time is not None and datetime.datetime.fromisoformat(record.time).tzinfo is not None
+        write_prefixed(record)
+    captured = capsys.readouterr()
+    assert re.fullmatch(r"api \| \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d hello\n", captured.out)
+    assert captured.err.startswith("api | ") and captured.err.endswith(" oops\n")
