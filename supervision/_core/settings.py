@@ -75,7 +75,13 @@ NO_SETTINGS = Settings()
 class LogFile:
     """``output=`` of a process child whose lines the supervisor writes to a file,
     rotated by size: built by ``sv.log_file``. ``path`` is absolute; ``max_bytes``
-    None never rotates."""
+    None never rotates.
+
+    >>> import supervision as sv
+    >>> spec = sv.process("web", ["./web"], output=sv.log_file("/var/log/web.log", max_bytes=1 << 20))
+    >>> spec.start.output.max_bytes, spec.start.output.backups
+    (1048576, 5)
+    """
 
     path: str
     max_bytes: int | None = None

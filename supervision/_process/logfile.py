@@ -74,7 +74,10 @@ def log_file(
 
     A relative path is taken from the current directory.
 
-    >>> sv.process("web", ["./web"], output=sv.log_file("/var/log/web.log", max_bytes="10MB", backups=3))
+    >>> import supervision as sv
+    >>> sv.log_file("/var/log/web.log", max_bytes="10MB", backups=3)
+    LogFile(path='/var/log/web.log', max_bytes=10485760, backups=3, timestamps=False)
+    >>> spec = sv.process("web", ["./web"], output=sv.log_file("/var/log/web.log", timestamps=True))
     """
     where: Path = ()
     if isinstance(path, os.PathLike):
@@ -99,7 +102,10 @@ def prefixed(*, timestamps: bool = False) -> Prefixed | str:
 
         web | 2025-01-31T12:00:00.123+01:00 listening on :8000
 
-    >>> sv.process("web", ["./web"], output=sv.prefixed(timestamps=True))
+    >>> import supervision as sv
+    >>> spec = sv.process("web", ["./web"], output=sv.prefixed(timestamps=True))
+    >>> sv.prefixed()  # without timestamps: the default output
+    'prefix'
     """
     if not isinstance(timestamps, bool):
         raise SpecError((), "output.timestamps", f"must be True or False, got {timestamps!r}")
