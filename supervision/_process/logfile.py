@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -377,6 +378,21 @@ def drain(timeout: float) -> bool:
 # -- the output of one child -------------------------------------------------------
 
 
+def _check_writable(path: str) -> None:
+    """Fail the start, as ``output="/path"`` does, if the file cannot be written (no
+    such directory, no permission): said at once, not by the writer later. Without
+    opening it: an open can block (a FIFO without a reader), the writer's job."""
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    if not os.access(directory, os.W_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+
 class FileOutput(PrefixedOutput):
     """A child's stdout and stderr, read as :class:`PrefixedOutput` reads them and
     written to a :class:`LogFile`: as bytes, unchanged, each line after an optional
@@ -391,6 +407,7 @@ class FileOutput(PrefixedOutput):
     def __init__(
         self, loop: asyncio.AbstractEventLoop, path: Path, spec: LogFile, sink: OutputSink = write_prefixed
     ) -> None:
+        _check_writable(spec.path)
         super().__init__(loop, path, sink, spec.timestamps)
         self._attach(spec)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import supervision as sv
 from supervision._core.errors import SpecError
 from supervision._core.settings import LogFile
 from supervision._process import logfile as _logfile
@@ -212,3 +213,13 @@ async def test_prefixed_lines_with_timestamps(tmp_path: Path, capsys: pytest.Cap
     captured = capsys.readouterr()
     assert re.fullmatch(r"api \| \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d hello\n", captured.out)
     assert captured.err.startswith("api | ") and captured.err.endswith(" oops\n")
+
+
+async def test_a_log_file_that_cannot_be_opened_fails_the_start(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-directory" / "web.log"
+    spec = sv.Supervisor([sv.process("web", ["true"], output=log_file(missing))])
+    with pytest.raises(sv.StartError) as caught:
+        async with sv.start(spec):
+            pass
+    assert isinstance(caught.value.__cause__, FileNotFoundError)
+    assert caught.value.__cause__.filename == str(missing)
