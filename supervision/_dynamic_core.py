@@ -8,6 +8,7 @@ supervisor, all of it policy, so all of it here:
   incarnation), refused with ``TooManyChildren`` at ``max_children``.
 * An instance group (``instances=N``) declares ``0`` ... ``N-1``; ``Scale``
   stops the highest-numbered first, then starts the missing ones in order.
+* ``start_child(spec)`` is refused: every child comes from the template.
 * A plain dynamic supervisor keeps no terminated children (OTP's
   ``simple_one_for_one``): a child that exits and is not restarted, or that
   ``terminate_child`` stops, is removed, with its snapshot.
@@ -176,6 +177,8 @@ class DynamicCore(SupervisorCore):
         if limit is not None and len(self.children) >= limit:
             self._reply(command, TooManyChildren(self.path, limit))
             return
+        while str(self.next_id) in self.children:  # an id taken by start_child(spec)
+            self.next_id += 1
         id = str(self.next_id)
         try:
             self._add(id, command.args)
@@ -192,15 +195,9 @@ class DynamicCore(SupervisorCore):
         return id
 
     def _start_child(self, command: Any) -> None:
-        if self.is_group:
-            error = SupervisionError(f"{format_path(self.path)}: an instance group grows with scale, not start_child")
-            self._reply(command, error)
-            return
-        limit = self.spec.max_children
-        if limit is not None and len(self.children) >= limit and self.phase is Phase.RUNNING:
-            self._reply(command, TooManyChildren(self.path, limit))
-            return
-        super()._start_child(command)
+        # As OTP's simple_one_for_one: children come from the template only.
+        what = "an instance group grows with scale" if self.is_group else "its children come from its template"
+        self._reply(command, SupervisionError(f"{format_path(self.path)}: {what}, not start_child(spec)"))
 
     def _scale(self, command: Scale) -> None:
         if self.phase is not Phase.RUNNING:

@@ -27,6 +27,7 @@ from typing import Any
 from ._errors import AlreadyPresent, Path, SupervisorNotRunning, format_path
 
 Key = str | Path
+_Task = asyncio.Future[Any]
 
 
 class _Entry:
@@ -45,9 +46,9 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str | Path, _Entry] = {}
         self._owned: dict[Hashable, list[_Entry]] = {}
-        self._live: set[Hashable] = set()
+        self._live: dict[Hashable, _Task | None] = {}
         self._dead: set[Hashable] = set()
-        self._waiters: dict[str | Path, list[asyncio.Future[Any]]] = {}
+        self._waiters: dict[str | Path, list[asyncio.Future[_Entry]]] = {}
         self._closed: BaseException | None = None
 
     def __len__(self) -> int:
@@ -75,7 +76,7 @@ class Registry:
             entry = self._entries[key] = _Entry(owner, key, path, value)
             self._owned.setdefault(owner, []).append(entry)
         if owner in self._live:
-            self._wake(key, value)
+            self._wake(key)
 
     def unregister(self, owner: Hashable, path: Path, name: str | None = None) -> None:
         """Withdraw what ``owner`` registered under its path, or under ``name``."""
@@ -85,17 +86,19 @@ class Registry:
             del self._entries[key]
             self._owned[owner].remove(entry)
 
-    def started(self, owner: Hashable) -> None:
-        """``owner``'s incarnation has started: what it registered is visible."""
+    def started(self, owner: Hashable, task: _Task | None = None) -> None:
+        """``owner``'s incarnation has started: what it registered is visible.
+        Once ``task`` is done it is not, even before :meth:`ended` is called
+        (a task's done-callbacks run a loop turn after it finished)."""
         if owner in self._dead:
             return
-        self._live.add(owner)
+        self._live[owner] = task
         for entry in self._owned.get(owner, ()):
-            self._wake(entry.key, entry.value)
+            self._wake(entry.key)
 
     def ended(self, owner: Hashable) -> None:
         """``owner``'s incarnation has ended: drop everything it registered."""
-        self._live.discard(owner)
+        self._live.pop(owner, None)
         self._dead.add(owner)
         for entry in self._owned.pop(owner, ()):
             if self._entries.get(entry.key) is entry:
@@ -107,36 +110,50 @@ class Registry:
 
     # -- the callers' side ------------------------------------------------------------
 
-    def whereis(self, key: Key) -> Any:
-        """The value of the current incarnation under ``key``, or None."""
-        for candidate in _candidates(key):
+    def _visible(self, entry: _Entry | None) -> bool:
+        if entry is None or entry.owner not in self._live:
+            return False
+        task = self._live[entry.owner]
+        if task is not None and task.done():  # finished; its done-callback has not run yet
+            self.ended(entry.owner)
+            return False
+        return True
+
+    def _find(self, candidates: tuple[str | Path, ...]) -> _Entry | None:
+        for candidate in candidates:
             entry = self._entries.get(candidate)
-            if entry is not None and entry.owner in self._live:
-                return entry.value
+            if self._visible(entry):
+                return entry
         return None
 
+    def whereis(self, key: Key) -> Any:
+        """The value of the current incarnation under ``key``, or None."""
+        entry = self._find(_candidates(key))
+        return None if entry is None else entry.value
+
     async def wait_for(self, key: Key) -> Any:
-        """The value under ``key``, once registered by a started incarnation."""
+        """The value under ``key``, once registered by a started incarnation
+        that is still running when the caller resumes."""
         candidates = _candidates(key)
-        for candidate in candidates:
-            entry = self._entries.get(candidate)
-            if entry is not None and entry.owner in self._live:
+        while True:
+            entry = self._find(candidates)
+            if entry is not None:
                 return entry.value
-        if self._closed is not None:
-            raise SupervisorNotRunning("the tree has stopped")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        for candidate in candidates:
-            self._waiters.setdefault(candidate, []).append(future)
-        try:
-            return await future
-        finally:
+            if self._closed is not None:
+                raise SupervisorNotRunning("the tree has stopped")
+            future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
             for candidate in candidates:
-                waiting = self._waiters.get(candidate)
-                if waiting is not None:
-                    if future in waiting:
-                        waiting.remove(future)
-                    if not waiting:
-                        del self._waiters[candidate]
+                self._waiters.setdefault(candidate, []).append(future)
+            try:
+                await future  # then look again: it may have ended meanwhile
+            finally:
+                for candidate in candidates:
+                    waiting = self._waiters.get(candidate)
+                    if waiting is not None:
+                        if future in waiting:
+                            waiting.remove(future)
+                        if not waiting:
+                            del self._waiters[candidate]
 
     def close(self) -> None:
         """The tree has stopped: nothing is registered any more, waiters fail."""
@@ -150,10 +167,11 @@ class Registry:
                     future.set_exception(SupervisorNotRunning("the tree has stopped"))
         self._waiters.clear()
 
-    def _wake(self, key: str | Path, value: Any) -> None:
+    def _wake(self, key: str | Path) -> None:
+        entry = self._entries[key]
         for future in self._waiters.pop(key, ()):
             if not future.done():
-                future.set_result(value)
+                future.set_result(entry)
 
 
 def _candidates(key: Key) -> tuple[str | Path, ...]:

@@ -179,7 +179,10 @@ async def _run(schedule: list[tuple[str, tuple[str, ...]]]) -> None:
         for path in PATHS:
             incarnations.setdefault(path, 1)
         for action, path in schedule:
-            info = {c.id: c for c in tree.at(path[:-1]).which_children()}
+            try:
+                info = {c.id: c for c in tree.at(path[:-1]).which_children()}
+            except (sv.SupervisorNotRunning, sv.NotFound):  # its supervisor is being restarted
+                info = {}
             status = info[path[-1]].status.value if path[-1] in info else None
             if action.startswith("crash") and status == "running":
                 crash(tree, path)
@@ -190,12 +193,20 @@ async def _run(schedule: list[tuple[str, tuple[str, ...]]]) -> None:
                     assert value == Mailbox(path, incarnations[path])
                     assert (path, value.starts) not in ended
             elif action == "terminate" and status in ("running", "restarting"):
-                await tree.at(path[:-1]).terminate_child(path[-1])
-                assert tree.whereis(path) is None
+                try:
+                    await tree.at(path[:-1]).terminate_child(path[-1])
+                except sv.SupervisorNotRunning:  # its supervisor was restarted meanwhile
+                    pass
+                else:
+                    assert tree.whereis(path) is None
             elif action == "restart" and status == "terminated":
-                await tree.at(path[:-1]).restart_child(path[-1])
-                value = await asyncio.wait_for(tree.wait_for(path), WAIT)
-                assert value == Mailbox(path, incarnations[path])
+                try:
+                    await tree.at(path[:-1]).restart_child(path[-1])
+                except (sv.SupervisorNotRunning, sv.ChildRunning, sv.ChildRestarting):
+                    pass
+                else:
+                    value = await asyncio.wait_for(tree.wait_for(path), WAIT)
+                    assert value == Mailbox(path, incarnations[path])
             else:
                 await asyncio.sleep(0)
             await _check(tree, incarnations)
