@@ -8,6 +8,7 @@
     supervision stop [PATH] [--no-wait]
     supervision start PATH
     supervision reload
+    supervision scale PATH N
     supervision logs PATH [-n LINES]
     supervision reexec
 
@@ -98,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     stop.add_argument("--no-wait", action="store_true", help="do not wait until the tree has stopped")
     command("start", "start a stopped child again").add_argument("path")
     command("reload", "reload the tree's source and restart only what changed")
+    scale = command("scale", "run N instances of PATH (sv.process(..., instances=), numprocs)")
+    scale.add_argument("path")
+    scale.add_argument("count", type=_count, help="instances: new ones start in order, the highest stop first")
     logs = command("logs", "print the recent output lines of a process child (or of those under PATH)")
     logs.add_argument("path")
     logs.add_argument("-n", "--lines", type=int, default=100, help="how many lines (default 100)")
@@ -180,6 +184,22 @@ def _reload(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
+    return value
+
+
+def _scale(client: Client, args: argparse.Namespace) -> int:
+    result = client.call("scale", path=args.path, count=args.count)
+    print(f"{result['path']}: {result['count']} instances")
+    return 0
+
+
 def _logs(client: Client, args: argparse.Namespace) -> int:
     result = client.call("logs", path=args.path, lines=args.lines)
     lines = result["lines"]
@@ -211,6 +231,7 @@ COMMANDS = {
     "reload": _reload,
     "logs": _logs,
     "reexec": _reexec,
+    "scale": _scale,
 }
 
 

@@ -10,9 +10,8 @@ from types import ModuleType
 
 import supervision as sv
 from supervision.testing import crash
-
-from .helpers import WAIT, is_, next_event
-from .process_helpers import free_port
+from tests.helpers import WAIT, is_, next_event
+from tests.process_helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

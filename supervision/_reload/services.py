@@ -16,6 +16,8 @@
     max_retries = 5                  # more than 5 restarts ...
     retry_window = 60                # ... within 60 s: the service gives up
     retry_delay = 1.0                # or a table: { initial = 0.5, maximum = 30 }
+    numprocs = 2                     # two copies, web/0 and web/1: {instance} in command,
+                                     # environment, cwd and output is the copy's number
 
 Each service becomes one process child of the root, at path ``NAME`` (its
 output is prefixed ``NAME``): ``max_retries``, ``retry_window`` and
@@ -66,6 +68,7 @@ SERVICE_FIELDS = (
     "stop_timeout",
     "stop_signal",
     "output",
+    "numprocs",
 )
 SUPERVISOR_FIELDS = ("strategy", "max_retries", "retry_window", "retry_delay")
 RESTART = {"always": "permanent", "on-failure": "transient", "never": "temporary"}
@@ -170,6 +173,8 @@ class _Builder:
             "intensity": self.count((*key, "max_retries"), table.get("max_retries", 3)),
             "period": self.seconds((*key, "retry_window"), table.get("retry_window", 5.0)),
             "backoff": self.backoff((*key, "retry_delay"), table.get("retry_delay")),
+            # N copies, NAME/0 ... NAME/N-1, with {instance} substituted (supervisord's numprocs)
+            "instances": self.count((*key, "numprocs"), table["numprocs"]) if "numprocs" in table else None,
         }
         argv = fields.pop("argv")
         try:
@@ -312,6 +317,7 @@ class _Builder:
 
 _TOML_FIELD = {
     "argv": "command",
+    "instances": "numprocs",
     "env": "environment",
     "shutdown": "stop_timeout",
     "ready_timeout": "start_timeout",

@@ -127,6 +127,24 @@ TestCoreAgreesWithModelCustomPlans = machine_with(Model, TREES_WITH_CUSTOM_PLANS
 TestCoreAgreesWithModelCustomPlans.settings = BUDGET
 
 
+# ... and over trees sure to hold a dynamic supervisor or an instance group (the
+# trees above hold some too, less often), with its children started, exited and scaled.
+TREES_WITH_DYNAMIC = st.builds(
+    lambda dynamic, rest, strategy: sv.Supervisor(
+        [sv.child("z", dynamic), *rest.children],
+        strategy=strategy,
+        intensity=rest.intensity,
+        period=rest.period,
+        auto_shutdown=rest.auto_shutdown,
+    ),
+    sst.dynamic_supervisors(),
+    sst.supervisors(max_depth=1, max_children=3, root_intensity=2, custom_plans=()),
+    st.sampled_from(list(sv.Strategy)),
+)
+TestCoreAgreesWithModelDynamic = machine_with(Model, TREES_WITH_DYNAMIC).TestCase
+TestCoreAgreesWithModelDynamic.settings = BUDGET
+
+
 def test_describe_supervisor_shows_the_whole_tree() -> None:
     async def work(ctx: sv.Context) -> None: ...
 

@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 
 import supervision as sv
 from supervision.testing import crash
-
-from .helpers import WAIT, is_, next_event
+from tests.helpers import WAIT, is_, next_event
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 import supervision as sv
-from supervision._services import parse
+from supervision._reload.services import parse
 from tests.cli_helpers import PY, Run, wait_until
+from tests.helpers import WAIT
 from tests.process_helpers import alive, until, wait_gone
-
-from .helpers import WAIT
 
 # Each instance says who it is, where it runs and what it got, then stays.
 REPORT = "import os, sys, time; print(sys.argv[1], os.environ['SLOT'], os.getcwd(), flush=True); time.sleep(1000)"

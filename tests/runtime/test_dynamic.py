@@ -19,9 +19,8 @@ import pytest
 
 import supervision as sv
 from supervision.testing import crash
-
-from .helpers import WAIT, is_, next_event, statuses
-from .process_helpers import alive, wait_gone
+from tests.helpers import WAIT, is_, next_event, statuses
+from tests.process_helpers import alive, wait_gone
 
 
 async def parked(ctx: sv.Context, *args: Any, **kwargs: Any) -> None:
@@ -226,5 +225,5 @@ def test_the_children_of_a_dynamic_supervisor_are_documented_as_stopped_concurre
     doc = sv.DynamicSupervisor.__doc__ or ""
     assert "concurrently" in doc
     here = os.path.dirname(__file__)
-    with open(os.path.join(here, "..", "docs", "concepts.md")) as file:
+    with open(os.path.join(here, "..", "..", "docs", "concepts.md")) as file:
         assert "simple_one_for_one" in file.read()

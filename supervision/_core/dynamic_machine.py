@@ -26,71 +26,18 @@ supervisor, all of it policy, so all of it here:
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from ._core import (
-    Applied,
-    Command,
-    Input,
-    Job,
-    Outcome,
-    Phase,
-    Status,
-    Stop,
-    StopDone,
-    SupervisorCore,
-    Verdict,
-)
-from ._core import Exit as ExitEffect
-from ._diff import Plan, same_child
-from ._dynamic import NO_ARGS, Args, DynamicSupervisor
-from ._errors import Path, SupervisionError, SupervisorNotRunning, format_path
-from ._events import ExitReason, SupervisorStopped
-
-
-class TooManyChildren(SupervisionError):
-    """``start_child`` on a dynamic supervisor that has ``max_children`` children
-    already (``.path`` of the supervisor, ``.max_children``)."""
-
-    def __init__(self, path: Path, max_children: int) -> None:
-        self.path = path
-        self.max_children = max_children
-        super().__init__(f"{format_path(path)}: max_children={max_children} reached")
-
-
-# -- inputs and effects -----------------------------------------------------------
-
-
-@dataclass(eq=False, slots=True)
-class StartDynamic(Command):
-    """Start a child from the template with ``args``; the reply is its id."""
-
-    args: Args = NO_ARGS
-
-
-@dataclass(eq=False, slots=True)
-class Scale(Command):
-    """An instance group: run ``count`` instances; the reply is ``count``."""
-
-    count: int
-
-
-@dataclass(slots=True)
-class StopAll(Stop):
-    """Stop all of ``stops`` at once; answer with one ``AllStopped`` (same
-    ``id`` and ``token``) when every one has finished."""
-
-    stops: tuple[Stop, ...] = ()
-
-
-@dataclass(slots=True)
-class AllStopped(StopDone):
-    """The ``StopAll`` with this token finished: each child's outcome, by id."""
-
-    outcomes: dict[str, Outcome] = field(default_factory=dict)
-
+from .diff import Plan, same_child
+from .dynamic import NO_ARGS, Args, DynamicSupervisor
+from .errors import SupervisionError, SupervisorNotRunning, TooManyChildren
+from .events import ExitReason, SupervisorStopped
+from .machine import Job, SupervisorCore, Verdict
+from .messages import AllStopped, Applied, Init, Input, Scale, StartDynamic, Stop, StopAll
+from .messages import Exit as ExitEffect
+from .paths import Path, format_path
+from .spec import Supervisor
+from .status import Phase, Status
 
 _ALL = ""  # the id a StopAll and its completion carry (no child has an empty id)
 
@@ -100,19 +47,11 @@ class DynamicCore(SupervisorCore):
 
     spec: DynamicSupervisor
 
-    def __init__(
-        self,
-        spec: DynamicSupervisor,
-        path: Path = (),
-        rng: random.Random | None = None,
-        restored: Sequence[tuple[str, Args]] = (),
-    ) -> None:
+    def __init__(self, spec: DynamicSupervisor, path: Path = (), rng: random.Random | None = None) -> None:
         super().__init__(spec, path, rng)
         self.args: dict[str, Args] = {}
         """The arguments each child was started with (declared instances: none)."""
         self.next_id = 1
-        for id, args in restored:
-            self._add(id, args)
 
     # -- children made from the template ------------------------------------------
 
@@ -131,9 +70,11 @@ class DynamicCore(SupervisorCore):
         super()._remove(id)
         self.args.pop(id, None)
 
-    def _renumber(self) -> None:
+    def _renumber_group(self) -> None:
         """Keep an instance group's children in numeric order (the order they
         start and, reversed, stop in), wherever a scale or a reload added one."""
+        if not self.is_group:
+            return
         order = sorted(self.children, key=_number)
         if order != list(self.children):
             self.children = {id: self.children[id] for id in order}
@@ -145,6 +86,15 @@ class DynamicCore(SupervisorCore):
         """Re-exec: the children made from the template, in start order, with
         their arguments (declared instances are not listed)."""
         return [(id, self.args.get(id, NO_ARGS)) for id, child in self.children.items() if child.dynamic]
+
+    def _init_job(self, init: Init) -> Job:
+        # Re-exec: the children of the old image, made again from the template,
+        # then started (or adopted) with the others.
+        for id, args in init.restored:
+            if id not in self.children:
+                self._add(id, args)
+        self._renumber_group()
+        return (yield from super()._init_job(init))
 
     # -- dispatch -----------------------------------------------------------------
 
@@ -175,7 +125,7 @@ class DynamicCore(SupervisorCore):
             return
         limit = self.spec.max_children
         if limit is not None and len(self.children) >= limit:
-            self._reply(command, TooManyChildren(self.path, limit))
+            self._reply(command, TooManyChildren.reached(self.path, limit))
             return
         while str(self.next_id) in self.children:  # an id taken by start_child(spec)
             self.next_id += 1
@@ -223,7 +173,7 @@ class DynamicCore(SupervisorCore):
             if id in self.children:
                 continue
             self._add(id, NO_ARGS)
-            self._renumber()
+            self._renumber_group()
             error = yield from self._start(id)
             if error is not None:
                 self._remove(id)
@@ -335,7 +285,7 @@ class DynamicCore(SupervisorCore):
                 continue
             child = self._append(spec)
             child.dynamic = False
-            self._renumber()
+            self._renumber_group()
             applied.started.append(child.path)
             error = yield from self._start(spec.id, reload=True)
             if error is not None:
@@ -352,8 +302,8 @@ def _number(id: str) -> int:
     return int(id) if id.isdigit() else -1
 
 
-def make_core(spec: Any, path: Path = (), rng: random.Random | None = None, restored: Sequence[Any] = ()) -> Any:
+def make_core(spec: Supervisor, path: Path = (), rng: random.Random | None = None) -> SupervisorCore:
     """The core for a supervisor spec: a :class:`DynamicCore` for a dynamic one."""
     if isinstance(spec, DynamicSupervisor):
-        return DynamicCore(spec, path, rng, restored)
+        return DynamicCore(spec, path, rng)
     return SupervisorCore(spec, path, rng)

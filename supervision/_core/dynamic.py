@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import Path, SpecError
-from ._process import Process
-from ._spec import ChildSpec, Restart, Supervisor, _is_async_function, _number
+from .errors import SpecError
+from .paths import Path
+from .spec import INFINITY, ChildSpec, Process, Restart, Supervisor, _is_async_function, _number
 
 Args = tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]]
 """The arguments of one ``start_child`` call: positional, and keyword as sorted pairs."""
@@ -272,8 +272,6 @@ def instance_group(spec: ChildSpec, instances: int) -> ChildSpec:
     if spec.intensity is not None:
         limits = {"intensity": spec.intensity, "period": spec.period}
     group = DynamicSupervisor(template, instances=instances, **limits)
-    from ._spec import INFINITY
-
     return ChildSpec(spec.id, group, shutdown=INFINITY)
 
 

@@ -12,24 +12,29 @@ from typing import Any
 import pytest
 
 import supervision as sv
-from supervision._core import (
+from supervision._core.dynamic import DynamicSupervisor, instance_group, pack_args
+from supervision._core.dynamic_machine import DynamicCore
+from supervision._core.errors import TooManyChildren
+from supervision._core.events import ChildExited, ChildStarted, ExitReason, SupervisorGaveUp
+from supervision._core.messages import (
+    AllStopped,
     Emit,
     Exited,
     Init,
     Outcome,
     Reply,
+    Scale,
     Start,
     StartDone,
+    StartDynamic,
     StartFailed,
     Stop,
+    StopAll,
     StopDone,
     StopSupervisor,
     TerminateChild,
     Update,
 )
-from supervision._dynamic import DynamicSupervisor, instance_group, pack_args
-from supervision._dynamic_core import AllStopped, DynamicCore, Scale, StartDynamic, StopAll, TooManyChildren
-from supervision._events import ChildExited, ChildStarted, ExitReason, SupervisorGaveUp
 
 
 async def conn(ctx: sv.Context, *args: Any, **kwargs: Any) -> None: ...

@@ -24,7 +24,8 @@ import asyncio
 from collections.abc import Hashable
 from typing import Any
 
-from ._errors import AlreadyPresent, Path, SupervisorNotRunning, format_path
+from .._core.errors import AlreadyPresent, SupervisorNotRunning
+from .._core.paths import Path, format_path
 
 Key = str | Path
 _Task = asyncio.Future[Any]
