@@ -398,8 +398,7 @@ class Model:
         restart = kid.spec.restart is Restart.PERMANENT or (
             kid.spec.restart is Restart.TRANSIENT and reason is ExitReason.CRASH
         )
-        if not restart and sup.dynamic and kid in sup.kids:
-            # A dynamic supervisor keeps no terminated child (OTP's simple_one_for_one).
+        if not restart and self.removes_ended(sup) and kid in sup.kids:
             self.remove(sup, kid)
         if not restart:
             # "auto_shutdown: when a significant child exits (any, or the last of them)
@@ -625,8 +624,8 @@ class Model:
         else:
             self.cancel_retry(kid, hand_off=True)
             kid.status = TERMINATED
-        if kid.spec.restart is Restart.TEMPORARY or sup.dynamic:
-            self.remove(sup, kid)  # a dynamic supervisor keeps no terminated child
+        if kid.spec.restart is Restart.TEMPORARY or (self.removes_ended(sup) and kid in sup.kids):
+            self.remove(sup, kid)
 
     def restart_child(self, path: Path) -> None:
         """Start a terminated child again; "restart_child on [a restarting child]
@@ -679,8 +678,8 @@ class Model:
         if not sup.dynamic:
             raise SupervisionError(f"{format_path(parent)}: not a dynamic supervisor")
         assert isinstance(spec, DynamicSupervisor)
-        if spec.max_children is not None and len(sup.kids) >= spec.max_children:
-            raise TooManyChildren.reached(parent, spec.max_children)
+        if not self.has_room(sup, spec.max_children):
+            raise TooManyChildren.reached(parent, spec.max_children or 0)
         while sup.find(str(sup.next_id)) is not None:
             sup.next_id += 1
         id = str(sup.next_id)
@@ -692,6 +691,17 @@ class Model:
             self.remove(sup, kid)
             raise error
         return id
+
+    def removes_ended(self, sup: Sup) -> bool:
+        """Whether a child that ended without a restart, or that terminate_child
+        stopped, is removed: in a dynamic supervisor, as in OTP's simple_one_for_one,
+        it is ("a dynamic supervisor keeps no terminated children")."""
+        return sup.dynamic
+
+    def has_room(self, sup: Sup, max_children: int | None) -> bool:
+        """"max_children bounds the children it has at once": all of them count,
+        running or restarting."""
+        return max_children is None or len(sup.kids) < max_children
 
     def scale(self, path: Path, count: int) -> None:
         """``scale(count)`` on an instance group: "when scaling down, it stops the
