@@ -170,7 +170,7 @@ def make_template(template: Any, restart: Restart | str | None, path: Path = ())
     if spec.significant:
         raise SpecError(path, "template", "the children of a dynamic supervisor cannot be significant")
     if restart is not None:
-        spec = dataclasses.replace(spec, restart=restart)
+        spec = dataclasses.replace(spec, restart=restart)  # type: ignore[arg-type]  # normalised by ChildSpec
     return Template(spec)
 
 
@@ -231,7 +231,7 @@ class DynamicSupervisor(Supervisor):
             _number(instances, path, "instances", integer=True)
             if max_children is not None and instances > max_children:
                 raise SpecError(path, "instances", f"{instances} exceeds max_children={max_children}")
-        settings = {
+        settings: dict[str, Any] = {
             k: v for k, v in (("intensity", intensity), ("period", period), ("backoff", backoff)) if v is not _UNSET
         }
         # The children: none (started on demand), or the instances, declared.

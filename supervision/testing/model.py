@@ -699,7 +699,7 @@ class Model:
         return sup.dynamic
 
     def has_room(self, sup: Sup, max_children: int | None) -> bool:
-        """"max_children bounds the children it has at once": all of them count,
+        """ "max_children bounds the children it has at once": all of them count,
         running or restarting."""
         return max_children is None or len(sup.kids) < max_children
 
