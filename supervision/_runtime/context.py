@@ -77,7 +77,7 @@ class Context:
         >>> async def orders(ctx):
         ...     ctx.register(asyncio.Queue(), name="orders")
         """
-        if self._registry is not None:
+        if self._registry is not None and self._alive:  # an ended incarnation publishes nothing
             self._registry.register(self, self.path, value, name)
 
     def unregister(self, name: str | None = None) -> None:

@@ -169,7 +169,8 @@ class WorkerIncarnation(Incarnation):
         return self._wait_ready()
 
     def _done(self) -> StartDone:
-        self.runner.runtime.registry.started(self.ctx, self.task)  # what it registered is visible now
+        if self.ctx._alive:  # what it registered is visible from now on
+            self.runner.runtime.registry.started(self.ctx, self.task)
         return super()._done()
 
     def _on_ready(self) -> None:

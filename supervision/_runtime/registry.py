@@ -48,7 +48,6 @@ class Registry:
         self._entries: dict[str | Path, _Entry] = {}
         self._owned: dict[Hashable, list[_Entry]] = {}
         self._live: dict[Hashable, _Task | None] = {}
-        self._dead: set[Hashable] = set()
         self._waiters: dict[str | Path, list[asyncio.Future[_Entry]]] = {}
         self._closed: BaseException | None = None
 
@@ -61,10 +60,11 @@ class Registry:
         """Publish ``value`` for ``owner`` (at ``path``) under its path, or under
         ``name``. Registering again under the same key replaces the value; a
         name held by another incarnation is ``AlreadyPresent``. An owner that
-        has ended registers nothing (its value would be stale at once)."""
+        has ended must not call this (its value would be stale at once): the worker's
+        context checks that it is alive first."""
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"a registered name is a non-empty string without '/', got {name!r}")
-        if owner in self._dead or self._closed is not None:
+        if self._closed is not None:
             return
         key: str | Path = path if name is None else name
         existing = self._entries.get(key)
@@ -91,7 +91,7 @@ class Registry:
         """``owner``'s incarnation has started: what it registered is visible.
         Once ``task`` is done it is not, even before :meth:`ended` is called
         (a task's done-callbacks run a loop turn after it finished)."""
-        if owner in self._dead:
+        if task is not None and task.done():
             return
         self._live[owner] = task
         for entry in self._owned.get(owner, ()):
@@ -100,14 +100,9 @@ class Registry:
     def ended(self, owner: Hashable) -> None:
         """``owner``'s incarnation has ended: drop everything it registered."""
         self._live.pop(owner, None)
-        self._dead.add(owner)
         for entry in self._owned.pop(owner, ()):
             if self._entries.get(entry.key) is entry:
                 del self._entries[entry.key]
-        # ``_dead`` only guards against a late register() of an ended owner;
-        # owners are contexts, one per incarnation: forget them in bulk.
-        if len(self._dead) > 4096:
-            self._dead.clear()
 
     # -- the callers' side ------------------------------------------------------------
 
