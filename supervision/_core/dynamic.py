@@ -83,18 +83,22 @@ def substitute_process(process: Process, values: Mapping[str, str], extra_argv: 
     return dataclasses.replace(process, argv=argv, env=env, cwd=cwd, output=output)
 
 
-_SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ChildSpec))
+_SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ChildSpec) if f.name not in ("id", "start"))
+_SLOTS = tuple(getattr(ChildSpec, name).__set__ for name in _SPEC_FIELDS)
+_SET_ID = getattr(ChildSpec, "id").__set__  # noqa: B009  (a slot's descriptor; mypy sees an attribute)
+_SET_START = getattr(ChildSpec, "start").__set__  # noqa: B009
 
 
 def _clone(spec: ChildSpec, id: str, start: Any) -> ChildSpec:
     """``spec`` with another id and start, without validating it again: the
     template was validated once, and a dynamic supervisor may make 100 000
-    children from it."""
+    children from it. (Through the slots' descriptors: a frozen dataclass's
+    ``__setattr__`` refuses.)"""
     new = object.__new__(ChildSpec)
-    for name in _SPEC_FIELDS:
-        object.__setattr__(new, name, getattr(spec, name))
-    object.__setattr__(new, "id", id)
-    object.__setattr__(new, "start", start)
+    for setter, name in zip(_SLOTS, _SPEC_FIELDS, strict=True):
+        setter(new, getattr(spec, name))
+    _SET_ID(new, id)
+    _SET_START(new, start)
     return new
 
 

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, NoReturn
 
 from .._core.diff import diff
-from .._core.dynamic import DynamicSupervisor, pack_args
+from .._core.dynamic import NO_ARGS, DynamicSupervisor, pack_args
 from .._core.errors import (
     NotFound,
     ReloadError,
@@ -94,7 +94,10 @@ class Handle:
         """
         runner = self._runner()
         if isinstance(runner.spec, DynamicSupervisor):
-            id: str = await runner.call(StartDynamic(pack_args(args, kwargs)))
+            # request(), not call(): a worker's start completes at once, and this is
+            # the path of every connection, job or tenant (bench/dynamic.py).
+            reply = runner.request(StartDynamic(pack_args(args, kwargs) if args or kwargs else NO_ARGS))
+            id: str = reply.result() if reply.done() else await reply
             return id
         if len(args) != 1 or kwargs or not isinstance(args[0], ChildSpec):
             shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
