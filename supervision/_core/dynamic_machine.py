@@ -240,13 +240,26 @@ class DynamicCore(SupervisorCore):
 
     def _respec(self, new: DynamicSupervisor, applied: Applied) -> Job:
         """Each child takes the spec the new template makes with its arguments;
-        those whose spec changed restart (stopped right to left, started left to right)."""
+        those whose spec changed restart (stopped right to left, started left to right).
+        A child whose arguments the new template cannot take (a worker's turned
+        into an argv template) is stopped and removed."""
         changed: list[str] = []
+        unfit: list[str] = []
         for id, child in self.children.items():
-            spec = new.template.child(id, self.args.get(id, NO_ARGS))
+            try:
+                spec = new.template.child(id, self.args.get(id, NO_ARGS))
+            except TypeError:
+                unfit.append(id)
+                continue
             if not same_child(child.spec, spec):
                 changed.append(id)
             child.spec = spec
+        for id in reversed(unfit):
+            child = self.children[id]
+            if child.status is Status.RUNNING:
+                yield from self._stop(id)
+            self._remove(id)
+            applied.stopped.append(child.path)
         to_start = []
         for id in reversed(changed):
             child = self.children[id]

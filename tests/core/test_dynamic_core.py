@@ -235,3 +235,13 @@ def test_a_changed_instance_group_is_reset_to_its_spec() -> None:
     driver.call(Scale(1))
     driver.call(Update(instance_group(spec, 2).start))
     assert list(driver.core.children) == ["0", "1"]
+
+
+def test_a_reload_removes_the_children_the_new_template_cannot_make() -> None:
+    driver = started(DynamicSupervisor(conn))
+    driver.call(StartDynamic(pack_args((object(),), {})))  # fine for a worker...
+    driver.call(StartDynamic(pack_args(("a",), {})))
+    applied = driver.call(Update(DynamicSupervisor(["echo"])))  # ...not for an argv template
+    assert applied.stopped == [("1",)]
+    assert applied.restarted == [("2",)]  # a worker turned into a process
+    assert driver.core.children["2"].spec.start.argv == ("echo", "a")
