@@ -36,7 +36,7 @@ from .machine import Job, SupervisorCore, Verdict
 from .messages import AllStopped, Applied, Init, Input, Scale, StartDynamic, Stop, StopAll
 from .messages import Exit as ExitEffect
 from .paths import Path, format_path
-from .spec import Supervisor
+from .spec import Restart, Supervisor
 from .status import Phase, Status
 
 _ALL = ""  # the id a StopAll and its completion carry (no child has an empty id)
@@ -113,7 +113,7 @@ class DynamicCore(SupervisorCore):
             super()._dispatch(message)
 
     def _not_running(self) -> SupervisorNotRunning:
-        return SupervisorNotRunning(f"{format_path(self.path)}: supervisor is not running")
+        return SupervisorNotRunning.at(self.path, "supervisor is not running")
 
     def _start_dynamic(self, command: StartDynamic) -> None:
         if self.phase is not Phase.RUNNING:
@@ -127,7 +127,7 @@ class DynamicCore(SupervisorCore):
         if limit is not None and len(self.children) >= limit:
             self._reply(command, TooManyChildren.reached(self.path, limit))
             return
-        while str(self.next_id) in self.children:  # an id taken by start_child(spec)
+        while str(self.next_id) in self.children:  # never a live child's id
             self.next_id += 1
         id = str(self.next_id)
         try:
@@ -216,7 +216,7 @@ class DynamicCore(SupervisorCore):
                 self.children[id].status = Status.TERMINATED
                 self._emit_exit(id, done.outcomes[id])
         for id, child in self.children.items():
-            if child.dynamic or child.spec.restart.value == "temporary":
+            if child.dynamic or child.spec.restart is Restart.TEMPORARY:
                 self._forget(id, child.spec)
         self.phase = Phase.STOPPED
         if orderly:
