@@ -199,10 +199,13 @@ class DynamicSupervisor(Supervisor):
     children together. Stopping it stops its children **concurrently** (OTP
     does so for ``simple_one_for_one``): they have no order to keep.
 
-    >>> async def handle(ctx, conn_id): ...
-    >>> spec = DynamicSupervisor(handle, max_children=1000)
-    >>> spec.template.child("1", pack_args((7,), {})).restart
+    >>> async def handle(ctx, reader, writer): ...
+    >>> conns = DynamicSupervisor(handle, max_children=1000)
+    >>> conns.template.spec.restart
     <Restart.TEMPORARY: 'temporary'>
+
+    In a tree, ``sv.child("conns", conns)``; then, for each connection,
+    ``id = await tree.at("conns").start_child(reader, writer)``.
     """
 
     template: Template
