@@ -128,9 +128,10 @@ def process(
       ``{instance}`` substituted in ``argv``, ``env``, ``cwd`` and ``output``;
       ``supervision scale`` changes N at runtime (see ``docs/processes.md``).
 
+    >>> import supervision as sv
     >>> spec = process("web", ["python", "-m", "http.server", "8000"], ready=sv.ready.port(8000))
-    >>> spec.kind
-    'process'
+    >>> spec.kind == "process"
+    True
     """
     path: Path = (id,) if isinstance(id, str) else ()
     if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence):

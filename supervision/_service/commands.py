@@ -11,6 +11,7 @@ the tree through its public API.
 from __future__ import annotations
 
 import os
+import signal as _signal
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from .._core.paths import Path, format_path
 from .._core.status import ChildInfo, Status
 from .._runtime.runner import SupervisorRunner
 from .._runtime.tree import Tree
+from .operate import parse_signal, signal_processes
 from .protocol import VERSION, ServiceState
 from .recorder import OutputLog, Recorder
 
@@ -47,6 +49,8 @@ class Host(Protocol):
 
     async def reload(self) -> dict[str, Any]: ...
 
+    async def plan_reload(self) -> dict[str, Any]: ...
+
     async def reexec(self) -> dict[str, Any]: ...
 
 
@@ -65,6 +69,7 @@ class Commands:
             "reexec": self.reexec,
             "logs": self.logs,
             "scale": self.scale,
+            "signal": self.signal,
         }
 
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +150,30 @@ class Commands:
         return {"path": format_path(path), "count": count}
 
     async def reload(self, request: dict[str, Any]) -> dict[str, Any]:
+        dry_run = request.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise RequestError("BadRequest", "'dry_run' must be true or false")
+        if dry_run:
+            return await self.host.plan_reload()
         return await self.host.reload()
+
+    async def signal(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send a signal to the process at ``path``, or to every process under it
+        (no path: the whole tree)."""
+        tree = self._tree()
+        path = _path(request, required=False)
+        value = request.get("signal")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise RequestError("BadRequest", "'signal' must be a signal name or number")
+        try:
+            signum = parse_signal(str(value))
+        except ValueError as exc:
+            raise RequestError("BadSignal", str(exc)) from None
+        sent = signal_processes(tree, path, signum)  # NotFound, NotAProcess: the tree refuses
+        return {
+            "signal": _signal.Signals(signum).name,
+            "signalled": [{"path": format_path(s.path), "pid": s.pid} for s in sent],
+        }
 
     async def reexec(self, request: dict[str, Any]) -> dict[str, Any]:
         return await self.host.reexec()
