@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     # 'X as X': re-exported for type checkers (the names load lazily, see __getattr__)
     from . import ready as ready
+    from ._core.dynamic import DynamicSupervisor as DynamicSupervisor
     from ._core.errors import AlreadyPresent as AlreadyPresent
     from ._core.errors import AlreadyStarted as AlreadyStarted
     from ._core.errors import ChildRestarting as ChildRestarting
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from ._core.errors import StartError as StartError
     from ._core.errors import SupervisionError as SupervisionError
     from ._core.errors import SupervisorNotRunning as SupervisorNotRunning
+    from ._core.errors import TooManyChildren as TooManyChildren
     from ._core.errors import TooManyRestarts as TooManyRestarts
     from ._core.events import ChildExited as ChildExited
     from ._core.events import ChildStarted as ChildStarted
@@ -88,6 +90,7 @@ __all__ = [
     "ChildStarted",
     "Clock",
     "Context",
+    "DynamicSupervisor",
     "Event",
     "EventStream",
     "ExitReason",
@@ -112,6 +115,7 @@ __all__ = [
     "SupervisorGaveUp",
     "SupervisorNotRunning",
     "SupervisorStopped",
+    "TooManyChildren",
     "TooManyRestarts",
     "Tree",
     "child",
@@ -139,7 +143,9 @@ _WHERE: dict[str, str] = {
     "StartError": "._core.errors",
     "SupervisionError": "._core.errors",
     "SupervisorNotRunning": "._core.errors",
+    "TooManyChildren": "._core.errors",
     "TooManyRestarts": "._core.errors",
+    "DynamicSupervisor": "._core.dynamic",
     "ChildExited": "._core.events",
     "ChildStartFailed": "._core.events",
     "ChildStarted": "._core.events",

@@ -10,6 +10,7 @@
     supervision signal SIG [PATH...]
     supervision reload [--dry-run]
     supervision logs [PATH] [-n LINES] [-f]
+    supervision scale PATH N
     supervision reexec
 
     supervision check TARGET
@@ -117,6 +118,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     )
     reload = command("reload", "reload the tree's source and restart only what changed")
     reload.add_argument("--dry-run", action="store_true", help="print what a reload would do, and do nothing")
+    scale = command("scale", "run N instances of PATH (sv.process(..., instances=), numprocs)")
+    scale.add_argument("path", metavar="PATH")
+    scale.add_argument("count", metavar="N", type=_count, help="new instances start in order, the highest stop first")
     logs = command("logs", "print the recent output lines of a process child, of those under PATH, or of all")
     logs.add_argument("path", nargs="?", help="a child or a supervisor (default: every process child)")
     logs.add_argument("-n", "--lines", type=int, default=100, help="how many lines (default 100)")
@@ -244,6 +248,22 @@ def _reload(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
+    return value
+
+
+def _scale(client: Client, args: argparse.Namespace) -> int:
+    result = client.call("scale", path=args.path, count=args.count)
+    print(f"{result['path']}: {result['count']} instances")
+    return 0
+
+
 def _logs(client: Client, args: argparse.Namespace) -> int:
     result = client.call("logs", path=args.path, lines=args.lines)
     _print_lines(result["path"], result["lines"])
@@ -336,6 +356,7 @@ COMMANDS = {
     "logs": _logs,
     "reexec": _reexec,
     "signal": _signal,
+    "scale": _scale,
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from .. import ready as _ready
+from .._core.dynamic import instance_group
 from .._core.errors import SpecError
 from .._core.paths import Path
 from .._core.settings import LogFile, Prefixed, Settings
@@ -115,6 +116,7 @@ def process(
     intensity: int | None = None,
     period: float = 5.0,
     backoff: Backoff | None = None,
+    instances: int | None = None,
 ) -> ChildSpec:
     """Declare an OS process child.
 
@@ -154,6 +156,10 @@ def process(
     All the settings are applied in the child before it executes the program.
     - ``intensity``, ``period``, ``backoff``: a restart limit and a backoff of the
       child's own, as for :func:`~supervision.child`.
+    - ``instances``: run N copies (supervisord's ``numprocs``): the child ``id``
+      is then a supervisor of the copies ``id/0`` ... ``id/N-1``, each with
+      ``{instance}`` substituted in ``argv``, ``env``, ``cwd`` and ``output``;
+      ``supervision scale`` changes N at runtime (see ``docs/processes.md``).
 
     >>> import supervision as sv
     >>> spec = process("web", ["python", "-m", "http.server", "8000"], ready=sv.ready.port(8000))
@@ -212,4 +218,6 @@ def process(
     )
     if isinstance(ready, _ready.Delay) and ready.seconds >= spec.ready_timeout:
         raise SpecError(path, "ready", f"a delay of {ready.seconds:g}s never ends before ready_timeout")
+    if instances is not None:
+        return instance_group(spec, instances)
     return spec

@@ -21,6 +21,8 @@
     output = "logs/web.log"          # written by the supervisor; SIGUSR1 reopens it
     log_max_bytes = "10MB"           # rotated at 10 MB, keeping log_backups = 5 files
     timestamps = true                # each line begins with its time (ISO 8601)
+    numprocs = 2                     # two copies, web/0 and web/1: {instance} in command,
+                                     # environment, cwd and output is the copy's number
 
 Each service becomes one process child of the root, at path ``NAME`` (its
 output is prefixed ``NAME``): ``max_retries``, ``retry_window`` and
@@ -83,6 +85,7 @@ SERVICE_FIELDS = (
     "env_file",
     "nice",
     "oom_score_adj",
+    "numprocs",
 )
 SETTINGS_FIELDS = ("user", "group", "umask", "limits", "env_file", "nice", "oom_score_adj")
 SUPERVISOR_FIELDS = ("strategy", "max_retries", "retry_window", "retry_delay")
@@ -186,6 +189,8 @@ class _Builder:
             "intensity": self.count((*key, "max_retries"), table.get("max_retries", 3)),
             "period": self.seconds((*key, "retry_window"), table.get("retry_window", 5.0)),
             "backoff": self.backoff((*key, "retry_delay"), table.get("retry_delay")),
+            # N copies, NAME/0 ... NAME/N-1, with {instance} substituted (supervisord's numprocs)
+            "instances": self.count((*key, "numprocs"), table["numprocs"]) if "numprocs" in table else None,
         }
         argv = fields.pop("argv")
         try:
@@ -380,6 +385,7 @@ class _Builder:
 
 _TOML_FIELD = {
     "argv": "command",
+    "instances": "numprocs",
     "env": "environment",
     "shutdown": "stop_timeout",
     "ready_timeout": "start_timeout",

@@ -25,10 +25,12 @@ from .._process.output import OutputSink, write_prefixed
 from .clock import Clock
 from .context import Context, _current
 from .hub import EventHub
+from .registry import Registry
 
 if TYPE_CHECKING:
     from .._reload.reexec import Resume
     from .runner import SupervisorRunner
+    from .tree import Tree
 
 
 Completion = StartDone | StartFailed | StopDone | UpdateDone
@@ -43,6 +45,10 @@ class Runtime:
         self.rng = rng
         self.store = PathStore()
         self.hub = EventHub()
+        self.registry = Registry()
+        """Values the workers published (``ctx.register``), found by ``tree.whereis``."""
+        self.tree: Tree | None = None
+        """The Tree these runners make up (``ctx.tree``), once made."""
         self.context = contextvars.copy_context()
         self.operations: set[asyncio.Task[Any]] = set()
         self.abandoned: set[asyncio.Task[Any]] = set()
@@ -63,12 +69,14 @@ class Runtime:
         resume = self.resume
         if resume is None:
             return Init()
-        ids = [(child.id, (*path, child.id)) for child in spec.children]
+        restored = tuple(resume.restored.get(path, ()))  # a dynamic supervisor's children
+        ids = [(id, (*path, id)) for id in [*(child.id for child in spec.children), *(id for id, _ in restored)]]
         running = resume.adoptions.keys() | resume.supervisors
         return Init(
             adopted=frozenset(id for id, at in ids if at in running),
             terminated=frozenset(id for id, at in ids if at in resume.terminated),
             removed=frozenset(id for id, at in ids if at in resume.removed),
+            restored=restored,
         )
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -143,7 +151,9 @@ class WorkerIncarnation(Incarnation):
             self.ready_future = runtime.loop.create_future()
             on_ready = self._on_ready
         default = spec.initial_state
-        self.ctx = ctx = Context(self.path, self.starts, runtime.store, default, on_ready)
+        self.ctx = ctx = Context(
+            self.path, self.starts, runtime.store, default, on_ready, runtime.registry, runtime.tree
+        )
         context = runtime.context.copy()
         context.run(_current.set, ctx)
         try:
@@ -157,6 +167,11 @@ class WorkerIncarnation(Incarnation):
         if self.ready_future is None:
             return self._done()
         return self._wait_ready()
+
+    def _done(self) -> StartDone:
+        if self.ctx._alive:  # what it registered is visible from now on
+            self.runner.runtime.registry.started(self.ctx, self.task)
+        return super()._done()
 
     def _on_ready(self) -> None:
         if self.ready_future is not None and not self.ready_future.done():
@@ -199,6 +214,7 @@ class WorkerIncarnation(Incarnation):
 
     def _on_task_done(self, task: asyncio.Task[Any]) -> None:
         self.ctx._alive = False
+        self.runner.runtime.registry.ended(self.ctx)  # before anyone hears of the exit
         if self.started and not self.stopping:
             self._report_exit()
         elif not task.cancelled():
@@ -239,6 +255,7 @@ class WorkerIncarnation(Incarnation):
 
     def _abandon(self) -> ShutdownTimeout:
         self.ctx._alive = False
+        self.runner.runtime.registry.ended(self.ctx)
         self.runner.runtime.abandoned.add(self.task)
         self.task.add_done_callback(self.runner.runtime.abandoned.discard)
         return ShutdownTimeout(self.path, _timeout(self.spec.shutdown) or 0.0)

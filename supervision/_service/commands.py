@@ -15,8 +15,9 @@ import signal as _signal
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from .._core.dynamic import DynamicSupervisor
 from .._core.errors import NotFound, RequestError, SupervisionError
-from .._core.messages import OperatorRestart, RestartChild, TerminateChild
+from .._core.messages import OperatorRestart, RestartChild, Scale, TerminateChild
 from .._core.paths import Path, format_path
 from .._core.status import ChildInfo, Status
 from .._runtime.runner import SupervisorRunner
@@ -27,6 +28,7 @@ from .recorder import OutputLog, Recorder
 
 _MAX_PATH = 4096
 _MAX_LOG_LINES = 10_000
+_MAX_INSTANCES = 100_000
 
 
 class Host(Protocol):
@@ -66,6 +68,7 @@ class Commands:
             "reload": self.reload,
             "reexec": self.reexec,
             "logs": self.logs,
+            "scale": self.scale,
             "signal": self.signal,
         }
 
@@ -130,6 +133,21 @@ class Commands:
         runner = self._supervisor_of(path)
         await runner.call(RestartChild(path[-1]))
         return self._brief(runner, path)
+
+    async def scale(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Run ``count`` instances of the instance group at ``path``: the new ones
+        started in order, or the highest-numbered stopped first."""
+        path = _path(request)
+        count = request.get("count")
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= _MAX_INSTANCES:
+            raise RequestError("BadRequest", f"'count' must be an integer in 0..{_MAX_INSTANCES}")
+        runner = self._tree().runner_at(path)
+        spec = runner.spec
+        if not isinstance(spec, DynamicSupervisor) or spec.instances is None:
+            what = "not an instance group (sv.process(..., instances=N), numprocs = N)"
+            raise RequestError("BadRequest", f"{format_path(path)}: {what}", path=path)
+        await runner.call(Scale(count))
+        return {"path": format_path(path), "count": count}
 
     async def reload(self, request: dict[str, Any]) -> dict[str, Any]:
         dry_run = request.get("dry_run", False)
