@@ -1,0 +1,101 @@
+"""A tree served the way ``sv.run`` serves it, for the observability tests: the
+control commands over a real tree, an ``Observer`` adding the figures, and the
+HTTP endpoint on a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import supervision as sv
+from supervision._commands import Commands
+from supervision._recorder import OutputLog, Recorder
+from supervision.observe.observer import CommandSource, Observer
+
+
+class Served:
+    """``async with Served(spec) as served``: the tree started, followed by a
+    recorder and an observer; ``served.handler`` answers control requests with
+    the figures added, ``served.source`` is what the HTTP endpoint serves."""
+
+    def __init__(self, spec: sv.Supervisor, name: str = "test") -> None:
+        self.spec = spec
+        self.name = name
+        self.target = "test"
+        self.state = "starting"
+        self.tree: sv.Tree | None = None
+        self.recorder: Recorder | None = None
+        self.output = OutputLog()
+        self.observer = Observer(self.now)
+        self.commands = Commands(self)
+        self.source = CommandSource(self.handler, self.events)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = 0.0
+
+    async def handler(self, request: dict[str, Any]) -> dict[str, Any]:
+        result = await self.commands(request)
+        if request["cmd"] == "status":
+            await self.observer.decorate(result, resources=request.get("resources", True))
+        return result
+
+    def events(self) -> sv.EventStream:
+        assert self.tree is not None
+        return self.tree.events()
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def uptime(self) -> float:
+        return self.now() - self._started
+
+    def request_stop(self) -> None:
+        self.state = "stopping"
+        assert self.tree is not None
+        self._tasks.append(asyncio.get_running_loop().create_task(self.tree.stop()))
+
+    async def reload(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def reexec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Served:
+        loop = asyncio.get_running_loop()
+        self._started = loop.time()
+        starting = sv.start(self.spec)
+        recorded, observed = starting.events(), starting.events()
+        self.tree = await starting
+        self.recorder = Recorder(since=self._started)
+        self._tasks.append(loop.create_task(self.recorder.follow(recorded)))
+        self._tasks.append(loop.create_task(self.observer.follow(observed)))
+        self.state = "running"
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self.tree is not None
+        self.state = "stopping"
+        await self.tree.stop()
+        self.state = "stopped"
+        await asyncio.wait(self._tasks)
+
+
+def get(url: str, token: str | None = None, data: Any = None, timeout: float = 10.0) -> tuple[int, bytes]:
+    """A blocking HTTP request (run it with ``asyncio.to_thread``): status and body."""
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    body = None
+    if data is not None:
+        body = json.dumps(data).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+async def fetch(url: str, token: str | None = None, data: Any = None) -> tuple[int, bytes]:
+    return await asyncio.to_thread(get, url, token, data)
