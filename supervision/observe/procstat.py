@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
@@ -34,9 +34,9 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-@dataclass(frozen=True, slots=True)
-class Stat:
-    """What one read of ``/proc/PID/stat`` tells about a process."""
+class Stat(NamedTuple):
+    """What one read of ``/proc/PID/stat`` tells about a process (a named tuple:
+    a reading makes thousands of these)."""
 
     pid: int
     state: str
@@ -48,31 +48,45 @@ class Stat:
     rss_pages: int
 
 
-def read_stat(pid: int) -> Stat | None:
-    """``/proc/PID/stat`` of a process, or None if it is gone."""
+def _read(path: str, proc: int | None) -> bytes | None:
+    """A small /proc file in one read, ``path`` relative to ``/proc`` (opened
+    as ``proc``, or by name). No buffered file object: a reading of a tree of a
+    thousand children makes thousands of these."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            data = file.read()
+        fd = os.open(path if proc is not None else f"/proc/{path}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
     except OSError:
+        return None
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_stat(pid: int, proc: int | None = None) -> Stat | None:
+    """``/proc/PID/stat`` of a process, or None if it is gone."""
+    data = _read(f"{pid}/stat", proc)
+    if data is None:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ")".
     fields = data[data.rfind(b")") + 2 :].split()
     try:
         return Stat(
-            pid=pid,
-            state=fields[0].decode(),
-            ppid=int(fields[1]),
-            session=int(fields[3]),
-            cpu_ticks=int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14]),
-            threads=int(fields[17]),
-            start_ticks=int(fields[19]),
-            rss_pages=int(fields[21]),
+            pid,
+            fields[0].decode(),
+            int(fields[1]),
+            int(fields[3]),
+            int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14]),
+            int(fields[17]),
+            int(fields[19]),
+            int(fields[21]),
         )
     except (IndexError, ValueError):
         return None
 
 
-def children(pid: int, threads: int = 1) -> list[int]:
+def children(pid: int, threads: int = 1, proc: int | None = None) -> list[int]:
     """The children of ``pid``: of its main thread, or of every thread when it has several."""
     tids = [str(pid)]
     if threads > 1:
@@ -82,20 +96,33 @@ def children(pid: int, threads: int = 1) -> list[int]:
             return []
     found: list[int] = []
     for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as file:
-                found.extend(int(p) for p in file.read().split())
-        except OSError:
-            continue
+        data = _read(f"{pid}/task/{tid}/children", proc)
+        if data:
+            found.extend(int(p) for p in data.split())
     return found
 
 
-def open_fds(pid: int) -> int:
-    """How many file descriptors ``pid`` has open (0 if it is gone or a zombie)."""
+def open_fds(pid: int, proc: int | None = None) -> int:
+    """How many file descriptors ``pid`` has open (0 if it is gone or a zombie).
+
+    Since Linux 6.2 the size of ``/proc/PID/fd`` is that number: one ``stat``
+    instead of listing the directory (which older kernels need)."""
     try:
+        if _FD_COUNT_IN_SIZE:
+            return os.stat(f"{pid}/fd", dir_fd=proc).st_size if proc is not None else os.stat(f"/proc/{pid}/fd").st_size
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return 0
+
+
+def _fd_count_in_size() -> bool:
+    try:
+        return os.stat("/proc/self/fd").st_size > 0  # 0 before Linux 6.2
+    except OSError:
+        return False
+
+
+_FD_COUNT_IN_SIZE = _fd_count_in_size()
 
 
 def uptime() -> float:
@@ -132,12 +159,6 @@ class Usage:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _Tree:
-    root: Stat
-    members: list[Stat]
-
-
 class Sampler:
     """Reads the figures of process children on request, and remembers a few
     earlier readings per incarnation (``(pid, start time)``) for CPU %.
@@ -171,55 +192,70 @@ class Sampler:
         """The figures of each process child, given its pid by key (a path, say).
         A child that is gone is left out of the result."""
         with self._lock:
-            now = self.clock()
-            trees = self._trees(pids)
-            booted = uptime() if trees else 0.0
-            result: dict[K, Usage] = {}
-            for key, tree in trees.items():
-                ticks = sum(member.cpu_ticks for member in tree.members)
-                result[key] = Usage(
-                    pid=tree.root.pid,
-                    processes=len(tree.members),
-                    cpu_seconds=ticks / CLOCK_TICKS,
-                    cpu_percent=self._percent(tree.root, ticks, now, booted),
-                    rss_bytes=sum(member.rss_pages for member in tree.members) * PAGE_SIZE,
-                    fds=sum(open_fds(member.pid) for member in tree.members),
-                    threads=sum(member.threads for member in tree.members if member.state != "Z"),
-                )
-            self._forget(now)
-            return result
+            proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                return self._sample(pids, proc)
+            finally:
+                os.close(proc)
 
-    def _trees(self, pids: Mapping[K, int]) -> dict[K, _Tree]:
+    def _sample(self, pids: Mapping[K, int], proc: int) -> dict[K, Usage]:
+        now = self.clock()
+        trees = self._trees(pids, proc)
+        booted = uptime() if trees else 0.0
+        result: dict[K, Usage] = {}
+        for key, members in trees.items():
+            ticks = rss = fds = threads = 0
+            for member in members:
+                ticks += member.cpu_ticks
+                rss += member.rss_pages
+                fds += open_fds(member.pid, proc)
+                if member.state != "Z":
+                    threads += member.threads
+            root = members[0]
+            result[key] = Usage(
+                root.pid,
+                len(members),
+                ticks / CLOCK_TICKS,
+                self._percent(root, ticks, now, booted),
+                rss * PAGE_SIZE,
+                fds,
+                threads,
+            )
+        self._forget(now)
+        return result
+
+    def _trees(self, pids: Mapping[K, int], proc: int) -> dict[K, list[Stat]]:
+        """The members of each child's process tree, the child first."""
         roots: dict[K, Stat] = {}
         for key, pid in pids.items():
-            found = read_stat(pid)
+            found = read_stat(pid, proc)
             if found is not None:
                 roots[key] = found
         by_session = {stat.session: key for key, stat in roots.items()}
         root_pids = {stat.pid for stat in roots.values()}
         extra: dict[K, list[Stat]] = {}
         # Orphans of a child's session came back to us (the subreaper): count them with it.
-        for pid in children(self.own_pid, threads=2):
+        for pid in children(self.own_pid, 2, proc):
             if pid in root_pids:
                 continue
-            found = read_stat(pid)
+            found = read_stat(pid, proc)
             if found is not None and found.session in by_session:
                 extra.setdefault(by_session[found.session], []).append(found)
-        trees: dict[K, _Tree] = {}
+        trees: dict[K, list[Stat]] = {}
         for key, root in roots.items():
             members: list[Stat] = []
             seen: set[int] = set()
-            queue = [root, *extra.get(key, ())]
+            queue = [*extra.get(key, ()), root]
             while queue:
                 stat = queue.pop()
                 if stat.pid in seen:
                     continue
                 seen.add(stat.pid)
                 members.append(stat)
-                for pid in children(stat.pid, stat.threads):
-                    if pid not in seen and (found := read_stat(pid)) is not None:
+                for pid in children(stat.pid, stat.threads, proc):
+                    if pid not in seen and (found := read_stat(pid, proc)) is not None:
                         queue.append(found)
-            trees[key] = _Tree(root, members)
+            trees[key] = members
         return trees
 
     def _percent(self, root: Stat, ticks: int, now: float, booted: float) -> float:

@@ -182,7 +182,9 @@
     const events = new EventSource("/api/events");
     events.addEventListener("tree", (m) => { note(JSON.parse(m.data)); soon(); });
     events.addEventListener("end", () => { events.close(); soon(); });
-    events.addEventListener("open", soon);
+    // The server subscribes before it answers: once open, no event is missed.
+    events.addEventListener("open", () => { document.body.dataset.live = "true"; soon(); });
+    events.addEventListener("error", () => { document.body.dataset.live = "false"; });
     await refresh();
   }
 
