@@ -26,6 +26,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from .cli import size
 from .figures import health
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -117,15 +118,6 @@ def fill(intensity: dict[str, Any] | None, width: int = 8) -> Text:
     text.append("░" * (width - full), style="dim")
     text.append(f" {intensity['restarts']}/{intensity['intensity']}")
     return text
-
-
-def size(value: float) -> str:
-    """``512B``, ``12.0K``, ``101.3M``, ``1.2G``."""
-    for unit in ("B", "K", "M", "G"):
-        if value < 1024 or unit == "G":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    return f"{value:.1f}T"  # pragma: no cover
 
 
 def duration(seconds: float | None) -> str:
