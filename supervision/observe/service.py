@@ -5,7 +5,7 @@ and the log format.
 The service layer calls it at five points of a run (see ``_run.Service``):
 ``Observability(...)`` before anything starts (a bad address or a missing
 extra fails there), ``await start(handler, events, control)`` once the control
-socket is bound, ``follow(events)`` once the tree is up, ``gave_up(error)``
+socket is bound, ``follow(events)`` once the tree is up, ``await gave_up(error)``
 when the root gives up, and ``await close()`` at the end. The control
 commands call ``observer.decorate(status)`` so that ``supervision status``,
 ``top`` and ``/api/tree`` show the same figures.
@@ -13,6 +13,8 @@ commands call ``observer.decorate(status)`` so that ``supervision status``,
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -46,6 +48,7 @@ class Observability:
         self.termination_log = termination.default_path() if termination_log is _DEFAULT else termination_log
         self.server: Any = None
         self._token: tuple[str, str] | None = None  # (file, token)
+        self._following: asyncio.Task[None] | None = None
         if http is not None:
             from .http import parse_address  # ImportError here: the extra is missing
 
@@ -77,17 +80,28 @@ class Observability:
         self.server = server
         logger.info("http: %s (metrics, probes, dashboard)", server.url)
 
-    async def follow(self, events: Any) -> None:
-        """Feed the counters with the tree's events until the tree stops."""
-        await self.observer.follow(events)
+    def follow(self, events: Any) -> None:
+        """Feed the counters with the tree's events (an ``EventStream``), in a
+        task of their own, until the tree stops."""
+        self._following = asyncio.get_running_loop().create_task(
+            self.observer.follow(events), name="supervision observer"
+        )
 
-    def gave_up(self, error: BaseException) -> None:
-        """The root gave up: write the termination message, if there is a file for it."""
+    async def gave_up(self, error: BaseException) -> None:
+        """The root gave up: write the termination message, if there is a file
+        for it, once the counters have seen the last events (the tree's event
+        streams end when its root has stopped)."""
+        if self._following is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await asyncio.shield(self._following)
         path = self.termination_log
         if path is None:
             return
         reason = f"{type(error).__name__}: {error}"
-        if not termination.write(path, reason, self.observer.counters.events):
+        if termination.write(path, reason, self.observer.counters.events):
+            logger.info("termination message written to %s", path)
+        else:
             logger.warning("could not write the termination message to %s", path)
 
     async def close(self) -> None:
@@ -95,6 +109,10 @@ class Observability:
         if server is not None:
             await server.close()
         self._remove_token()
+        following, self._following = self._following, None
+        if following is not None:
+            following.cancel()
+            await asyncio.wait({following})
 
     def _remove_token(self) -> None:
         if self._token is not None:
