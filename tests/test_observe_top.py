@@ -100,6 +100,14 @@ def test_sorting_keeps_the_tree_and_sorts_siblings() -> None:
     assert not view.key("q")
 
 
+def test_the_health_column_shows_once_a_child_has_a_health_check() -> None:
+    assert "HEALTH" not in screen(STATUS)[2]
+    checked = {**STATUS, "children": [{**STATUS["children"][0], "health": "healthy"}, *STATUS["children"][1:]]}
+    lines = screen(checked)
+    assert lines[2].split()[4] == "HEALTH"
+    assert lines[3].split()[:4] == ["web", "process", "running", "healthy"]
+
+
 async def test_a_real_tree_renders_with_its_figures() -> None:
     spec = sv.Supervisor(
         [sv.process("web", ["sleep", "1000"]), sv.child("db", sv.Supervisor([sv.process("pool", ["sleep", "1000"])]))]

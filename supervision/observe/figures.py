@@ -7,7 +7,8 @@ each node ``{"path", "id", "kind", "status", "pid", "starts", "restarts",
 
 - to the root: ``"intensity"`` (of the root supervisor), ``"escalating"`` (the
   root gave up and is stopping its children), ``"reloads"`` (``{"applied": n,
-  "rejected": n}``) and ``"health"`` (:func:`health`);
+  "rejected": n}``), ``"events"`` (the last events, :func:`event_json` with
+  ``"at"``, the wall-clock time) and over HTTP ``"health"`` (:func:`health`);
 - to every node: ``"start_failures"`` and ``"recent_restarts"`` (how many
   seconds ago each recent restart happened);
 - to a process node: ``"resources"`` (``procstat.Usage.to_json()``, None

@@ -16,6 +16,9 @@ from .counters import Counters
 from .figures import add_resources, process_pids, walk
 from .procstat import Sampler
 
+RECENT_EVENTS = 20
+"""How many of the last events a status carries (``"events"``)."""
+
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -41,6 +44,7 @@ class Observer:
         now = self.now()
         status["escalating"] = counters.gave_up is not None
         status["reloads"] = dict(counters.reloads)
+        status["events"] = list(counters.events)[-RECENT_EVENTS:]
         for node, _ in walk(status):
             node.update(counters.figures(_parse(node["path"]), now))
         if resources:

@@ -162,14 +162,18 @@ def render(status: dict[str, Any], view: View | None = None) -> RenderableType:
         header.append("  root intensity ")
         header.append_text(fill(status["intensity"]))
     table = Table(box=None, padding=(0, 1), expand=False, header_style="bold reverse")
-    for index, column in enumerate(COLUMNS):
+    nodes = list(rows(status, view))
+    # HEALTH only once some child has a health check (the field is absent otherwise).
+    shown = [i for i, column in enumerate(COLUMNS) if column.title != "HEALTH" or any("health" in n for _, n in nodes)]
+    for index in shown:
+        column = COLUMNS[index]
         title = column.title
         if index == view.sort:
             title += " ▼" if view.reverse else " ▲"
         table.add_column(title, justify=column.justify, no_wrap=True)  # type: ignore[arg-type]
-    for depth, node in rows(status, view):
+    for depth, node in nodes:
         used = node.get("resources")
-        table.add_row(
+        cells: list[RenderableType] = [
             "  " * depth + node["path"].rsplit("/", 1)[-1],
             node["kind"],
             Text(node["status"], style=_STATUS_STYLE.get(node["status"], "")),
@@ -181,7 +185,8 @@ def render(status: dict[str, Any], view: View | None = None) -> RenderableType:
             sparkline(node.get("recent_restarts") or []),
             duration(node.get("uptime")),
             fill(node.get("intensity")),
-        )
+        ]
+        table.add_row(*(cells[i] for i in shown))
     keys = Text("q quit   < > sort column   r reverse", style="dim")
     return Group(header, Text(""), table, Text(""), keys)
 

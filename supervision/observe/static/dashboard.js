@@ -98,7 +98,13 @@
     return tr;
   }
 
+  let primed = false;
+
   function render(status) {
+    if (!primed) {  // the events that happened before the page opened
+      primed = true;
+      for (const e of status.events || []) note(e);
+    }
     document.getElementById("name").textContent = status.name;
     const state = document.getElementById("state");
     const shown = status.escalating ? "escalating" : status.state;
@@ -152,7 +158,7 @@
 
   function note(e) {
     const li = document.createElement("li");
-    const when = new Date().toLocaleTimeString();
+    const when = (e.at ? new Date(e.at * 1000) : new Date()).toLocaleTimeString();
     let details = e.reason ? " " + e.reason : "";
     if (e.exit_status !== null && e.exit_status !== undefined) details += " status " + e.exit_status;
     if (e.signal !== null && e.signal !== undefined) details += " signal " + e.signal;
