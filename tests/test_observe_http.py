@@ -130,8 +130,9 @@ async def test_events_stream_shows_a_crash_and_actions_need_the_token(tmp_path: 
         await server.start()
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         try:
-            writer.write(b"GET /api/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
-            head = await reader.readuntil(b": subscribed\n\n")
+            writer.write(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+            async with asyncio.timeout(10):
+                head = await reader.readuntil(b": subscribed\n\n")
             assert b"200 OK" in head and b"text/event-stream" in head
             pid = pid_of(served.tree, "web")
             assert pid is not None
@@ -179,6 +180,29 @@ async def test_the_dashboard_is_served_with_its_assets_and_no_cdn() -> None:
             assert b"http" not in page.replace(b"http-equiv", b"")  # nothing from elsewhere
         finally:
             await server.close()
+
+
+async def test_on_loopback_only_loopback_host_names_are_answered() -> None:
+    async with Served(sv.Supervisor([])) as served:
+        server = HttpServer(served.source, "127.0.0.1:0")
+        await server.start()
+        try:
+            for host in (f"127.0.0.1:{server.port}", f"localhost:{server.port}", "[::1]:80", "localhost"):
+                assert await raw_get(server.port, "/healthz", host) == 200, host
+            for host in (f"evil.example:{server.port}", "evil.example", "10.0.0.1:80"):
+                assert await raw_get(server.port, "/api/tree", host) == 421, host
+        finally:
+            await server.close()
+
+
+async def raw_get(port: int, path: str, host: str) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        return int((await reader.readline()).split()[1])
+    finally:
+        writer.close()
+        await writer.wait_closed()
 
 
 async def test_an_address_in_use_fails_at_start() -> None:

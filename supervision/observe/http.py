@@ -117,7 +117,10 @@ class HttpServer:
         return f"http://{_url_host(self.host)}:{self.port}/"
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[_headers])
+        middlewares = [_headers]
+        if _is_loopback(self.host):
+            middlewares.insert(0, _loopback_hosts)
+        app = web.Application(middlewares=middlewares)
         app.router.add_get("/", self._static("index.html"))
         for name in _STATIC:
             app.router.add_get(f"/static/{name}", self._static(name))
@@ -244,6 +247,26 @@ class HttpServer:
             return False
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@web.middleware
+async def _loopback_hosts(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+    """On a loopback address, answer only requests addressed to a loopback name:
+    a web page elsewhere cannot read the tree through DNS rebinding."""
+    host = request.host
+    name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] or host
+    if not _is_loopback(name):
+        return web.Response(status=421, text=f"this endpoint answers on loopback names only, not {host!r}\n")
+    return await handler(request)
 
 
 @web.middleware
