@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from .figures import walk
 
@@ -53,98 +54,84 @@ def _counter(name: str, labels: list[str]) -> CounterMetricFamily:
     return CounterMetricFamily(name.removesuffix("_total"), METRICS[name], labels=labels)
 
 
-class TreeCollector:
-    """The tree's metrics, from one status JSON (see ``figures``).
+class TreeCollector(Collector):
+    """The tree's metrics, from one status JSON (see ``figures``)."""
 
-    ``part`` selects the families: ``"children"`` (up, restarts, start
-    failures: they change only when something happens to a child),
-    ``"figures"`` (resources, intensity fill, reloads) or ``"all"``.
-    """
-
-    def __init__(self, status: dict[str, Any], part: str = "all") -> None:
+    def __init__(self, status: dict[str, Any]) -> None:
         self.status = status
-        self.part = part
 
     def collect(self) -> Iterator[Metric]:
         status = self.status
-        if self.part in ("children", "all"):
-            up = _gauge("supervision_child_up", _CHILD)
-            restarts = _counter("supervision_child_restarts_total", _CHILD)
-            failures = _counter("supervision_child_start_failures_total", _CHILD)
-            for node, parent in walk(status):
-                labels = [node["path"], node["kind"], parent]
-                up.add_metric(labels, 1.0 if node["status"] == "running" else 0.0)
-                restarts.add_metric(labels, float(node.get("restarts", 0)))
-                failures.add_metric(labels, float(node.get("start_failures", 0)))
-            yield from (up, restarts, failures)
-        if self.part in ("figures", "all"):
-            cpu = _counter("supervision_child_cpu_seconds_total", _CHILD)
-            rss = _gauge("supervision_child_resident_memory_bytes", _CHILD)
-            fds = _gauge("supervision_child_open_fds", _CHILD)
-            fill = _gauge("supervision_supervisor_intensity_used_ratio", ["supervisor"])
-            reloads = _counter("supervision_tree_reloads_total", ["outcome"])
-            if status.get("intensity") is not None:
-                fill.add_metric(["/"], float(status["intensity"]["used_ratio"]))
-            for node, parent in walk(status):
-                used = node.get("resources")
-                if used is not None:
-                    labels = [node["path"], node["kind"], parent]
-                    cpu.add_metric(labels, float(used["cpu_seconds"]))
-                    rss.add_metric(labels, float(used["rss_bytes"]))
-                    fds.add_metric(labels, float(used["fds"]))
-                if node.get("intensity") is not None:
-                    fill.add_metric([node["path"]], float(node["intensity"]["used_ratio"]))
-            counts = status.get("reloads") or {}
-            for outcome in ("applied", "rejected"):
-                reloads.add_metric([outcome], float(counts.get(outcome, 0)))
-            yield from (cpu, rss, fds, fill, reloads)
+        up = _gauge("supervision_child_up", _CHILD)
+        restarts = _counter("supervision_child_restarts_total", _CHILD)
+        failures = _counter("supervision_child_start_failures_total", _CHILD)
+        cpu = _counter("supervision_child_cpu_seconds_total", _CHILD)
+        rss = _gauge("supervision_child_resident_memory_bytes", _CHILD)
+        fds = _gauge("supervision_child_open_fds", _CHILD)
+        fill = _gauge("supervision_supervisor_intensity_used_ratio", ["supervisor"])
+        reloads = _counter("supervision_tree_reloads_total", ["outcome"])
+        if status.get("intensity") is not None:
+            fill.add_metric(["/"], float(status["intensity"]["used_ratio"]))
+        for node, parent in walk(status):
+            labels = [node["path"], node["kind"], parent]
+            up.add_metric(labels, 1.0 if node["status"] == "running" else 0.0)
+            restarts.add_metric(labels, float(node.get("restarts", 0)))
+            failures.add_metric(labels, float(node.get("start_failures", 0)))
+            used = node.get("resources")
+            if used is not None:
+                cpu.add_metric(labels, float(used["cpu_seconds"]))
+                rss.add_metric(labels, float(used["rss_bytes"]))
+                fds.add_metric(labels, float(used["fds"]))
+            if node.get("intensity") is not None:
+                fill.add_metric([node["path"]], float(node["intensity"]["used_ratio"]))
+        counts = status.get("reloads") or {}
+        for outcome in ("applied", "rejected"):
+            reloads.add_metric([outcome], float(counts.get(outcome, 0)))
+        yield from (up, restarts, failures, cpu, rss, fds, fill, reloads)
 
 
-def _children_key(status: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(
-        (node["path"], node["kind"], parent, node["status"], node.get("restarts", 0), node.get("start_failures", 0))
-        for node, parent in walk(status)
-    )
+class _One(Collector):
+    """One family, for formatting it alone."""
+
+    def __init__(self, family: Metric) -> None:
+        self.family = family
+
+    def collect(self) -> Iterator[Metric]:
+        yield self.family
 
 
 class Exporter:
     """Renders scrapes: the tree's metrics and the supervisor's own process metrics.
 
-    Formatting is most of a scrape's cost (a few microseconds a sample). The
-    families of ``up``, restarts and start failures change only when a child
-    does, so their text is kept and formatted again only when one of their
-    values changed; the figures (CPU, memory, fds, intensity) are formatted at
-    every scrape.
+    Formatting is most of a scrape's cost (a few microseconds a sample, and a
+    tree of a thousand process children has six thousand). Most values do not
+    change from one scrape to the next (which children are up, their restarts,
+    the memory of an idle child), so each family's text is kept with its
+    samples and formatted again only when one of them changed. The tree itself
+    is read at every scrape.
     """
 
     def __init__(self) -> None:
-        # Registries of our own, not the global one: two trees in one process
+        # A registry of our own, not the global one: two trees in one process
         # (tests) must not register the same names twice.
         self._process = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self._process)
         PlatformCollector(registry=self._process)
         GCCollector(registry=self._process)
-        self._children = CollectorRegistry(auto_describe=False)
-        self._children_collector = TreeCollector({}, "children")
-        self._children.register(self._children_collector)
-        self._figures = CollectorRegistry(auto_describe=False)
-        self._figures_collector = TreeCollector({}, "figures")
-        self._figures.register(self._figures_collector)
-        self._children_text = b""
-        self._children_for: tuple[Any, ...] | None = None
+        self._formatted: dict[str, tuple[list[Any], bytes]] = {}
 
     def render(self, status: dict[str, Any]) -> bytes:
         """The Prometheus text format of one scrape of ``status``."""
-        key = _children_key(status)
-        try:
-            if key != self._children_for:
-                self._children_collector.status = status
-                self._children_text = generate_latest(self._children)
-                self._children_for = key
-            self._figures_collector.status = status
-            return generate_latest(self._process) + self._children_text + generate_latest(self._figures)
-        finally:
-            self._children_collector.status = self._figures_collector.status = {}
+        out = [generate_latest(self._process)]
+        formatted: dict[str, tuple[list[Any], bytes]] = {}
+        for family in TreeCollector(status).collect():
+            kept = self._formatted.get(family.name)
+            unchanged = kept is not None and kept[0] == family.samples
+            text = kept[1] if kept is not None and unchanged else generate_latest(_One(family))
+            formatted[family.name] = (family.samples, text)
+            out.append(text)
+        self._formatted = formatted
+        return b"".join(out)
 
 
 def render(status: dict[str, Any]) -> bytes:

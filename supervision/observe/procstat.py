@@ -25,7 +25,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -70,7 +69,7 @@ def read_stat(pid: int, proc: int | None = None) -> Stat | None:
     if data is None:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ")".
-    fields = data[data.rfind(b")") + 2 :].split()
+    fields = data[data.rfind(b")") + 2 :].split(None, 22)  # up to rss (field 24), not the 28 after it
     try:
         return Stat(
             pid,
@@ -88,12 +87,13 @@ def read_stat(pid: int, proc: int | None = None) -> Stat | None:
 
 def children(pid: int, threads: int = 1, proc: int | None = None) -> list[int]:
     """The children of ``pid``: of its main thread, or of every thread when it has several."""
-    tids = [str(pid)]
-    if threads > 1:
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            return []
+    if threads <= 1:
+        data = _read(f"{pid}/task/{pid}/children", proc)
+        return [int(p) for p in data.split()] if data else []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
     found: list[int] = []
     for tid in tids:
         data = _read(f"{pid}/task/{tid}/children", proc)
@@ -131,8 +131,7 @@ def uptime() -> float:
         return float(file.read().split()[0])
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(NamedTuple):
     """The figures of one process child, summed over its process tree.
 
     ``cpu_percent`` is over the interval since an earlier reading of the same
@@ -243,9 +242,16 @@ class Sampler:
                 extra.setdefault(by_session[found.session], []).append(found)
         trees: dict[K, list[Stat]] = {}
         for key, root in roots.items():
-            members: list[Stat] = []
-            seen: set[int] = set()
-            queue = [*extra.get(key, ()), root]
+            found_children = children(root.pid, root.threads, proc)
+            if not found_children and key not in extra:  # the common case: a child alone
+                trees[key] = [root]
+                continue
+            members = [root]
+            seen = {root.pid}
+            queue = [*extra.get(key, ())]
+            for pid in found_children:
+                if (found := read_stat(pid, proc)) is not None:
+                    queue.append(found)
             while queue:
                 stat = queue.pop()
                 if stat.pid in seen:
