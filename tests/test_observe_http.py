@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import supervision as sv
 from supervision.observe.figures import health
 from supervision.observe.http import HttpServer, parse_address
-from supervision.observe.metrics import METRICS
+from supervision.observe.metrics import METRICS, Exporter
 from supervision.observe.tokens import read_token, remove_token, token_path, write_token
 from tests.observe_helpers import Served, fetch
 
@@ -247,3 +248,21 @@ def test_every_documented_metric_is_listed() -> None:
         docs = file.read()
     for name in METRICS:
         assert f"`{name}`" in docs, name
+
+
+def test_a_family_is_formatted_again_when_a_value_changes() -> None:
+    def status(rss: int, restarts: int) -> dict[str, Any]:
+        resources = {"cpu_seconds": 1.0, "rss_bytes": rss, "fds": 4, "threads": 1}
+        node = {"path": "web", "kind": "process", "status": "running", "restarts": restarts, "resources": resources}
+        return {"state": "running", "children": [node]}
+
+    exporter = Exporter()
+    labels = (("kind", "process"), ("path", "web"), ("supervisor", "/"))
+    for rss, restarts in ((100, 0), (100, 0), (200, 0), (200, 3)):
+        text = exporter.render(status(rss, restarts)).decode()
+        found = samples(text)
+        assert found[("supervision_child_resident_memory_bytes", labels)] == rss
+        assert found[("supervision_child_restarts_total", labels)] == restarts
+        tree_part = text[text.index("# HELP supervision_") :]
+        fresh = Exporter().render(status(rss, restarts)).decode()
+        assert tree_part == fresh[fresh.index("# HELP supervision_") :]
