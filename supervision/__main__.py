@@ -2,7 +2,7 @@
 
 ::
 
-    supervision run TARGET [--name N] [--control PATH | --no-control]
+    supervision run TARGET [--name N] [--control PATH | --no-control] [--debug]
     supervision status [PATH] [--json]
     supervision restart PATH
     supervision stop [PATH] [--no-wait]
@@ -14,7 +14,8 @@
 The client commands find the tree's control socket by ``--control PATH``, by
 ``--name N`` (``$XDG_RUNTIME_DIR/supervision/N.sock``), or, given neither, as the
 only socket in that directory. Exit status: 0 done, 1 refused or failed (the
-reason on stderr), 2 bad usage, 3 no tree running there. See ``docs/cli.md``.
+reason on stderr; also a connection lost before the reply), 2 bad usage (also several
+trees and no ``--name``), 3 no tree running there. See ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     run = command("run", "run a tree until it stops (SIGTERM/SIGINT stop it, SIGHUP reloads it)")
     run.add_argument("target", help="pkg.module:build, path/to/file.py[:name], or a services file (.toml)")
     run.add_argument("--no-control", action="store_true", help="serve no control socket")
+    run.add_argument(
+        "--debug", action="store_true", help="log at DEBUG, with whole tracebacks (a tree that fails to build, say)"
+    )
     status = command("status", "show the tree: path, kind, status, pid, uptime, restarts, last exit")
     status.add_argument("path", nargs="?", help="only this child and what is under it")
     status.add_argument("--json", action="store_true", help="print the status as JSON, for scripts")
@@ -107,6 +111,12 @@ def _run(args: argparse.Namespace) -> int:
 
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # "pkg.module:build" is found in the current directory
+    if args.debug:
+        import logging
+
+        logging.basicConfig(
+            level=logging.DEBUG, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     control: Any = None if args.no_control else args.control
     kwargs: dict[str, Any] = {"name": args.name}
     if control is not None or args.no_control:

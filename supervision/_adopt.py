@@ -235,7 +235,7 @@ class Adoption:
                     self._signal(signal.SIGKILL)
                 await exited
             if self.lost is None:
-                leftovers = self.reaper.leftovers(self.pid, record.invocation)
+                leftovers = self.reaper.leftovers(self.pid, record.invocation, record.start_time)
                 if leftovers:
                     await self.reaper.kill_and_reap(leftovers)
         finally:

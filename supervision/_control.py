@@ -92,6 +92,15 @@ class NotRunning(SupervisionError):
     """No tree serves this control socket (a client could not connect)."""
 
 
+class ConnectionLost(SupervisionError, ConnectionError):
+    """The tree accepted a request and closed the connection without a reply
+    (it stopped or re-executed meanwhile): not the same as "no tree running"."""
+
+
+class SeveralTrees(SupervisionError, ValueError):
+    """A client gave no ``--name`` and several trees are running: bad usage."""
+
+
 # -- where sockets live -----------------------------------------------------------
 
 
@@ -142,7 +151,7 @@ def client_path(name: str | None, control: str | None) -> str:
     if not found:
         raise NotRunning(f"no tree is running (no socket in {directory}); start one with 'supervision run'")
     if len(found) > 1:
-        raise NotRunning(f"several trees are running ({', '.join(found)}); choose one with --name")
+        raise SeveralTrees(f"several trees are running ({', '.join(found)}); choose one with --name")
     return os.path.join(directory, found[0] + ".sock")
 
 
@@ -500,7 +509,7 @@ class Client:
         self.send({"v": VERSION, "id": self._ids, "cmd": cmd, **fields})
         reply = self.receive()
         if reply is None:
-            raise NotRunning(f"the tree on {self.path} closed the connection")
+            raise ConnectionLost(f"the tree on {self.path} closed the connection")
         if not reply.get("ok"):
             error = reply.get("error") or {}
             raise RequestError(str(error.get("type", "Error")), str(error.get("message", "")))

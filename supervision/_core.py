@@ -19,7 +19,9 @@ How it works, in OTP's terms:
   stale (the child was restarted or stopped since) and is ignored, as OTP
   ignores an ``'EXIT'`` from a pid it no longer knows.
 * Restart intensity is counted when a restart is decided: on an exit that calls
-  for one, and on each failed (re)start that calls for a retry.
+  for one, and on each failed (re)start that calls for a retry. A child with an
+  ``intensity`` of its own counts its restarts in its own window instead, and
+  only when it exceeds that does it reach the supervisor's (``_count_restart``).
 * A child that failed to (re)start is ``RESTARTING`` and owns a retry timer.
   Children of the same group that were not started yet wait on that retry.
 * A reload is the ``Update`` command: a job that applies a ``Plan`` (see
@@ -325,6 +327,15 @@ class Child:
     since: float = 0.0  # when it last started running (backoff reset)
     backoff_n: int = 0  # consecutive restarts, for the backoff delay
     retry: int | None = None  # token of its pending retry timer
+    restarts: deque[float] = field(default_factory=deque)  # its own window, if its spec has an intensity
+
+
+class Verdict(enum.Enum):
+    """What counting one more restart of a child decided."""
+
+    RESTART = "restart"
+    GIVE_UP = "give up"  # the supervisor's intensity is exceeded
+    LEAVE = "leave"  # the child's own intensity is exceeded and it is not permanent: it stays terminated
 
 
 @dataclass(slots=True)
@@ -629,11 +640,47 @@ class SupervisorCore:
     def _retry_or_give_up(self, id: str, waiting: tuple[str, ...], error: StartError) -> Job:
         """A restart of ``id`` failed: retry it (``waiting`` wait on that retry),
         unless the retry exceeds the intensity."""
-        if not add_restart(self.restarts, self.now, self.spec.intensity, self.spec.period):
+        verdict = self._count_restart(id, error)
+        if verdict is Verdict.GIVE_UP:
             yield from self._give_up_job(error)
+            return None
+        if verdict is Verdict.LEAVE:  # it stays terminated: start those that waited on its retry
+            children = self.children
+            for index, other in enumerate(waiting):
+                if other in children and children[other].status is Status.RESTARTING:
+                    failed = yield from self._start(other)
+                    if failed is not None:
+                        yield from self._retry_or_give_up(other, waiting[index + 1 :], failed)
+                        return None
             return None
         self._schedule_retry(id, waiting)
         return None
+
+    def _count_restart(self, id: str, cause: BaseException | None) -> Verdict:
+        """Count one restart of ``id`` against the intensity, and say what follows.
+
+        A child whose spec has an ``intensity`` of its own counts it in its own
+        window, and the supervisor's is not touched: the child absorbs its
+        restarts, as a nested supervisor with that one child would. When the
+        child exceeds it, it gives up (``SupervisorGaveUp`` with its path): its
+        window starts over and, like a nested supervisor that gave up, a
+        permanent child is restarted all the same, this time counted against
+        the supervisor's intensity; a transient or temporary one stays
+        terminated. Any other child counts against the supervisor's intensity."""
+        child = self.children[id]
+        own = child.spec.intensity
+        if own is not None:
+            if add_restart(child.restarts, self.now, own, child.spec.period):
+                return Verdict.RESTART
+            child.restarts.clear()
+            error = TooManyRestarts(child.path, own, child.spec.period)
+            error.__cause__ = cause
+            self._emit(SupervisorGaveUp(path=child.path, time=self.now, error=error))
+            if child.spec.restart is not Restart.PERMANENT:
+                return Verdict.LEAVE
+        if not add_restart(self.restarts, self.now, self.spec.intensity, self.spec.period):
+            return Verdict.GIVE_UP
+        return Verdict.RESTART
 
     def _group(self, failed: str, waiting: Iterable[str]) -> list[str]:
         """The children a restart of ``failed`` cycles, in start order: those the
@@ -683,12 +730,16 @@ class SupervisorCore:
             if spec.significant:
                 self._check_auto_shutdown()
             return
-        if not add_restart(self.restarts, self.now, self.spec.intensity, self.spec.period):
+        verdict = self._count_restart(message.id, outcome.error)
+        if verdict is Verdict.GIVE_UP:
             self._run(self._give_up_job(outcome.error))
             return
-        if self.now - child.since >= (self.spec.backoff.reset_time if self.spec.backoff else 0.0):
+        if verdict is Verdict.LEAVE:
+            return
+        backoff = spec.backoff or self.spec.backoff
+        if self.now - child.since >= (backoff.reset_time if backoff else 0.0):
             child.backoff_n = 0
-        if self.spec.backoff is not None:
+        if backoff is not None:
             self._schedule_retry(message.id, ())
         else:
             self._run(self._restart(message.id))
@@ -697,7 +748,7 @@ class SupervisorCore:
         child = self.children[id]
         child.status = Status.RESTARTING
         child.backoff_n += 1
-        backoff = self.spec.backoff
+        backoff = child.spec.backoff or self.spec.backoff
         delay = backoff.delay(child.backoff_n, self.rng) if backoff is not None else 0.0
         token = self.next_token()
         child.retry = token
@@ -900,10 +951,12 @@ class SupervisorCore:
                     applied.started.append(child.path)
                 error = yield from self._start(id, reload=True)
                 if error is not None:
-                    if not add_restart(self.restarts, self.now, self.spec.intensity, self.spec.period):
+                    verdict = self._count_restart(id, error)
+                    if verdict is Verdict.GIVE_UP:
                         yield from self._give_up_job(error)
                         return applied
-                    self._schedule_retry(id, ())
+                    if verdict is Verdict.RESTART:
+                        self._schedule_retry(id, ())
             else:
                 plan_of_child = plan.nested[id]
                 if plan_of_child.respec or child.status is not Status.RUNNING:

@@ -38,7 +38,7 @@ from ._spec import ChildSpec, Supervisor
 # ``==``, in one tuple comparison; the others (``state``, ``migrate``, and any
 # field added later) go through fingerprints.
 _CHILD_FIELDS = tuple(f.name for f in dataclasses.fields(ChildSpec) if f.compare and f.name not in ("id", "start"))
-_PLAIN_FIELDS = ("restart", "shutdown", "significant", "ready", "ready_timeout", "state_version")
+_PLAIN_FIELDS = ("restart", "shutdown", "significant", "ready", "ready_timeout", "state_version", "intensity", "period")
 _OTHER_FIELDS = tuple(name for name in _CHILD_FIELDS if name not in _PLAIN_FIELDS)
 _plain = operator.attrgetter(*_PLAIN_FIELDS)
 

@@ -6,16 +6,27 @@ object: ``old_worker is new_worker`` is False even when nothing was edited.
 (with ``==``) exactly when the two values would behave the same:
 
 * a function: its code (below), its defaults and keyword defaults, its closure
-  cell values, and what it uses by global name from its own module: functions
-  and classes defined there (followed recursively) and plain constants. So
-  editing a helper that a worker calls restarts that worker, and editing a
-  constant it reads (``TIMEOUT = 5``) does too. Other module globals (a lock, a
-  registry, a connection) are *not* compared: see ``docs/reload.md``.
-* a code object: ``co_code`` (bytecode, which does not hold line numbers), the
-  constants (nested code objects recursively, the docstring left out), the
-  names, the local, free and cell variable names, the argument counts, the
-  flags and the exception table. Line numbers, file names and comments are
-  left out, so moving a function or editing a comment is not a change.
+  cell values, and what it uses by global name: plain constants, and functions
+  and classes of the same code base (followed recursively), whether bound by
+  name (``from .helpers import parse``) or read from a module
+  (``helpers.parse``). So editing a helper that a worker calls, in its module
+  or in another module of the same package, restarts that worker, and editing
+  a constant it reads (``TIMEOUT = 5``) does too. The same code base is: the
+  same top-level package, or, for a module outside any package, the modules
+  and packages of its directory (what a reload re-imports). Code elsewhere
+  (the standard library, installed packages, ``supervision``) is not followed:
+  a reload never re-imports it. Other module globals (a lock, a registry, a
+  connection) are *not* compared: see ``docs/reload.md``.
+* a code object: its instructions (bytecode, which does not hold line numbers)
+  with every constant they load compared by value rather than by its index in
+  ``co_consts`` (nested code objects recursively), the names, the local, free
+  and cell variable names, the argument counts, the flags and the exception
+  table. Line numbers, file names and comments are left out, so moving a
+  function or editing a comment is not a change. The docstring is left out
+  too, whether edited, added or removed: no instruction loads it, and adding
+  one shifts the index of every other constant (up to 3.13 a function's first
+  constant is its docstring, or ``None`` without one), which is why the
+  constants are compared where they are used and not as a tuple.
 * a class: its module and qualified name, its bases, and its own attributes
   (methods by their code, plain constants by value).
 * plain data (None, bool, int, float, str, bytes, tuples, lists, dicts, sets,
@@ -32,9 +43,11 @@ Pure: reads objects, never imports, never touches a clock.
 from __future__ import annotations
 
 import dataclasses
+import dis
 import enum
 import functools
 import inspect
+import os
 import sys
 import types
 from collections.abc import Mapping
@@ -122,15 +135,29 @@ def _is_constant(value: object) -> bool:
     return False
 
 
-def _docstring_index(code: types.CodeType) -> int:
-    """1 if ``co_consts[0]`` is the function's docstring (then it is skipped), else 0."""
-    if not code.co_consts or not isinstance(code.co_consts[0], str):
-        return 0
-    if _CO_HAS_DOCSTRING:
-        return 1 if code.co_flags & _CO_HAS_DOCSTRING else 0
-    # Up to 3.13 a function body's first constant is its docstring (or None).
-    is_function = code.co_flags & inspect.CO_OPTIMIZED and not code.co_name.startswith("<")
-    return 1 if is_function else 0
+_LOADS_CONST = frozenset(dis.hasconst)
+_EXTENDED_ARG = dis.EXTENDED_ARG
+
+
+def _instructions(code: types.CodeType) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The code's instructions as ``(opcode, argument, ...)`` where a constant's
+    argument is the rank of its first use instead of its ``co_consts`` index,
+    and the ``co_consts`` indices in that order. Constants no instruction loads
+    (the docstring) are not in it."""
+    raw = code.co_code
+    ranks: dict[int, int] = {}
+    ops: list[int] = []
+    extended = 0
+    for offset in range(0, len(raw), 2):
+        op, arg = raw[offset], raw[offset + 1] | extended
+        if op == _EXTENDED_ARG:
+            extended = arg << 8
+            continue  # its effect is in the next argument (offsets still count it)
+        extended = 0
+        if op in _LOADS_CONST:
+            arg = ranks.setdefault(arg, len(ranks))
+        ops += (op, arg)
+    return tuple(ops), tuple(ranks)
 
 
 class Fingerprints:
@@ -152,6 +179,7 @@ class Fingerprints:
         self._reaches = _NOWHERE  # the lowest open depth the current computation refers back to
         # (id, id) -> (a, b, answer): ten thousand children running one function compare it once.
         self._answers: dict[tuple[int, int], tuple[object, object, bool]] = {}
+        self._bases: dict[str, tuple[str, str | None] | None] = {}  # module name -> its code base
 
     def same(self, a: object, b: object) -> bool:
         """True if ``a`` and ``b`` would behave the same (``a is b`` always is)."""
@@ -262,29 +290,72 @@ class Fingerprints:
         )
 
     def _globals(self, fn: types.FunctionType) -> Any:
-        """What ``fn`` uses by global name from its own module: functions and
-        classes defined there, and plain constants."""
-        namespace = fn.__globals__
-        module = fn.__module__
+        """What ``fn`` uses by global name: plain constants, and functions and
+        classes of its own code base, also read as attributes of a module of it."""
+        names, attributes = _names(fn.__code__)
+        return self._members(fn.__globals__, names, attributes, fn.__module__, set())
+
+    def _members(
+        self, namespace: Mapping[str, Any], names: set[str], attributes: set[str], module: object, seen: set[str]
+    ) -> Any:
         used = []
-        for name in sorted(_global_names(fn.__code__)):
+        for name in sorted(names):
             if name not in namespace:
                 continue  # a builtin, an attribute name, or not defined yet
             value = namespace[name]
             if isinstance(value, (types.FunctionType, type)):
-                if getattr(value, "__module__", None) == module:
+                if self._own(module, getattr(value, "__module__", None)):
                     used.append((name, self.of(value)))
             elif _is_constant(value):
                 used.append((name, self.of(value)))
+            elif (
+                isinstance(value, types.ModuleType) and value.__name__ not in seen and self._own(module, value.__name__)
+            ):
+                # ``helpers.parse(...)``: the module's members the code reads as
+                # attributes (of anything: a superset), so a module read this way is followed.
+                seen.add(value.__name__)
+                members = self._members(vars(value), attributes, attributes, module, seen)
+                used.append((name, ("module", value.__name__, members)))
         return tuple(used)
+
+    def _own(self, user: object, used: object) -> bool:
+        """True if module ``used`` is of the same code base as module ``user``."""
+        if used == user:
+            return True
+        if not isinstance(user, str) or not isinstance(used, str):
+            return False
+        if used == "supervision" or used.startswith("supervision."):
+            return False
+        mine, theirs = self._base(user), self._base(used)
+        if mine is None or theirs is None:
+            return False
+        if mine[1] is None:  # in a package: the same top-level package
+            return theirs[0] == mine[0]
+        return theirs[1] == mine[1]  # a module outside a package: the same directory
+
+    def _base(self, module: str) -> tuple[str, str | None] | None:
+        """``(top-level name, None)`` for a module of a package, ``(name,
+        directory)`` for a module outside any package; None if unknown."""
+        if module in self._bases:
+            return self._bases[module]
+        top = module.partition(".")[0]
+        found = sys.modules.get(top)
+        file = getattr(found, "__file__", None)
+        base: tuple[str, str | None] | None = None
+        if found is not None and hasattr(found, "__path__"):
+            base = (top, None)
+        elif isinstance(file, str):
+            base = (top, os.path.dirname(os.path.abspath(file)))
+        self._bases[module] = base
+        return base
 
     def _code(self, code: types.CodeType) -> Any:
         of = self.of
-        consts = code.co_consts[_docstring_index(code) :]
+        ops, used = _instructions(code)
         return (
             "code",
-            code.co_code,
-            tuple(of(c) for c in consts),
+            ops,
+            tuple(of(code.co_consts[index]) for index in used),
             code.co_names,
             code.co_varnames,
             code.co_freevars,
@@ -301,7 +372,8 @@ class Fingerprints:
         if cls.__module__ == "builtins" or cls.__module__.startswith("supervision."):
             return ("class", cls.__module__, cls.__qualname__, _Opaque(cls))  # never reloaded: by identity
         bases = tuple(
-            (b.__module__, b.__qualname__, of(b) if b.__module__ == cls.__module__ else None) for b in cls.__bases__
+            (b.__module__, b.__qualname__, of(b) if self._own(cls.__module__, b.__module__) else None)
+            for b in cls.__bases__
         )
         attributes = []
         for name, value in sorted(vars(cls).items()):
@@ -340,10 +412,23 @@ class _Unordered:
     __hash__ = None  # type: ignore[assignment]
 
 
-def _global_names(code: types.CodeType) -> set[str]:
-    """The names a code object (and the code nested in it) may read as globals."""
-    names = set(code.co_names)
+_READS_GLOBAL = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
+_READS_ATTRIBUTE = frozenset({"LOAD_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR"})
+
+
+def _names(code: types.CodeType) -> tuple[set[str], set[str]]:
+    """The names a code object (and the code nested in it) reads as globals, and
+    the attribute names it reads: ``x.parse()`` does not make a global ``parse`` used."""
+    names: set[str] = set()
+    attributes: set[str] = set()
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in _READS_GLOBAL:
+            names.add(instruction.argval)
+        elif instruction.opname in _READS_ATTRIBUTE:
+            attributes.add(instruction.argval)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            names |= _global_names(const)
-    return names
+            inner_names, inner_attributes = _names(const)
+            names |= inner_names
+            attributes |= inner_attributes
+    return names, attributes

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from . import ready as _ready
 from ._errors import Path, SpecError, SupervisionError, format_path
-from ._spec import ChildSpec, Restart, ShutdownSpec
+from ._spec import Backoff, ChildSpec, Restart, ShutdownSpec
 
 OUTPUT_MODES = ("prefix", "inherit")
 
@@ -138,6 +138,9 @@ def process(
     state: Any = None,
     state_version: int = 0,
     migrate: Callable[[Any, int], Any] | None = None,
+    intensity: int | None = None,
+    period: float = 5.0,
+    backoff: Backoff | None = None,
 ) -> ChildSpec:
     """Declare an OS process child.
 
@@ -159,6 +162,8 @@ def process(
       path the two streams are appended to.
     - ``pdeathsig``: the child gets SIGKILL if the supervisor dies (set
       ``False`` for services that must outlive it).
+    - ``intensity``, ``period``, ``backoff``: a restart limit and a backoff of the
+      child's own, as for :func:`~supervision.child`.
 
     >>> spec = process("web", ["python", "-m", "http.server", "8000"], ready=sv.ready.port(8000))
     >>> spec.kind
@@ -200,6 +205,9 @@ def process(
         state=state,
         state_version=state_version,
         migrate=migrate,
+        intensity=intensity,
+        period=period,
+        backoff=backoff,
     )
     if isinstance(ready, _ready.Delay) and ready.seconds >= spec.ready_timeout:
         raise SpecError(path, "ready", f"a delay of {ready.seconds:g}s never ends before ready_timeout")

@@ -56,6 +56,7 @@ class ProcessIncarnation(Incarnation):
 
     kind = "process"
     __slots__ = (
+        "_born",
         "_pid",
         "adoption",
         "exited",
@@ -71,6 +72,7 @@ class ProcessIncarnation(Incarnation):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._pid: int | None = None
+        self._born: int | None = None  # the start time of the process (see ``_reaper.start_time``)
         self.adoption: Adoption | None = None
         """Re-exec: the handed-over process this incarnation adopts instead of spawning."""
 
@@ -118,7 +120,7 @@ class ProcessIncarnation(Incarnation):
                 log_fd = stdout = stderr = os.open(spec.output, flags, 0o644)
             pid = spawner().spawn(spec.argv, spec.cwd, env, stdout, stderr, pdeathsig=spec.pdeathsig)
             try:
-                self.reaper.watch(pid, self._on_reaped)
+                self._born = self.reaper.watch(pid, self._on_reaped)
             except OSError:  # no pidfd (EMFILE...): do not leave it running unwatched
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
@@ -160,6 +162,7 @@ class ProcessIncarnation(Incarnation):
             loop.call_soon(self._finish, None, None)
             return self._done()
         self._pid = adoption.pid
+        self._born = adoption.record.start_time
         waiting = spec.ready is not None and not adoption.record.ready
         if self.notify is not None:
             self.notify.on_ready = self._on_notify_ready
@@ -247,7 +250,7 @@ class ProcessIncarnation(Incarnation):
         self.reaped = True
         exit_status, signum = (status, None) if code == os.CLD_EXITED else (None, status)
         assert self._pid is not None
-        leftovers = self.reaper.leftovers(self._pid, self.marker)
+        leftovers = self.reaper.leftovers(self._pid, self.marker, self._born)
         if not leftovers:
             self._finish(exit_status, signum)
             return
@@ -260,7 +263,7 @@ class ProcessIncarnation(Incarnation):
         try:
             for _ in range(_MAX_CLEANUP_ROUNDS):  # again, in case they forked meanwhile
                 await self.reaper.kill_and_reap(leftovers)
-                leftovers = self.reaper.leftovers(self._pid, self.marker)
+                leftovers = self.reaper.leftovers(self._pid, self.marker, self._born)
                 if not leftovers:
                     break
             else:

@@ -1,6 +1,6 @@
 """What ``supervision status`` and ``supervision logs`` show beyond ``which_children()``:
-per-path start time (uptime) and last exit, read from the tree's events, and the
-recent output lines of each process child.
+per-path start time (uptime) and last exit, recorded from the tree's events as
+the tree emits them, and the recent output lines of each process child.
 
 Output: a process child with ``output="prefix"`` has its lines written to the
 supervisor's stdout/stderr as ``path | line``. :class:`Tee` wraps ``sys.stdout``
@@ -53,7 +53,10 @@ class LastExit:
 
 
 class Recorder:
-    """Per-path start times and last exits, fed with the tree's events.
+    """Per-path start times and last exits, fed with the tree's events
+    synchronously, as the core emits them (``Tree._observe``), so that they
+    agree with the tree's state at any moment: a lagging ``events()`` reader
+    would show a new pid with the last exit not recorded yet.
 
     Bounded: at most ``max_paths`` paths are remembered, least recently
     changed first out (dynamic children may come and go for ever).
@@ -77,11 +80,6 @@ class Recorder:
             error = None if event.error is None else str(event.error) or type(event.error).__name__
             last = LastExit(str(event.reason), event.time, event.exit_status, event.signal, error)
             _put(self._exits, event.path, last, self.max_paths)
-
-    async def follow(self, events: Any) -> None:
-        """Observe every event of ``events`` (an ``EventStream``) until it ends."""
-        async for event in events:
-            self.observe(event)
 
     def started(self, path: Path) -> float:
         return self._started.get(path, self.since)

@@ -81,6 +81,7 @@ from ._adopt import Adoption, ProcessRecord, launch
 from ._core import Outcome, Phase, Status, StopDone
 from ._errors import Path, ReloadError, SupervisionError, format_path
 from ._events import ExitReason
+from ._output import drain_sinks
 from ._process_runtime import ProcessIncarnation, adopter
 from ._reaper import children_of, read_stat, reaper
 from ._runtime import Completion, Incarnation, Runtime, SupervisorRunner, WorkerIncarnation
@@ -107,6 +108,7 @@ CHECK_TIMEOUT = 30.0
 _CHANGED = "its spec changed: started again with the new one"
 _BLOCKED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD})
 _PICKLE_PROTOCOL = 5
+_DRAIN_BEFORE_EXEC = 0.5  # seconds given to queued output before execve
 
 
 class Host(Protocol):
@@ -195,6 +197,7 @@ def _exec(tree: Tree, host: Host | None, previous: set[int | signal.Signals], ti
                         stream.flush()
             argv = [sys.executable, *sys.orig_argv[1:]]
             logger.info("re-exec: %s (%d OS children handed over)", " ".join(argv), len(state["processes"]))
+            drain_sinks(_DRAIN_BEFORE_EXEC)  # the queued output, unless a stream is blocked
             os.execve(sys.executable, argv, {**os.environ, ENV: str(memfd)})
         except OSError as exc:
             raise ReloadError(f"re-exec failed: {exc.strerror or exc} ({sys.executable})") from exc

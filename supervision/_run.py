@@ -15,7 +15,8 @@ Under ``run`` the tree gets what a long-running service needs:
 - **systemd** (``_systemd``): ``READY=1``, ``RELOADING=1``, ``STOPPING=1``,
   ``STATUS=``, watchdog pings, when ``NOTIFY_SOCKET`` / ``WATCHDOG_USEC`` are set.
 - **bookkeeping for the command line** (``_recorder``): uptime and last exit per
-  path from the tree's events, and the recent output lines of process children.
+  path from the tree's events (observed as the tree emits them, so a status is one
+  snapshot), and the recent output lines of process children.
 
 Exit status: 0 after an orderly stop, 1 when the tree fails to start or the root
 gives up (or the control socket is taken), 130 after a forced stop (second SIGINT).
@@ -35,7 +36,8 @@ from typing import Any, TextIO, cast
 from ._commands import Commands
 from ._control import ControlServer, RequestError, check_name, current_request, default_path
 from ._errors import ReloadError, StartError, SupervisionError, TooManyRestarts, format_path
-from ._reaper import children_of, read_stat
+from ._output import DRAIN_AT_EXIT, drain_sinks, non_blocking
+from ._reaper import children_of, claim_orphans, existing_reaper, read_stat
 from ._recorder import OutputLog, Recorder, Tee, process_paths
 from ._reexec import Handover, attach
 from ._reexec import pending as pending_handover
@@ -57,9 +59,11 @@ def _configure_logging() -> None:
     """INFO to stderr, unless the application configured logging itself."""
     root = logging.getLogger()
     if not root.handlers:
+        # Through a sink when stderr is the real one: a stderr nobody reads must
+        # not block the event loop on a log line (see ``_output.Sink``).
         logging.basicConfig(
             level=logging.INFO,
-            stream=sys.stderr,
+            stream=non_blocking(sys.stderr),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
 
@@ -80,6 +84,7 @@ def run(target: Target, *, control: Any = _DEFAULT, name: str | None = None) -> 
     ...     sv.run(build)          # or: sv.run("myapp.tree:build")
     """
     _configure_logging()
+    claim_orphans()  # this process is the supervisor: what its subreaper inherits is the tree's
     name = check_name(name) if name is not None else default_name(target)
     path: str | None
     if control is _DEFAULT:
@@ -88,7 +93,10 @@ def run(target: Target, *, control: Any = _DEFAULT, name: str | None = None) -> 
         path = None
     else:
         path = os.fspath(control)
-    code = asyncio.run(Service(target, name).main(path))
+    try:
+        code = asyncio.run(Service(target, name).main(path))
+    finally:
+        drain_sinks(DRAIN_AT_EXIT)
     if code:
         raise SystemExit(code)
 
@@ -308,7 +316,8 @@ class Service:
         try:
             tree = await start(self.target_value)
         except StartError as exc:
-            logger.error("%s", exc)
+            # Where it failed is in the message; the whole traceback only with --debug.
+            logger.error("%s", exc, exc_info=exc if logger.isEnabledFor(logging.DEBUG) else None)
             self.notifier.stopping(f"failed to start: {exc}")
             self._resumed(None, f"the new image failed to start the tree: {exc}")
             return 1
@@ -316,7 +325,7 @@ class Service:
         attach(tree, self)
         self.recorder = Recorder(since=loop.time())
         self._resumed(tree)
-        self._spawn(self.recorder.follow(tree.events()), "supervision recorder")
+        tree._observe(self.recorder.observe)  # in step with the tree: a status is one snapshot
         self._refresh_process_paths()
         self.output.accepts = self._is_process
         self.output.prune(self._known_processes)
@@ -339,6 +348,7 @@ class Service:
         finally:
             self.state = "stopping"
             await tree.stop()
+            await _kill_orphans()
         return FORCED_EXIT if self.forced else 0
 
     def _refresh_process_paths(self) -> None:
@@ -382,6 +392,7 @@ class Service:
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
                 stream.flush()
+        drain_sinks(DRAIN_AT_EXIT)
         os._exit(FORCED_EXIT)
 
     async def _reload_quietly(self) -> None:
@@ -458,15 +469,30 @@ def summary(result: dict[str, Any]) -> str:
     return "; ".join(parts) if parts else "nothing changed"
 
 
+async def _kill_orphans() -> None:
+    """The tree has stopped: whatever the subreaper still holds (a daemon no child
+    could be told apart as the parent of, see ``Reaper.leftovers``) is ours to end."""
+    found = existing_reaper()
+    if found is None:
+        return
+    orphans = found.orphans()
+    if orphans:
+        logger.info("killing %d orphaned process(es) left at the stop of the tree", len(orphans))
+        await found.kill_and_reap(orphans)
+
+
 def _install_tees(log: OutputLog) -> Callable[[], None]:
     """Record process children's prefixed lines from our stdout and stderr."""
     saved = (sys.stdout, sys.stderr)
     tees: list[Tee | None] = [None, None]
-    if sys.stdout is not None:
-        tees[0] = Tee(sys.stdout, "stdout", log)
+    # Through sinks (when they are the real ones): the event loop must never block
+    # on its own output (see ``_output.Sink``).
+    out, err = non_blocking(sys.stdout), non_blocking(sys.stderr)
+    if out is not None:
+        tees[0] = Tee(out, "stdout", log)
         sys.stdout = cast(TextIO, tees[0])
-    if sys.stderr is not None:
-        tees[1] = Tee(sys.stderr, "stderr", log)
+    if err is not None:
+        tees[1] = Tee(err, "stderr", log)
         sys.stderr = cast(TextIO, tees[1])
 
     def restore() -> None:

@@ -47,7 +47,7 @@ from ._core import (
 )
 from ._diff import Plan
 from ._errors import Path, Shutdown, ShutdownTimeout, StartError, SupervisorNotRunning, format_path
-from ._events import ExitReason
+from ._events import Event, ExitReason
 from ._hub import EventHub
 from ._snapshot import PathStore
 from ._spec import BRUTAL_KILL, INFINITY, ChildSpec, ShutdownSpec, Supervisor
@@ -70,6 +70,9 @@ class Runtime:
         self.operations: set[asyncio.Task[Any]] = set()
         self.abandoned: set[asyncio.Task[Any]] = set()
         """Worker tasks that ignored cancellation past their shutdown timeout."""
+        self.observers: list[Callable[[Event], None]] = []
+        """Called with each event of the tree as the core emits it, before any
+        ``events()`` reader sees it: bookkeeping kept in step with the tree's state."""
         self.adoptions: dict[Path, Callable[..., Incarnation]] = {}
         """Re-exec: what makes the first incarnation of a path in the new image,
         instead of its kind (adopt a handed-over OS process, hold a terminated
@@ -363,6 +366,8 @@ class SupervisorRunner:
         self._replies: dict[Command, asyncio.Future[Any]] = {}
         self._feeding = False
         self._backlog: deque[Input] = deque()
+        self._starting: dict[str, asyncio.Task[None]] = {}  # id -> the task completing its start
+        self.aborting = False
 
     @property
     def spec(self) -> Supervisor:
@@ -406,14 +411,17 @@ class SupervisorRunner:
     def _process(self, message: Input | None) -> None:
         runtime = self.runtime
         core = self.core
-        core.observed = runtime.hub.observed
+        core.observed = runtime.hub.observed or bool(runtime.observers)
         while message is not None:
             effects = core.handle(message, runtime.clock.now())
             message = None
             for effect in effects:
                 kind = type(effect)
                 if kind is Emit:
-                    runtime.hub.publish(effect.event)  # type: ignore[union-attr]
+                    event = effect.event  # type: ignore[union-attr]
+                    for observer in runtime.observers:
+                        observer(event)
+                    runtime.hub.publish(event)
                 elif kind is Start:
                     message = self._start(effect)  # type: ignore[arg-type]
                 elif kind is Stop:
@@ -474,18 +482,51 @@ class SupervisorRunner:
             result.add_done_callback(lambda future: self.feed(future.result()))
             return None
         name = f"supervision {'stop' if stopping else 'start'} {format_path(incarnation.path)}"
-        self.runtime.spawn(self._finish(result, incarnation, stopping), name=name)
+        task = self.runtime.spawn(self._finish(result, incarnation, stopping), name=name)
+        if not stopping and not self.init_done:
+            self._starting[incarnation.id] = task
         return None
 
     async def _finish(self, operation: Awaitable[Completion], incarnation: Incarnation, stopping: bool) -> None:
         completion: Completion
         try:
             completion = await operation
+        except asyncio.CancelledError:
+            if stopping or not self.aborting:
+                raise
+            # abort_start(): the start is abandoned; what it got running is stopped
+            # before the core hears that it failed (then stops the others).
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()
+            stopped = incarnation.stop()
+            if not isinstance(stopped, StopDone):
+                await stopped
+            completion = incarnation._failed(asyncio.CancelledError("the start was cancelled"))
         except Exception as exc:  # a bug in a child kind: report it, never hang the core
             logger.exception("%s: internal error", format_path(incarnation.path))
             crashed = Outcome(ExitReason.CRASH, exc)
             completion = incarnation._stopped(crashed) if stopping else incarnation._failed(exc)
+        finally:
+            if self._starting.get(incarnation.id) is asyncio.current_task():
+                del self._starting[incarnation.id]
         self.feed(completion)
+
+    def abort_start(self) -> None:
+        """Give up this supervisor's start (its caller was cancelled): the child
+        being started fails, after being stopped if it was running already (a
+        nested supervisor gives up its own start first), so the start job stops
+        the children started before it, right to left, and the supervisor fails
+        to start. Does nothing once the start is over."""
+        if self.init_done or self.finished is not None:
+            return
+        self.aborting = True
+        for id, task in list(self._starting.items()):
+            incarnation = self.incarnations.get(id)
+            if isinstance(incarnation, SupervisorIncarnation):
+                incarnation.child.abort_start()  # its start fails: the completion follows
+            else:
+                task.cancel()
 
     def _set_timer(self, effect: SetTimer) -> None:
         token = effect.token

@@ -17,14 +17,15 @@
     retry_window = 60                # ... within 60 s: the service gives up
     retry_delay = 1.0                # or a table: { initial = 0.5, maximum = 30 }
 
-Each service becomes a supervisor of its own at path ``NAME`` with one process
-child, also named ``NAME`` (so its output is prefixed ``NAME/NAME``):
-``max_retries``, ``retry_window`` and ``retry_delay`` are that supervisor's
-``intensity``, ``period`` and ``backoff``, so one flapping service uses up its
-own restart budget, not its neighbours'. A service that gives up is restarted
-by the root if it is ``always`` (escalation, counted against the root's
-budget, ``[supervisor]``), and left stopped otherwise (like supervisord's
-FATAL state). See ``docs/migrating-from-supervisord.md``.
+Each service becomes one process child of the root, at path ``NAME`` (its
+output is prefixed ``NAME``): ``max_retries``, ``retry_window`` and
+``retry_delay`` are that child's own ``intensity``, ``period`` and ``backoff``
+(see ``sv.child``), so one flapping service uses up its own restart budget, not
+its neighbours'. A service that exceeds it gives up: an ``always`` one is
+restarted all the same, counted against the root's budget (``[supervisor]``),
+and the others are left stopped (like supervisord's FATAL state). The root's
+``strategy`` then sees every service: with ``rest_for_one`` a crash of ``db``
+restarts the services after it. See ``docs/migrating-from-supervisord.md``.
 
 Every error names the file, the line and the key: ``services.toml:12:
 services.web.restart: ...``. The file is read with ``tomllib``, which has no
@@ -47,7 +48,7 @@ from typing import Any
 from . import ready as _ready
 from ._errors import SpecError, SupervisionError
 from ._process import process
-from ._spec import Backoff, ChildSpec, Supervisor, child
+from ._spec import Backoff, ChildSpec, Supervisor
 
 KeyPath = tuple[str, ...]
 
@@ -172,28 +173,22 @@ class _Builder:
             "cwd": os.path.normpath(os.path.join(self.base, cwd)),
             "env": self.environment((*key, "environment"), table["environment"]) if "environment" in table else None,
             "restart": restart,
-            "significant": restart != "permanent",
             "shutdown": self.seconds((*key, "stop_timeout"), table.get("stop_timeout", 10.0)),
             "stop_signal": self.signal((*key, "stop_signal"), table.get("stop_signal", "TERM")),
             "ready": self.ready((*key, "ready"), table.get("ready")),
             "ready_timeout": self.seconds((*key, "start_timeout"), table.get("start_timeout", 30.0)),
             "output": output,
-        }
-        fields_of_supervisor: dict[str, Any] = {
+            # The service's own restart budget: a flapping service uses up its
+            # own, not its neighbours' (the root's).
             "intensity": self.count((*key, "max_retries"), table.get("max_retries", 3)),
             "period": self.seconds((*key, "retry_window"), table.get("retry_window", 5.0)),
             "backoff": self.backoff((*key, "retry_delay"), table.get("retry_delay")),
         }
         argv = fields.pop("argv")
         try:
-            spec = process(name, argv, **fields)
-            # A service that ends for good (on-failure after a clean exit, never)
-            # ends its supervisor normally, which then stays stopped.
-            auto = "never" if restart == "permanent" else "any_significant"
-            supervisor = Supervisor([spec], auto_shutdown=auto, **fields_of_supervisor)
+            return process(name, argv, **fields)
         except SpecError as exc:
             raise self.error((*key, _TOML_FIELD.get(exc.field, exc.field)), exc.message) from None
-        return child(name, supervisor, restart="permanent" if restart == "permanent" else "transient")
 
     # -- values -------------------------------------------------------------------
 
@@ -299,8 +294,9 @@ class _Builder:
 
     def depends_on(self, key: KeyPath, value: Any, services: dict[str, Any]) -> list[str]:
         key = (*key, "depends_on")
-        if isinstance(value, str):
-            value = [value]
+        if isinstance(value, str):  # a list of one is what was meant, most likely: say so
+            hint = f"write depends_on = [{_quote(value)}]"
+            raise self.error(key, f"must be a list of service names, got a string; {hint}")
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise self.error(key, f"must be a list of service names, got {_kind(value)}")
         for name in value:
@@ -360,6 +356,11 @@ def _unknown(
 def _hint(name: str, choices: Any) -> str:
     close = difflib.get_close_matches(name, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _quote(text: str) -> str:
+    """``text`` as a TOML basic string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _kind(value: Any) -> str:

@@ -170,6 +170,11 @@ class ChildSpec:
     state: Any = None
     state_version: int = 0
     migrate: Callable[[Any, int], Any] | None = None
+    intensity: int | None = None
+    """A restart limit of the child's own (None: none); see :func:`child`."""
+    period: float = 5.0
+    backoff: Backoff | None = None
+    """The child's own backoff (None: its supervisor's)."""
     kind: Literal["worker", "process", "supervisor"] = dataclasses.field(init=False, repr=False, compare=False)
     """``"worker"``, ``"process"`` or ``"supervisor"``."""
 
@@ -192,6 +197,11 @@ class ChildSpec:
         set_(self, "shutdown", _shutdown(self.shutdown, path))
         set_(self, "ready_timeout", float(_number(self.ready_timeout, path, "ready_timeout")))
         _number(self.state_version, path, "state_version", integer=True)
+        if self.intensity is not None:
+            _number(self.intensity, path, "intensity", integer=True)
+        set_(self, "period", float(_number(self.period, path, "period")))
+        if self.backoff is not None and not isinstance(self.backoff, Backoff):
+            raise SpecError(path, "backoff", f"must be a Backoff or None, got {self.backoff!r}")
         for flag in ("significant", "ready"):
             if not isinstance(getattr(self, flag), bool):
                 raise SpecError(path, flag, f"must be True or False, got {getattr(self, flag)!r}")
@@ -241,11 +251,22 @@ def child(
     state: Any = None,
     state_version: int = 0,
     migrate: Callable[[Any, int], Any] | None = None,
+    intensity: int | None = None,
+    period: float = 5.0,
+    backoff: Backoff | None = None,
 ) -> ChildSpec:
     """Declare a child: an ``async def f(ctx)`` worker or a nested :class:`Supervisor`.
 
     ``shutdown`` defaults to 5 seconds for a worker and :data:`INFINITY` for a
     supervisor, as in OTP.
+
+    ``intensity`` and ``period`` (beyond OTP) give the child a restart limit of
+    its own: its restarts are counted in its own window instead of its
+    supervisor's; when it has more than ``intensity`` within ``period`` seconds
+    it gives up, as a nested supervisor around it alone would: a permanent child
+    is restarted all the same, counted against the supervisor's intensity, a
+    transient or temporary one stays terminated. ``backoff`` replaces the
+    supervisor's for this child. See ``docs/concepts.md``.
 
     >>> async def work(ctx): ...
     >>> child("work", work, restart="transient").restart
@@ -264,6 +285,9 @@ def child(
         state=state,
         state_version=state_version,
         migrate=migrate,
+        intensity=intensity,
+        period=period,
+        backoff=backoff,
     )
 
 

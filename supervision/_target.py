@@ -11,12 +11,13 @@ import importlib
 import importlib.util
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from ._errors import SpecError
+from ._errors import SpecError, SupervisionError
 from ._services import is_services_file
 from ._services import load as load_services
 from ._spec import Supervisor
@@ -103,3 +104,32 @@ def _call(builder: Any, target: object) -> Supervisor:
     if not isinstance(spec, Supervisor):
         raise SpecError((), "target", f"the builder {target!r} returned {spec!r}, not a Supervisor")
     return spec
+
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_IMPORTLIB = os.path.dirname(os.path.abspath(importlib.__file__ or ""))
+
+
+def describe_error(error: BaseException) -> str:
+    """Why building a target failed, as the end of Python's traceback says it:
+    the frame that raised, in the user's code (the innermost one outside the
+    import machinery and ``supervision``), its source line, and the exception.
+
+    A ``SyntaxError`` says its file and line itself; the errors of
+    ``supervision`` (a ``SpecError``, a services file's error) say where in
+    their message.
+    """
+    if isinstance(error, SupervisionError):
+        return str(error)
+    if isinstance(error, SyntaxError):
+        return "".join(traceback.format_exception_only(error)).rstrip()
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if not _internal(frame.filename)]
+    lines = traceback.format_list(frames[-1:]) + traceback.format_exception_only(error)
+    return "".join(lines).rstrip()
+
+
+def _internal(filename: str) -> bool:
+    if filename.startswith("<frozen "):
+        return True
+    path = os.path.abspath(filename)
+    return path.startswith(_HERE + os.sep) or path.startswith(_IMPORTLIB + os.sep)

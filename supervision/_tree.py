@@ -34,14 +34,14 @@ from ._errors import (
     TooManyRestarts,
     format_path,
 )
-from ._events import ExitReason, ReloadApplied, ReloadRejected
+from ._events import Event, ExitReason, ReloadApplied, ReloadRejected
 from ._hub import EventHub, EventStream
 from ._reexec import claim as claim_handover
 from ._reexec import reexec as _reexec
 from ._reload import Reloader, Swap
 from ._runtime import Runtime, SupervisorRunner
 from ._spec import ChildSpec, Supervisor
-from ._target import Source, Target, build
+from ._target import Source, Target, build, describe_error
 
 logger = logging.getLogger("supervision")
 
@@ -269,6 +269,13 @@ class Tree(Handle):
         self._runtime.hub.publish(ReloadRejected(path=(), time=self._runtime.clock.now(), error=error))
         raise error
 
+    def _observe(self, callback: Callable[[Event], None]) -> None:
+        """For the service around a root: call ``callback`` with each event of the
+        tree synchronously, as its state changes (an ``events()`` reader runs
+        later, in its own task). What ``callback`` records then agrees with a
+        snapshot of the tree taken at any moment, as ``supervision status`` needs."""
+        self._runtime.observers.append(callback)
+
     @property
     def stopped(self) -> bool:
         """True once the root has exited."""
@@ -334,7 +341,9 @@ async def _start_tree(
     except Exception as exc:
         if hub is not None:
             hub.close()
-        error = StartError((), f"could not build the tree from {target!r}: {exc}")
+        why = describe_error(exc)
+        separator = "\n" if "\n" in why else " "  # a traceback's lines start on a line of their own
+        error = StartError((), f"could not build the tree from {target!r}:{separator}{why}")
         raise error from exc
     runtime = Runtime(clock if clock is not None else LoopClock(), rng if rng is not None else random.Random())
     if hub is not None:
@@ -346,13 +355,30 @@ async def _start_tree(
     if handover is not None:
         await handover.prepare(runtime, spec)
     runner.feed(Init())
-    await asyncio.shield(runner.started)
-    if handover is not None:
-        await handover.finish(tree)
+    try:
+        await asyncio.shield(runner.started)
+        if handover is not None:
+            await handover.finish(tree)
+    except asyncio.CancelledError:
+        await _cancelled_start(tree)
+        raise
     if runner.init_error is not None:
         await tree._settle()
         raise runner.init_error
     return tree
+
+
+async def _cancelled_start(tree: Tree) -> None:
+    """The caller of a start was cancelled (a timeout, Ctrl-C): stop what was
+    started, right to left, as a failed start does, before the cancellation goes on.
+    A second cancellation meanwhile leaves the stop running on its own."""
+    root = tree._root
+    root.abort_start()
+    await asyncio.shield(root.started)  # the start job ends: failed, or done just before the abort
+    if root.finished is None:
+        root.feed(StopSupervisor())
+    await asyncio.shield(root.done)
+    await tree._settle()
 
 
 def _root_exited(runtime: Runtime) -> Callable[[Exit], None]:

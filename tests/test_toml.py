@@ -21,12 +21,11 @@ def build(text: str, base: str = "/srv/app") -> sv.Supervisor:
     return parse(textwrap.dedent(text), "services.toml", base)
 
 
-def service(spec: sv.Supervisor, name: str) -> tuple[sv.ChildSpec, sv.Supervisor, sv.ChildSpec]:
-    """The service's child spec at the root, its own supervisor, and its process child."""
-    (wrapper,) = [c for c in spec.children if c.id == name]
-    assert isinstance(wrapper.start, sv.Supervisor)
-    (process,) = wrapper.start.children
-    return wrapper, wrapper.start, process
+def service(spec: sv.Supervisor, name: str) -> sv.ChildSpec:
+    """The service's process child, at the root."""
+    (process,) = [c for c in spec.children if c.id == name]
+    assert process.kind == "process"
+    return process
 
 
 def test_every_field_maps_onto_the_specs() -> None:
@@ -53,12 +52,11 @@ def test_every_field_maps_onto_the_specs() -> None:
         """
     )
     assert (spec.strategy, spec.intensity, spec.period, spec.backoff) == ("rest_for_one", 10, 300.0, None)
-    wrapper, own, process = service(spec, "web")
-    assert (wrapper.restart, wrapper.shutdown) == (sv.Restart.TRANSIENT, sv.INFINITY)
-    assert (own.intensity, own.period, own.auto_shutdown) == (5, 60.0, sv.AutoShutdown.ANY_SIGNIFICANT)
-    assert own.backoff == sv.Backoff(initial=1.5, maximum=1.5, factor=1.0, jitter=0.0)
+    process = service(spec, "web")
+    assert (process.intensity, process.period) == (5, 60.0)  # the service's own restart limit
+    assert process.backoff == sv.Backoff(initial=1.5, maximum=1.5, factor=1.0, jitter=0.0)
     assert process.id == "web" and process.kind == "process"
-    assert (process.restart, process.significant) == (sv.Restart.TRANSIENT, True)
+    assert (process.restart, process.significant) == (sv.Restart.TRANSIENT, False)
     assert (process.shutdown, process.ready_timeout) == (3.0, 20.0)
     start = process.start
     assert start.argv == ("gunicorn", "app:wsgi", "--bind", "127.0.0.1:8000")
@@ -72,25 +70,19 @@ def test_every_field_maps_onto_the_specs() -> None:
 def test_defaults() -> None:
     spec = build('[services.job]\ncommand = ["./job", "--once"]\n')
     assert (spec.strategy, spec.intensity, spec.period) == ("one_for_one", 3, 5.0)
-    wrapper, own, process = service(spec, "job")
-    assert wrapper.restart is sv.Restart.PERMANENT and own.auto_shutdown is sv.AutoShutdown.NEVER
-    assert (own.intensity, own.period, own.backoff) == (3, 5.0, None)
+    process = service(spec, "job")
+    assert [c.id for c in spec.children] == ["job"]
+    assert (process.intensity, process.period, process.backoff) == (3, 5.0, None)
     assert (process.restart, process.significant, process.shutdown) == (sv.Restart.PERMANENT, False, 10.0)
     assert process.start.cwd == "/srv/app"  # the services file's directory
     assert (process.start.ready, process.start.output, process.start.stop_signal) == (None, "prefix", signal.SIGTERM)
 
 
 @pytest.mark.parametrize(
-    ("restart", "wrapper", "process"),
-    [
-        ("always", "permanent", "permanent"),
-        ("on-failure", "transient", "transient"),
-        ("never", "transient", "temporary"),
-    ],
+    ("restart", "process"), [("always", "permanent"), ("on-failure", "transient"), ("never", "temporary")]
 )
-def test_restart_maps_onto_restart_types(restart: str, wrapper: str, process: str) -> None:
-    found = service(build(f'[services.s]\ncommand = "x"\nrestart = "{restart}"\n'), "s")
-    assert (found[0].restart, found[2].restart) == (wrapper, process)
+def test_restart_maps_onto_restart_types(restart: str, process: str) -> None:
+    assert service(build(f'[services.s]\ncommand = "x"\nrestart = "{restart}"\n'), "s").restart == process
 
 
 @pytest.mark.parametrize(
@@ -104,17 +96,17 @@ def test_restart_maps_onto_restart_types(restart: str, wrapper: str, process: st
     ],
 )
 def test_ready(text: str, check: object) -> None:
-    assert service(build(f'[services.s]\ncommand = "x"\nready = {text}\n'), "s")[2].start.ready == check
+    assert service(build(f'[services.s]\ncommand = "x"\nready = {text}\n'), "s").start.ready == check
 
 
 @pytest.mark.parametrize(("text", "number"), [('"TERM"', 15), ('"SIGINT"', 2), ('"hup"', 1), ("9", 9), ('"QUIT"', 3)])
 def test_stop_signal(text: str, number: int) -> None:
-    assert service(build(f'[services.s]\ncommand = "x"\nstop_signal = {text}\n'), "s")[2].start.stop_signal == number
+    assert service(build(f'[services.s]\ncommand = "x"\nstop_signal = {text}\n'), "s").start.stop_signal == number
 
 
 def test_retry_delay_table_is_a_backoff() -> None:
     text = '[services.s]\ncommand = "x"\nretry_delay = { initial = 0.5, maximum = 20, factor = 3, jitter = 0 }\n'
-    assert service(build(text), "s")[1].backoff == sv.Backoff(initial=0.5, maximum=20, factor=3, jitter=0)
+    assert service(build(text), "s").backoff == sv.Backoff(initial=0.5, maximum=20, factor=3, jitter=0)
 
 
 def test_depends_on_orders_the_start_and_keeps_the_file_order_otherwise() -> None:
@@ -132,7 +124,7 @@ def test_depends_on_orders_the_start_and_keeps_the_file_order_otherwise() -> Non
         command = "metrics"
         [services.cache]
         command = "cache"
-        depends_on = "db"
+        depends_on = ["db"]
         """
     )
     assert [c.id for c in spec.children] == ["db", "metrics", "cache", "web", "worker"]
@@ -312,17 +304,17 @@ def test_a_services_file_runs_in_dependency_order_with_readiness(tmp_path: Path)
         wait_until(lambda: "worker" in order.read_text(), "worker to start")
         assert order.read_text().split("\n") == ["db", "cache", "web True prod www", "worker True", ""]
         nodes = run.nodes()
-        assert list(nodes) == ["db", "db/db", "cache", "cache/cache", "web", "web/web", "worker", "worker/worker"]
+        assert list(nodes) == ["db", "cache", "web", "worker"]
         assert all(n["status"] == "running" for n in nodes.values())
         pids = [n["pid"] for n in nodes.values() if n["kind"] == "process"]
         assert all(alive(pid) for pid in pids)
-        wait_until(lambda: run.cli("logs", "db").stdout == "db/db | db up\n", "db's output")
+        wait_until(lambda: run.cli("logs", "db").stdout == "db up\n", "db's output")
         run.cli("restart", "worker")
         wait_until(lambda: order.read_text().endswith("worker True\nworker True\n"), "worker to start again")
         run.signal(signal.SIGTERM)
         assert run.wait_exit() == 0
         assert not any(alive(pid) for pid in pids)
-        assert "web/web | web stopping on SIGINT" in run.stdout  # its stop_signal
+        assert "web | web stopping on SIGINT" in run.stdout  # its stop_signal
     finally:
         run.close()
 

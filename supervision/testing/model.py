@@ -21,6 +21,12 @@ What "the same" leaves open, and the model pins down as the core does:
 * ``starting`` and ``stopping`` are never seen between steps: every start and
   stop is answered at once.
 
+Not modelled: a child's own restart limit and backoff (``intensity``,
+``period`` and ``backoff`` on a child spec, beyond OTP). The strategies of
+:mod:`supervision.testing.strategies` never generate them, and the model refuses
+a spec that has them (``ValueError``); ``tests/test_child_limit.py`` holds the
+core to them through the simulator.
+
 Backoff jitter is drawn from ``rng`` in the order the restarts are scheduled,
 so the model agrees with a simulator seeded alike.
 
@@ -184,6 +190,7 @@ class Model:
         now: float = 0.0,
         immediate_retries: bool = True,
     ) -> None:
+        _refuse_child_limits(spec)
         self.spec = spec
         self.rng = rng if rng is not None else random.Random(0)
         self.immediate_retries = immediate_retries
@@ -669,3 +676,13 @@ class Model:
             supervisors[sup.path] = tuple((k.id, k.status.value, k.spec.kind) for k in sup.kids)
             stack.extend(k.sup for k in sup.kids if k.sup is not None)
         return TreeView(supervisors, dict(self.starts), tuple(self.gave_up), self.root_exit)
+
+
+def _refuse_child_limits(spec: Supervisor, path: Path = ()) -> None:
+    """The model states DESIGN.md section 3: restart limits per supervisor only."""
+    for child in spec.children:
+        if child.intensity is not None or child.backoff is not None:
+            where = "/".join((*path, child.id))
+            raise ValueError(f"{where}: the model does not cover a child's own intensity or backoff")
+        if isinstance(child.start, Supervisor):
+            _refuse_child_limits(child.start, (*path, child.id))
