@@ -30,6 +30,7 @@ class Served:
         self.recorder: Recorder | None = None
         self.output = OutputLog()
         self.observer = Observer(self.now)
+        self.http_url: str | None = None
         self.commands = Commands(self)
         self.source = CommandSource(self.handler, self.events)
         self._tasks: list[asyncio.Task[None]] = []
@@ -63,14 +64,12 @@ class Served:
         raise NotImplementedError
 
     async def __aenter__(self) -> Served:
-        loop = asyncio.get_running_loop()
-        self._started = loop.time()
-        starting = sv.start(self.spec)
-        recorded, observed = starting.events(), starting.events()
-        self.tree = await starting
+        self._started = asyncio.get_running_loop().time()
+        self.tree = await sv.start(self.spec)
         self.recorder = Recorder(since=self._started)
-        self._tasks.append(loop.create_task(self.recorder.follow(recorded)))
-        self._tasks.append(loop.create_task(self.observer.follow(observed)))
+        # As sv.run does: events are counted as the tree emits them.
+        self.tree._observe(self.recorder.observe)
+        self.tree._observe(self.observer.counters.observe)
         self.state = "running"
         return self
 
@@ -79,7 +78,8 @@ class Served:
         self.state = "stopping"
         await self.tree.stop()
         self.state = "stopped"
-        await asyncio.wait(self._tasks)
+        if self._tasks:
+            await asyncio.wait(self._tasks)
 
 
 def get(url: str, token: str | None = None, data: Any = None, timeout: float = 10.0) -> tuple[int, bytes]:

@@ -5,16 +5,14 @@ and the log format.
 The service layer calls it at five points of a run (see ``_run.Service``):
 ``Observability(...)`` before anything starts (a bad address or a missing
 extra fails there), ``await start(handler, events, control)`` once the control
-socket is bound, ``follow(events)`` once the tree is up, ``await gave_up(error)``
-when the root gives up, and ``await close()`` at the end. The control
+socket is bound, ``observe`` as each event happens (``Tree._observe``),
+``gave_up(error)`` when the root gives up, and ``await close()`` at the end. The control
 commands call ``observer.decorate(status)`` so that ``supervision status``,
 ``top`` and ``/api/tree`` show the same figures.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -48,7 +46,6 @@ class Observability:
         self.termination_log = termination.default_path() if termination_log is _DEFAULT else termination_log
         self.server: Any = None
         self._token: tuple[str, str] | None = None  # (file, token)
-        self._following: asyncio.Task[None] | None = None
         if http is not None:
             from .http import parse_address  # ImportError here: the extra is missing
 
@@ -80,21 +77,13 @@ class Observability:
         self.server = server
         logger.info("http: %s (metrics, probes, dashboard)", server.url)
 
-    def follow(self, events: Any) -> None:
-        """Feed the counters with the tree's events (an ``EventStream``), in a
-        task of their own, until the tree stops."""
-        self._following = asyncio.get_running_loop().create_task(
-            self.observer.follow(events), name="supervision observer"
-        )
+    def observe(self, event: Any) -> None:
+        """Count an event of the tree; called as the tree emits it (``Tree._observe``),
+        so the counters agree with any status taken at the same moment."""
+        self.observer.counters.observe(event)
 
-    async def gave_up(self, error: BaseException) -> None:
-        """The root gave up: write the termination message, if there is a file
-        for it, once the counters have seen the last events (the tree's event
-        streams end when its root has stopped)."""
-        if self._following is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2.0):
-                    await asyncio.shield(self._following)
+    def gave_up(self, error: BaseException) -> None:
+        """The root gave up: write the termination message, if there is a file for it."""
         path = self.termination_log
         if path is None:
             return
@@ -109,10 +98,6 @@ class Observability:
         if server is not None:
             await server.close()
         self._remove_token()
-        following, self._following = self._following, None
-        if following is not None:
-            following.cancel()
-            await asyncio.wait({following})
 
     def _remove_token(self) -> None:
         if self._token is not None:
