@@ -15,7 +15,10 @@ What this package owns:
 - ``top`` (extra ``supervision[top]``): the live terminal view;
 - ``logs``: JSON log lines and journald's native protocol;
 - ``termination``: the termination message a Kubernetes pod shows on give-up;
-- ``tokens``: the token that lets the dashboard act on the tree.
+- ``tokens``: the token that lets the dashboard act on the tree;
+- ``observer``, ``service`` and ``cli``: what the service layer calls (the
+  figures on a status, the HTTP endpoint's lifetime, the command-line options
+  and the ``top`` and ``dashboard`` commands).
 
 What it may import: the standard library and the event types; the extras
 (``aiohttp``, ``prometheus_client``, ``rich``) only in the modules that need
