@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import supervision as sv
 from supervision.observe.figures import health
-from supervision.observe.http import HttpServer, parse_address
+from supervision.observe.http import MAX_STREAMS, HttpServer, parse_address
 from supervision.observe.metrics import METRICS, Exporter
 from supervision.observe.tokens import read_token, remove_token, token_path, write_token
 from tests.observe_helpers import Served, fetch
@@ -166,6 +166,27 @@ async def test_events_stream_shows_a_crash_and_actions_need_the_token(tmp_path: 
             await server.close()  # with the event stream still open
             writer.close()
             await writer.wait_closed()
+
+
+async def test_event_streams_are_bounded() -> None:
+    async with Served(sv.Supervisor([])) as served:
+        server = HttpServer(served.source, "127.0.0.1:0")
+        await server.start()
+        streams = []
+        try:
+            for _ in range(MAX_STREAMS):
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                streams.append(writer)
+                writer.write(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                async with asyncio.timeout(10):
+                    await reader.readuntil(b": subscribed\n\n")
+            assert await raw_get(server.port, "/api/events", "127.0.0.1") == 503
+            assert await raw_get(server.port, "/healthz", "127.0.0.1") == 200
+        finally:
+            await server.close()
+            for writer in streams:
+                writer.close()
+                await writer.wait_closed()
 
 
 async def test_the_dashboard_is_served_with_its_assets_and_no_cdn() -> None:

@@ -40,6 +40,8 @@ from .metrics import CONTENT_TYPE, Exporter
 logger = logging.getLogger("supervision")
 
 DEFAULT_HOST = "127.0.0.1"
+MAX_STREAMS = 32
+"""Event streams served at once; more are refused (503): each holds a bounded queue."""
 _ACTIONS = ("restart", "stop", "start")
 _STATIC = {
     "index.html": "text/html",
@@ -199,6 +201,10 @@ class HttpServer:
         return web.json_response({"actions": list(_ACTIONS)})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
+        # A stream whose client went away ends at its next event (the write
+        # fails) or when the server closes: nothing polls to notice sooner.
+        if len(self._streams) >= MAX_STREAMS:
+            return web.Response(status=503, text=f"at most {MAX_STREAMS} event streams at once\n")
         task = asyncio.current_task()
         assert task is not None
         self._streams.add(task)

@@ -75,6 +75,7 @@
     tr.appendChild(text("td", node.kind, "kind"));
     const status = document.createElement("td");
     status.appendChild(text("span", node.status, "badge status s-" + node.status));
+    if (node.health) status.appendChild(text("span", " " + node.health, "health"));
     tr.appendChild(status);
     tr.appendChild(text("td", node.pid, "pid"));
     tr.appendChild(text("td", duration(node.uptime), "uptime"));
