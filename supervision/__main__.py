@@ -135,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(client: Client, args: argparse.Namespace) -> int:
-    result = client.call("status", **({"path": args.path} if args.path else {}))
+    result = client.call("status", **({"path": args.path} if args.path is not None else {}))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -150,7 +150,7 @@ def _restart(client: Client, args: argparse.Namespace) -> int:
 
 
 def _stop(client: Client, args: argparse.Namespace) -> int:
-    if args.path:
+    if args.path is not None:  # "" too: the server refuses it, only no argument means the tree
         result = client.call("stop", path=args.path)
         print(f"{result['path']}: {'stopped' if result['status'] == 'terminated' else result['status']}")
         return 0

@@ -18,7 +18,7 @@ from ._control import VERSION, RequestError
 from ._core import Status
 from ._errors import NotFound, Path, SupervisionError, format_path
 from ._recorder import OutputLog, Recorder
-from ._tree import ChildInfo, Handle, Tree, parse_path
+from ._tree import ChildInfo, Handle, Tree
 
 _MAX_PATH = 4096
 _MAX_LOG_LINES = 10_000
@@ -210,6 +210,10 @@ class Commands:
 
 
 def _path(request: dict[str, Any], *, required: bool = True) -> Path:
+    """The child's path a request names. Absent (or null) means the whole tree
+    where the command allows it; an empty or malformed string is a
+    ``BadRequest``, never the root: ``stop "$SVC"`` with SVC unset must not stop
+    everything."""
     value = request.get("path")
     if value is None:
         if required:
@@ -217,7 +221,12 @@ def _path(request: dict[str, Any], *, required: bool = True) -> Path:
         return ()
     if not isinstance(value, str) or len(value) > _MAX_PATH:
         raise RequestError("BadRequest", "'path' must be a string like 'db/pool'")
-    path = parse_path(value)
-    if required and not path:
-        raise RequestError("BadRequest", "this command needs the path of a child, not the root")
-    return path
+    whole = "" if required else "; leave 'path' out to mean the whole tree"
+    if not value:
+        raise RequestError("BadRequest", f"'path' is empty: give a child's path like 'db/pool'{whole}")
+    ids = value.split("/")
+    if not all(ids):
+        raise RequestError(
+            "BadRequest", f"malformed path {value[:200]!r}: a child's path is ids joined by '/', like 'db/pool'{whole}"
+        )
+    return tuple(ids)

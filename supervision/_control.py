@@ -9,11 +9,13 @@ as the client likes on one connection (see ``docs/cli.md``)::
     <- {"v": 1, "id": 2, "ok": false, "error": {"type": "NotFound", "message": "..."}}
 
 Security: the socket file is 0600 and its default directory 0700, and every peer
-is checked with ``SO_PEERCRED``: a uid other than ours or root's gets an error
-reply and is disconnected. Robustness: a malformed, oversized (> 1 MiB) or
-unknown request gets an error reply and the connection goes on; each connection
-is one task, all of them cancelled and awaited when the server closes; at most
-``max_connections`` are served at once.
+is checked with ``SO_PEERCRED`` as soon as it is accepted: a uid other than ours
+or root's gets an error reply and is disconnected without ever taking one of the
+``max_connections`` slots (so a foreign user cannot starve the owner of them).
+Robustness: a malformed, oversized (> 1 MiB) or unknown request gets an error
+reply and the connection goes on; each connection is one task, all of them
+cancelled and awaited when the server closes; at most ``max_connections`` are
+served at once.
 
 Only one tree may own a socket path: a stale socket (its server is dead:
 ``ECONNREFUSED``) is replaced, a live one is not (``AlreadyRunning``). The check
@@ -50,6 +52,8 @@ MAX_REQUEST = 1 << 20
 
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _CHUNK = 65536
+_LINGER = 1.0  # seconds a refused connection may stay half-open (see ControlServer._refuse)
+_MAX_LINGERING = 64  # refused connections half-open at once; beyond, closed at once
 
 Request = dict[str, Any]
 Handler = Callable[[Request], Awaitable[dict[str, Any]]]
@@ -175,6 +179,8 @@ class ControlServer:
         self._inode: tuple[int, int] | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._refused: dict[socket.socket, asyncio.TimerHandle] = {}  # lingering, see _refuse
+        self._refusals = 0
         self._uids = {os.geteuid(), 0}
 
     @property
@@ -289,6 +295,8 @@ class ControlServer:
             task.cancel()
         if connections:
             await asyncio.wait(connections)
+        for connection in list(self._refused):
+            self._drop_refused(connection)
         if self._listener is not None:
             self._listener.close()
             self._listener = None
@@ -312,25 +320,78 @@ class ControlServer:
                 await asyncio.sleep(0.1)
                 continue
             connection.setblocking(False)
-            if len(self._connections) >= self.max_connections:
-                _try_send(connection, _error_line(None, "Busy", "too many connections"))
+            try:
+                uid = _peer_uid(connection)
+            except OSError:
                 connection.close()
+                continue
+            if uid not in self._uids:  # before anything else: it never takes a slot
+                self._refusals += 1
+                if self._refusals in (1, 10, 100) or self._refusals % 1000 == 0:
+                    logger.warning("control socket: refused a peer with uid %s (%d refusal(s))", uid, self._refusals)
+                self._refuse(connection, "PermissionDenied", "permission denied")
+                continue
+            if len(self._connections) >= self.max_connections:
+                self._refuse(connection, "Busy", "too many connections")
                 continue
             task = loop.create_task(self._serve(connection), name="supervision control connection")
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
 
+    def _refuse(self, connection: socket.socket, type: str, message: str) -> None:
+        """Reply with an error and end the connection, without a task or a slot.
+
+        The socket lingers (half-closed, its input read and dropped) until the
+        peer closes or for a second: closing a socket with unread input resets
+        the connection, and the peer's next read or write would fail instead
+        of seeing the end. At most ``_MAX_LINGERING`` linger (an fd each, no
+        task); beyond that a refused socket is closed at once."""
+        _try_send(connection, _error_line(None, type, message))
+        if len(self._refused) >= _MAX_LINGERING:
+            with contextlib.suppress(OSError):  # what was sent already, so that it closes cleanly
+                for _ in range(4):
+                    if not connection.recv(_CHUNK):
+                        break
+            connection.close()
+            return
+        try:
+            connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            connection.close()
+            return
+        loop = asyncio.get_running_loop()
+        self._refused[connection] = loop.call_later(_LINGER, self._drop_refused, connection)
+        loop.add_reader(connection.fileno(), self._drain_refused, connection)
+
+    def _drain_refused(self, connection: socket.socket) -> None:
+        try:
+            for _ in range(16):  # bounded work per wake-up
+                if not connection.recv(_CHUNK):
+                    break
+            else:
+                return  # more to read: called again
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self._drop_refused(connection)  # the peer closed (or failed): so do we
+
+    def _drop_refused(self, connection: socket.socket) -> None:
+        timer = self._refused.pop(connection, None)
+        if timer is None:
+            return
+        timer.cancel()
+        with contextlib.suppress(OSError, ValueError):
+            asyncio.get_running_loop().remove_reader(connection.fileno())
+        connection.close()
+
     async def _serve(self, connection: socket.socket, rest: bytes = b"") -> None:
+        """Serve a connection whose peer was checked (by ``_accept``, or by the
+        image before a re-exec)."""
         loop = asyncio.get_running_loop()
         peer = Peer(connection, rest)
         _peer.set(peer)
         try:
-            uid = _peer_uid(connection)
-            if uid not in self._uids:
-                logger.warning("control socket: refused a peer with uid %s", uid)
-                await loop.sock_sendall(connection, _error_line(None, "PermissionDenied", "permission denied"))
-                await _linger(connection)
-                return
             buffer = peer.buffer  # what follows the request being answered: a re-exec hands it over
             discarding = False  # skipping the rest of an oversized line
             while True:
@@ -392,7 +453,8 @@ def _parse(line: bytes) -> Request:
     id = request.get("id")
     if not (id is None or (isinstance(id, (str, int)) and not isinstance(id, bool))):
         raise RequestError("BadRequest", "'id' must be a string or an integer")
-    if request.get("v") != VERSION:
+    version = request.get("v")
+    if type(version) is not int or version != VERSION:  # not True, not 1.0
         raise RequestError("UnsupportedVersion", f"this server speaks protocol version {VERSION}")
     if not isinstance(request.get("cmd"), str):
         raise RequestError("BadRequest", "'cmd' must be a string")
@@ -409,19 +471,6 @@ def _error_line(id: Any, type: str, message: str) -> bytes:
 
 def _too_large() -> bytes:
     return _error_line(None, "TooLarge", f"a request is at most {MAX_REQUEST} bytes")
-
-
-async def _linger(connection: socket.socket, timeout: float = 1.0) -> None:
-    """Half-close, and read (and drop) what the peer sent for a moment: closing a
-    socket with unread data resets the connection, and the peer might then lose
-    the reply we just sent."""
-    loop = asyncio.get_running_loop()
-    connection.shutdown(socket.SHUT_WR)
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
-            for _ in range(16):
-                if not await loop.sock_recv(connection, _CHUNK):
-                    break
 
 
 def _try_send(connection: socket.socket, data: bytes) -> None:
@@ -506,7 +555,9 @@ class Client:
     def call(self, cmd: str, **fields: Any) -> Any:
         """Send one request and return its result; an error reply raises ``RequestError``."""
         self._ids += 1
-        self.send({"v": VERSION, "id": self._ids, "cmd": cmd, **fields})
+        # Refused at once (PermissionDenied, Busy), the send may fail: the reply is still there to read.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.send({"v": VERSION, "id": self._ids, "cmd": cmd, **fields})
         reply = self.receive()
         if reply is None:
             raise ConnectionLost(f"the tree on {self.path} closed the connection")

@@ -2,12 +2,23 @@
 
 A subscriber has a bounded queue; a slow reader never blocks the tree. What a
 full queue drops is counted (``EventStream.dropped``) and logged.
+
+The hub holds its streams weakly. Breaking out of ``async for`` is the documented
+way to stop reading, and it calls nothing on a class-based iterator: the stream
+is simply dropped. A strong reference here would keep every abandoned stream
+subscribed for the life of the tree, filling its queue with up to ``maxsize``
+events (tracebacks included) and making every event cost one more offer. So a
+stream unsubscribes when it is collected (at once in CPython, when the loop drops
+it), when :meth:`EventStream.aclose` is called, and when the tree stops. Only
+while a reader awaits the next event is its stream held strongly, so that a
+consumer task nobody kept a reference to keeps running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import deque
 from typing import Any
 
@@ -46,6 +57,11 @@ class EventStream:
         """How many events were dropped because the reader was too slow."""
         hub._subscribe(self)
 
+    @property
+    def subscribed(self) -> bool:
+        """True while the stream receives the tree's events."""
+        return self._hub._subscribed(self)
+
     def _offer(self, event: Event) -> None:
         if event.path[: self._depth] != self._prefix:
             return
@@ -74,10 +90,15 @@ class EventStream:
             if self._closed:
                 raise StopAsyncIteration
             self._waiter = asyncio.get_running_loop().create_future()
+            # A reader waits: hold the stream (and through its waiter, the reading
+            # task) strongly, so that a consumer task nobody kept a reference to is
+            # not collected while it waits for the next event.
+            self._hub._waiting.add(self)
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+                self._hub._waiting.discard(self)
         return self._queue.popleft()
 
     async def aclose(self) -> None:
@@ -85,15 +106,15 @@ class EventStream:
         self._hub._unsubscribe(self)
         self._close()
 
-    def __del__(self) -> None:
-        self._hub._unsubscribe(self)
-
 
 class EventHub:
     """Fans events out to subscribers and to the log."""
 
     def __init__(self) -> None:
-        self._streams: list[EventStream] = []
+        # id(stream) -> a weak reference whose callback unsubscribes the stream when
+        # it is collected; a dict keeps the order of subscription.
+        self._streams: dict[int, weakref.ref[EventStream]] = {}
+        self._waiting: set[EventStream] = set()  # streams a reader awaits now: held strongly
         self.closed = False
 
     def stream(self, prefix: Path, maxsize: int = 10_000) -> EventStream:
@@ -103,11 +124,28 @@ class EventHub:
         return stream
 
     def _subscribe(self, stream: EventStream) -> None:
-        self._streams.append(stream)
+        key = id(stream)
+        streams = self._streams
+
+        def collected(ref: weakref.ref[EventStream]) -> None:
+            if streams.get(key) is ref:  # not a later stream that reuses the id
+                del streams[key]
+
+        streams[key] = weakref.ref(stream, collected)
 
     def _unsubscribe(self, stream: EventStream) -> None:
-        if stream in self._streams:
-            self._streams.remove(stream)
+        ref = self._streams.get(id(stream))
+        if ref is not None and ref() is stream:
+            del self._streams[id(stream)]
+
+    def _subscribed(self, stream: EventStream) -> bool:
+        ref = self._streams.get(id(stream))
+        return ref is not None and ref() is stream
+
+    @property
+    def subscribers(self) -> int:
+        """How many streams are subscribed now."""
+        return len(self._streams)
 
     @property
     def observed(self) -> bool:
@@ -115,8 +153,12 @@ class EventHub:
         return bool(self._streams) or logger.isEnabledFor(logging.ERROR)
 
     def publish(self, event: Event) -> None:
-        for stream in self._streams:
-            stream._offer(event)
+        if self._streams:
+            # A copy: offering may log, and a collection meanwhile may unsubscribe.
+            for ref in list(self._streams.values()):
+                stream = ref()
+                if stream is not None:
+                    stream._offer(event)
         if not logger.isEnabledFor(logging.ERROR):  # nothing is logged above ERROR
             return
         level = _level(event)
@@ -126,9 +168,12 @@ class EventHub:
     def close(self) -> None:
         """The tree has stopped: every stream ends after its queued events."""
         self.closed = True
-        for stream in self._streams:
-            stream._close()
+        refs = list(self._streams.values())
         self._streams.clear()
+        for ref in refs:
+            stream = ref()
+            if stream is not None:
+                stream._close()
 
 
 def _level(event: Event) -> int:

@@ -306,10 +306,12 @@ class PrefixedOutput:
             for line in lines
             for i in range(0, max(len(line), 1), _MAX_LINE)
         )
-        out = sink_for(target)
-        if out is not None:
-            out.write(text.encode("utf-8", "replace"))
+        if isinstance(target, SinkStream):  # sv.run's stdout/stderr: never blocks the loop
+            target.sink.write(text.encode("utf-8", "replace"))
             return
+        # Under sv.start the application owns its stdout: write through its own stream,
+        # so that its print() calls and our lines never cut into each other (a second
+        # writer on the same fd, such as a sink's thread, would split a print mid-line).
         try:
             target.write(text)
             target.flush()

@@ -80,14 +80,39 @@ def _enum(cls: type[enum.Enum], value: object, path: Path, field: str) -> Any:
         raise SpecError(path, field, f"unknown {field} {value!r}; expected one of {choices}") from None
 
 
-def _number(value: object, path: Path, field: str, *, integer: bool = False) -> Any:
+def _number(value: object, path: Path, field: str, *, integer: bool = False, infinite: bool = False) -> Any:
+    """A number >= 0, checked without ever raising anything but ``SpecError``.
+
+    An integer may be as large as Python allows (``intensity=10**400`` only
+    means "never give up"). A duration must fit a float: an int too large for
+    one is refused, rather than rounded to infinity behind the user's back.
+    NaN is always refused; ``inf`` only where ``infinite`` says that waiting
+    for ever makes sense (the field's docs say what it means).
+    """
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an integer" if integer else "a number"
         raise SpecError(path, field, f"must be {kind}, got {value!r}")
-    if math.isnan(value) or value < 0:  # type: ignore[arg-type, operator]
-        raise SpecError(path, field, f"must be >= 0, got {value!r}")
+    if value < 0:  # type: ignore[operator]
+        raise SpecError(path, field, f"must be >= 0, got {_short(value)}")
+    if integer:
+        return value
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            hint = "; use float('inf') to mean for ever" if infinite else ""
+            raise SpecError(path, field, f"must fit a float, got {_short(value)}{hint}") from None
+    if math.isnan(value):  # type: ignore[arg-type]
+        raise SpecError(path, field, "must be a number >= 0, got nan")
+    if math.isinf(value) and not infinite:  # type: ignore[arg-type]
+        raise SpecError(path, field, "must be finite, got inf")
     return value
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
 
 
 def _shutdown(value: object, path: Path) -> ShutdownSpec:
@@ -95,8 +120,15 @@ def _shutdown(value: object, path: Path) -> ShutdownSpec:
         return value
     if isinstance(value, str):
         return _enum(_Special, value, path, "shutdown")  # type: ignore[no-any-return]
-    number = _number(value, path, "shutdown")
+    number = _number(value, path, "shutdown", infinite=True)
     return INFINITY if math.isinf(number) else float(number)
+
+
+def _timeout(value: object, path: Path, field: str) -> float:
+    """``ready_timeout``: seconds, or for ever (``inf`` or ``sv.INFINITY``)."""
+    if value is INFINITY:
+        return math.inf
+    return float(_number(value, path, field, infinite=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +152,14 @@ class Backoff:
 
     def __post_init__(self) -> None:
         path: Path = ()
+        # A finite delay is waited out, so each must be finite; only "never
+        # start again at n = 1" (reset_after=inf) makes sense as infinite.
         for name in ("initial", "maximum", "factor", "jitter"):
-            _number(getattr(self, name), path, f"backoff.{name}")
+            object.__setattr__(self, name, _number(getattr(self, name), path, f"backoff.{name}"))
         if self.reset_after is not None:
-            _number(self.reset_after, path, "backoff.reset_after")
+            object.__setattr__(
+                self, "reset_after", _number(self.reset_after, path, "backoff.reset_after", infinite=True)
+            )
         if self.factor < 1:
             raise SpecError(path, "backoff.factor", f"must be >= 1, got {self.factor!r}")
         if self.jitter > 1:
@@ -195,7 +231,7 @@ class ChildSpec:
         set_(self, "kind", kind)
         set_(self, "restart", _enum(Restart, self.restart, path, "restart"))
         set_(self, "shutdown", _shutdown(self.shutdown, path))
-        set_(self, "ready_timeout", float(_number(self.ready_timeout, path, "ready_timeout")))
+        set_(self, "ready_timeout", _timeout(self.ready_timeout, path, "ready_timeout"))
         _number(self.state_version, path, "state_version", integer=True)
         if self.intensity is not None:
             _number(self.intensity, path, "intensity", integer=True)
@@ -333,7 +369,7 @@ class Supervisor:
         values["strategy"] = _enum(Strategy, values["strategy"], path, "strategy")
         values["auto_shutdown"] = _enum(AutoShutdown, values["auto_shutdown"], path, "auto_shutdown")
         _number(values["intensity"], path, "intensity", integer=True)
-        values["period"] = float(_number(values["period"], path, "period"))
+        values["period"] = float(_number(values["period"], path, "period", infinite=True))
         if values["backoff"] is not None and not isinstance(values["backoff"], Backoff):
             raise SpecError(path, "backoff", f"must be a Backoff or None, got {values['backoff']!r}")
         if isinstance(children, (str, bytes, Mapping)) or not isinstance(children, Iterable):

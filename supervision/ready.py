@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import sys
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -78,8 +79,12 @@ class Delay:
 
     def check(self, path: Path) -> None:
         value = self.seconds
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
-            raise SpecError(path, "ready", f"delay must be a number of seconds >= 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise SpecError(path, "ready", f"delay must be a number of seconds >= 0, got {value!r:.40}")
+        if isinstance(value, int) and abs(value) > sys.float_info.max:  # float() would overflow
+            raise SpecError(path, "ready", "delay must be finite and fit a float")
+        if math.isnan(value):
+            raise SpecError(path, "ready", "delay must be a number of seconds >= 0, got nan")
         if math.isinf(value):
             raise SpecError(path, "ready", "delay must be finite")
 
