@@ -16,6 +16,7 @@ import supervision as sv
 from supervision.observe.figures import health
 from supervision.observe.http import MAX_STREAMS, HttpServer, parse_address
 from supervision.observe.metrics import METRICS, Exporter
+from supervision.observe.service import Observability
 from supervision.observe.tokens import read_token, remove_token, token_path, write_token
 from tests.observe_helpers import Served, fetch
 
@@ -287,3 +288,32 @@ def test_a_family_is_formatted_again_when_a_value_changes() -> None:
         tree_part = text[text.index("# HELP supervision_") :]
         fresh = Exporter().render(status(rss, restarts)).decode()
         assert tree_part == fresh[fresh.index("# HELP supervision_") :]
+
+
+async def test_observability_serves_with_a_token_beside_the_socket_and_writes_the_termination_message(
+    tmp_path: Any,
+) -> None:
+    control = os.path.join(str(tmp_path), "app.sock")
+    termination_log = os.path.join(str(tmp_path), "termination-log")
+    async with Served(sv.Supervisor([sv.process("web", SLEEP)])) as served:
+        observability = Observability(served.now, http="127.0.0.1:0", termination_log=termination_log)
+        assert observability.url is None
+        await observability.start(served.handler, served.events, control)
+        try:
+            url = observability.url
+            assert url is not None and url.startswith("http://127.0.0.1:")
+            token = read_token(token_path(control))
+            assert token is not None and os.stat(token_path(control)).st_mode & 0o777 == 0o600
+            assert (await fetch(url + "api/auth", token))[0] == 200
+            observability.observe(sv.ChildStarted(path=("web",), time=1.0, starts=2, pid=7))
+            observability.gave_up(sv.TooManyRestarts((), 3, 5.0))
+        finally:
+            await observability.close()
+    assert not os.path.exists(token_path(control))
+    with open(termination_log) as file:
+        lines = file.read().splitlines()
+    assert lines[0].startswith("TooManyRestarts: ") and lines[1] == "last events:"
+    assert lines[2].endswith("web ChildStarted starts=2 pid=7")
+    with pytest.raises(ValueError):
+        Observability(served.now, http="nowhere")
+    assert Observability(served.now).termination_log in (None, "/dev/termination-log")

@@ -1,14 +1,14 @@
-"""What ``sv.run`` adds for observability, in one object: the figures on the
-status, the HTTP endpoint with its token, the termination message on give-up,
-and the log format.
+"""What ``sv.run`` adds for observability, in one object: the counters behind
+the figures of a status, the HTTP endpoint with its token, and the termination
+message on give-up (the log format is ``logs``, set up with logging).
 
 The service layer calls it at five points of a run (see ``_run.Service``):
 ``Observability(...)`` before anything starts (a bad address or a missing
 extra fails there), ``await start(handler, events, control)`` once the control
-socket is bound, ``observe`` as each event happens (``Tree._observe``),
-``gave_up(error)`` when the root gives up, and ``await close()`` at the end. The control
-commands call ``observer.decorate(status)`` so that ``supervision status``,
-``top`` and ``/api/tree`` show the same figures.
+socket is bound, ``observe(event)`` as each event happens (``Tree._observe``),
+``gave_up(error)`` when the root gives up, and ``await close()`` at the end.
+The control commands call ``observer.decorate(status)``, so that ``supervision
+status``, ``top`` and ``/api/tree`` show the same figures.
 """
 
 from __future__ import annotations
