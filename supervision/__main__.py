@@ -27,7 +27,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._control import Client, NotRunning, RequestError, client_path
+from ._core.errors import NotRunning, PathError, RequestError
+from ._process.proc import signal_name
+from ._service.client import Client, client_path
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -46,10 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NotRunning as exc:
         _error(str(exc))
         return EXIT_NOT_RUNNING
-    except RequestError as exc:
-        if exc.type == "ReloadError":
+    except (RequestError, PathError) as exc:  # refused: by the server, or the tree's own (NotFound...)
+        if isinstance(exc, RequestError) and exc.type == "ReloadError":
             _error(f"reload rejected: {exc}")
-        elif exc.type == "ReexecRejected":
+        elif isinstance(exc, RequestError) and exc.type == "ReexecRejected":
             _error(f"reexec rejected: {exc}")
         else:
             _error(str(exc))
@@ -107,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ._run import run
+    from ._service.run import run
 
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # "pkg.module:build" is found in the current directory
@@ -254,7 +256,7 @@ def last_exit(found: dict[str, Any] | None) -> str:
     if found.get("exit_status") is not None:
         text += f" (status {found['exit_status']})"
     elif found.get("signal") is not None:
-        text += f" ({_signal_name(found['signal'])})"
+        text += f" ({signal_name(found['signal'])})"
     elif found.get("error"):
         error = str(found["error"])
         text += f" ({error[:57] + '...' if len(error) > 60 else error})"
@@ -274,15 +276,6 @@ def duration(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{secs:02d}s"
-
-
-def _signal_name(number: int) -> str:
-    import signal
-
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def _pid(result: dict[str, Any]) -> str:

@@ -24,7 +24,8 @@ import sys
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from ._errors import Path, SpecError
+from ._core.errors import SpecError
+from ._core.paths import Path
 
 __all__ = ["Check", "Delay", "Notify", "Port", "delay", "notify", "port"]
 

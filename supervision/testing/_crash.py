@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from .._errors import NotFound, Path, format_path
-from .._tree import Handle, parse_path
+from typing import TYPE_CHECKING
+
+from .._core.errors import NotFound
+from .._core.paths import Path, format_path, parse_path
+from .._core.status import Status
+
+if TYPE_CHECKING:
+    from .._runtime.tree import Handle
 
 
 class InjectedCrash(Exception):
@@ -20,9 +26,8 @@ def crash(tree: Handle, path: str | Path, exc: BaseException | None = None) -> N
     full = parse_path(path)
     if not full:
         raise NotFound("crash() needs a child's path")
-    parent = tree.at(full[:-1])._runner()
-    incarnation = parent.incarnations.get(full[-1])
-    child = parent.core.children.get(full[-1])
-    if incarnation is None or child is None or child.token != incarnation.token or child.status != "running":
-        raise NotFound(f"{format_path((*tree.path, *full))}: no running child")
-    incarnation.crash(exc if exc is not None else InjectedCrash(f"crash injected into {format_path(full)}"))
+    parent = tree._tree.runner_at((*tree.path, *full[:-1]))
+    found = parent.child(full[-1])
+    if found is None or found[1] is None or found[0].status is not Status.RUNNING:
+        raise NotFound.at((*tree.path, *full), "no running child")
+    found[1].crash(exc if exc is not None else InjectedCrash(f"crash injected into {format_path(full)}"))

@@ -26,9 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from .._errors import Path, format_path
-from .._events import ExitReason
-from .._spec import ChildSpec
+from .._core.events import ExitReason
+from .._core.paths import Path, format_path
+from .._core.spec import ChildSpec
 
 
 class SimulatedCrash(Exception):
@@ -215,7 +215,7 @@ COMMANDS = (TerminateChild, RestartChild, DeleteChild, StartChild, StopTree)
 
 def describe_child(spec: ChildSpec) -> str:
     """A compact one-line description of a child spec, for failing examples."""
-    from .._spec import Restart, Supervisor
+    from .._core.spec import Restart, Supervisor
 
     flags = []
     if spec.restart is not Restart.PERMANENT:
@@ -236,7 +236,7 @@ def describe_supervisor(spec: object) -> str:
     >>> describe_supervisor(sv.Supervisor([sv.child("a", w, restart="transient")], intensity=1, period=2))
     'one_for_one(1/2s){a[transient]}'
     """
-    from .._spec import AutoShutdown, Strategy, Supervisor
+    from .._core.spec import AutoShutdown, Strategy, Supervisor
 
     assert isinstance(spec, Supervisor)
     strategy = spec.strategy

@@ -12,8 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import Path, format_path
-from .._events import Event
+from .._core.events import Event
+from .._core.paths import Path, format_path
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """A reference model of a supervision tree: DESIGN.md section 3, executable.
 
 This module states the restart semantics as plainly as possible, for people
-first and for the stateful test second (``tests/test_model_stateful.py`` checks
+first and for the stateful test second (``tests/core/test_model_stateful.py`` checks
 the real core against it after every step). It shares no restart logic with the
 core: it is written from the rules, and each rule is quoted where it is applied.
 It is slow on purpose (lists, linear scans, no incremental state) and that is fine.
@@ -24,7 +24,7 @@ What "the same" leaves open, and the model pins down as the core does:
 Not modelled: a child's own restart limit and backoff (``intensity``,
 ``period`` and ``backoff`` on a child spec, beyond OTP). The strategies of
 :mod:`supervision.testing.strategies` never generate them, and the model refuses
-a spec that has them (``ValueError``); ``tests/test_child_limit.py`` holds the
+a spec that has them (``ValueError``); ``tests/core/test_child_limit.py`` holds the
 core to them through the simulator.
 
 Backoff jitter is drawn from ``rng`` in the order the restarts are scheduled,
@@ -61,21 +61,18 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from .._core import Status
-from .._errors import (
+from .._core.errors import (
     AlreadyPresent,
     AlreadyStarted,
     ChildRestarting,
     ChildRunning,
     NotFound,
-    Path,
     SpecError,
     StartError,
     SupervisorNotRunning,
     TooManyRestarts,
-    format_path,
 )
-from .._events import (
+from .._core.events import (
     ChildExited,
     ChildStarted,
     ChildStartFailed,
@@ -85,7 +82,9 @@ from .._events import (
     SupervisorGaveUp,
     SupervisorStopped,
 )
-from .._spec import AutoShutdown, ChildSpec, Restart, Strategy, Supervisor
+from .._core.paths import Path, format_path
+from .._core.spec import AutoShutdown, ChildSpec, Restart, Strategy, Supervisor
+from .._core.status import Status
 from ._schedule import (
     Advance,
     Crash,
@@ -573,13 +572,13 @@ class Model:
         """The running supervisor at ``path``, as a handle finds it."""
         sup = self.root
         if sup is None or not sup.alive:
-            raise SupervisorNotRunning("the tree is not running")
+            raise SupervisorNotRunning("the tree is not running", path=())
         for depth, id in enumerate(path):
             kid = sup.find(id)
             if kid is None:
-                raise NotFound(f"{format_path(path[: depth + 1])}: no such supervisor")
+                raise NotFound.at(path[: depth + 1], "no such supervisor")
             if kid.sup is None:
-                raise SupervisorNotRunning(f"{format_path(path[: depth + 1])}: supervisor is not running")
+                raise SupervisorNotRunning.at(path[: depth + 1], "supervisor is not running")
             sup = kid.sup
         return sup
 
@@ -587,7 +586,7 @@ class Model:
         sup = self.resolve(path[:-1])
         kid = sup.find(path[-1])
         if kid is None:
-            raise NotFound(f"{format_path(path)}: no such child")
+            raise NotFound.at(path, "no such child")
         return sup, kid
 
     def terminate_child(self, path: Path) -> None:
@@ -609,9 +608,9 @@ class Model:
         raises ChildRestarting". A failed start leaves it terminated (no retry)."""
         sup, kid = self.find(path)
         if kid.status is RESTARTING:
-            raise ChildRestarting(f"{format_path(path)}: restarting")
+            raise ChildRestarting.at(path, "restarting")
         if kid.status is not TERMINATED:
-            raise ChildRunning(f"{format_path(path)}: running")
+            raise ChildRunning.at(path, "running")
         error = self.start_kid(sup, kid)
         if error is not None:
             raise error
@@ -620,9 +619,9 @@ class Model:
         """Remove a terminated child's spec; "a snapshot ... is dropped with delete_child"."""
         sup, kid = self.find(path)
         if kid.status is RESTARTING:
-            raise ChildRestarting(f"{format_path(path)}: restarting")
+            raise ChildRestarting.at(path, "restarting")
         if kid.status is not TERMINATED:
-            raise ChildRunning(f"{format_path(path)}: running")
+            raise ChildRunning.at(path, "running")
         self.remove(sup, kid)
 
     def start_child(self, parent: Path, spec: ChildSpec) -> None:
@@ -631,8 +630,8 @@ class Model:
         existing = sup.find(spec.id)
         if existing is not None:
             if existing.status is RUNNING:
-                raise AlreadyStarted(f"{format_path((*parent, spec.id))}: already running")
-            raise AlreadyPresent(f"{format_path((*parent, spec.id))}: already {existing.status}")
+                raise AlreadyStarted.at((*parent, spec.id), "already running")
+            raise AlreadyPresent.at((*parent, spec.id), f"already {existing.status}")
         if spec.significant and sup.spec.auto_shutdown is AutoShutdown.NEVER:
             raise SpecError((spec.id,), "significant", "a significant child needs auto_shutdown")
         kid = Kid(spec, dynamic=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from supervision._output import Sink
+from supervision._process.output import Sink
 from tests.cli_helpers import ping
 
 from .common import BlockedRun, assert_nothing_left, kill_if_running, restarts, stop_timed, storm_tree, wait_storming

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from supervision._control import MAX_REQUEST
+from supervision._service.protocol import MAX_REQUEST
 from tests.cli_helpers import DEADLINE, Run, ping, wait_until
 
 APP = """

@@ -1,0 +1,53 @@
+"""Lifecycle states and what ``which_children()`` and ``count_children()`` report.
+
+``Status`` is a child's state, ``Phase`` a supervisor's own; ``ChildInfo`` and
+``ChildCounts`` are plain values, built by the runtime and by the simulator alike.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .spec import Kind
+
+
+class Status(enum.StrEnum):
+    """A child's lifecycle state, as ``ChildInfo.status`` shows it."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    STOPPING = "stopping"
+    TERMINATED = "terminated"
+
+
+class Phase(enum.Enum):
+    """The supervisor's own lifecycle."""
+
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class ChildInfo:
+    """One child as ``which_children()`` reports it."""
+
+    id: str
+    kind: Kind
+    status: Status
+    starts: int
+    pid: int | None = None
+
+
+class ChildCounts(NamedTuple):
+    """``count_children()``: specs, active (running), supervisors, workers (processes included)."""
+
+    specs: int
+    active: int
+    supervisors: int
+    workers: int
