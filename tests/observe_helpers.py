@@ -11,8 +11,9 @@ import urllib.request
 from typing import Any
 
 import supervision as sv
-from supervision._commands import Commands
-from supervision._recorder import OutputLog, Recorder
+from supervision._service.commands import Commands
+from supervision._service.protocol import ServiceState
+from supervision._service.recorder import OutputLog, Recorder
 from supervision.observe.observer import CommandSource, Observer
 
 
@@ -25,7 +26,7 @@ class Served:
         self.spec = spec
         self.name = name
         self.target = "test"
-        self.state = "starting"
+        self.state = ServiceState.STARTING
         self.tree: sv.Tree | None = None
         self.recorder: Recorder | None = None
         self.output = OutputLog()
@@ -37,10 +38,7 @@ class Served:
         self._started = 0.0
 
     async def handler(self, request: dict[str, Any]) -> dict[str, Any]:
-        result = await self.commands(request)
-        if request["cmd"] == "status":
-            await self.observer.decorate(result, resources=request.get("resources", True))
-        return result
+        return await self.commands(request)
 
     def events(self) -> sv.EventStream:
         assert self.tree is not None
@@ -53,7 +51,7 @@ class Served:
         return self.now() - self._started
 
     def request_stop(self) -> None:
-        self.state = "stopping"
+        self.state = ServiceState.STOPPING
         assert self.tree is not None
         self._tasks.append(asyncio.get_running_loop().create_task(self.tree.stop()))
 
@@ -70,14 +68,13 @@ class Served:
         # As sv.run does: events are counted as the tree emits them.
         self.tree._observe(self.recorder.observe)
         self.tree._observe(self.observer.counters.observe)
-        self.state = "running"
+        self.state = ServiceState.RUNNING
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
         assert self.tree is not None
-        self.state = "stopping"
+        self.state = ServiceState.STOPPING
         await self.tree.stop()
-        self.state = "stopped"
         if self._tasks:
             await asyncio.wait(self._tasks)
 

@@ -20,11 +20,12 @@ What this package owns:
   figures on a status, the HTTP endpoint's lifetime, the command-line options
   and the ``top`` and ``dashboard`` commands).
 
-What it may import: the standard library and the event types; the extras
-(``aiohttp``, ``prometheus_client``, ``rich``) only in the modules that need
-them, which nothing imports unless the user asked for that feature. The
-service layer imports this package, never the other way round: everything
-here works on a small, explicit interface (the status JSON, an async iterator
-of events, an async command callable), so it can be tested against real
-processes and a real HTTP server without a running ``sv.run``.
+What it may import: the standard library and the core (its events); the
+extras (``aiohttp``, ``prometheus_client``, ``rich``) only in the modules that
+need them, which nothing imports unless the user asked for that feature. It sits
+below the service layer, which composes it (``sv.run(http=...)``, the figures of
+``status``), and never imports the process layer, reload, the runtime or the
+service: everything here works on a small, explicit interface (the status JSON,
+an async iterator of events, an async command callable), so it is tested against
+real processes and a real HTTP server without a running ``sv.run``.
 """

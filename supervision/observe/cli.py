@@ -12,6 +12,7 @@ import argparse
 import sys
 from typing import Any, Protocol
 
+from .figures import size
 from .logs import FORMATS
 from .tokens import read_token, token_path
 
@@ -90,12 +91,3 @@ def figures(node: dict[str, Any]) -> tuple[str, str]:
     if not used:
         return "-", "-"
     return f"{used['cpu_percent']:.1f}", size(used["rss_bytes"])
-
-
-def size(value: float) -> str:
-    """``512B``, ``12.0K``, ``101.3M``, ``1.2G``."""
-    for unit in ("B", "K", "M", "G"):
-        if value < 1024 or unit == "G":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    return f"{value:.1f}G"  # pragma: no cover

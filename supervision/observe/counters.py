@@ -15,7 +15,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterable
 from typing import Any
 
-from .._events import (
+from .._core.events import (
     ChildStarted,
     ChildStartFailed,
     Event,

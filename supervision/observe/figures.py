@@ -122,3 +122,12 @@ def add_resources(status: dict[str, Any], usage: dict[str, Any]) -> None:
         if node["kind"] == "process":
             found = usage.get(node["path"])
             node["resources"] = found.to_json() if found is not None else None
+
+
+def size(value: float) -> str:
+    """``512B``, ``12.0K``, ``101.3M``, ``1.2G``."""
+    for unit in ("B", "K", "M", "G"):
+        if value < 1024 or unit == "G":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}G"  # pragma: no cover

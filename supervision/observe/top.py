@@ -26,8 +26,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .cli import size
-from .figures import health
+from .figures import health, size
 
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_BUCKETS = 20

@@ -266,7 +266,7 @@ def test_token_file_is_private_and_removed_only_by_its_owner(tmp_path: object) -
 
 
 def test_every_documented_metric_is_listed() -> None:
-    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "observability.md")) as file:
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "observability.md")) as file:
         docs = file.read()
     for name in METRICS:
         assert f"`{name}`" in docs, name
