@@ -7,12 +7,17 @@
     supervision status [PATH] [--json]
     supervision top [--interval SECONDS]
     supervision dashboard
-    supervision restart PATH
-    supervision stop [PATH] [--no-wait]
-    supervision start PATH
-    supervision reload
+    supervision restart PATH... | all
+    supervision stop [PATH... | all] [--no-wait]
+    supervision start PATH... | all
+    supervision signal SIG [PATH...]
+    supervision reload [--dry-run]
     supervision logs PATH [-n LINES]
     supervision reexec
+
+    supervision check TARGET
+    supervision simulate TARGET SCENARIO | -f FILE
+    supervision import-supervisord FILE... [-o OUT]
 
 The client commands find the tree's control socket by ``--control PATH``, by
 ``--name N`` (``$XDG_RUNTIME_DIR/supervision/N.sock``), or, given neither, as the
@@ -27,12 +32,14 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._core.errors import NotRunning, PathError, RequestError
 from ._process.proc import signal_name
 from ._service.client import Client, client_path
+from ._service.operate import parse_signal, select
+from ._tools import Handler, add_parsers
 from .observe import cli as observe
 
 EXIT_FAILED = 1
@@ -42,9 +49,12 @@ EXIT_NOT_RUNNING = 3
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script exits with it)."""
-    args = _parser().parse_args(argv)
+    parser, tools = _parser()
+    args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command in tools:  # no running tree involved
+        return tools[args.command](args)
     try:
         path = client_path(args.name, args.control)
         with Client(path) as client:
@@ -70,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     parser = argparse.ArgumentParser(
         prog="supervision",
         description="Run a supervision tree, or control a running one through its control socket.",
@@ -97,18 +107,28 @@ def _parser() -> argparse.ArgumentParser:
     status = command("status", "show the tree: path, kind, status, pid, CPU %, RSS, uptime, restarts, last exit")
     status.add_argument("path", nargs="?", help="only this child and what is under it")
     status.add_argument("--json", action="store_true", help="print the status as JSON, for scripts")
-    command("restart", "stop a child (if it runs) and start it again").add_argument("path")
-    stop = command("stop", "stop a child (it stays stopped), or the whole tree without PATH")
-    stop.add_argument("path", nargs="?")
+    paths = "child paths, or all (every child of the root)"
+    command("restart", "stop children (if they run) and start them again").add_argument(
+        "paths", nargs="+", metavar="PATH", help=paths
+    )
+    stop = command("stop", "stop children (they stay stopped), or the whole tree without PATH")
+    stop.add_argument("paths", nargs="*", metavar="PATH", help=paths)
     stop.add_argument("--no-wait", action="store_true", help="do not wait until the tree has stopped")
-    command("start", "start a stopped child again").add_argument("path")
-    command("reload", "reload the tree's source and restart only what changed")
+    command("start", "start stopped children again").add_argument("paths", nargs="+", metavar="PATH", help=paths)
+    signal = command("signal", "send a signal to process children (to all of them without PATH)")
+    signal.add_argument("signal", metavar="SIG", help="a signal name (HUP, USR1, SIGTERM) or number")
+    signal.add_argument(
+        "paths", nargs="*", metavar="PATH", help="process children, or supervisors (every process under them)"
+    )
+    reload = command("reload", "reload the tree's source and restart only what changed")
+    reload.add_argument("--dry-run", action="store_true", help="print what a reload would do, and do nothing")
     logs = command("logs", "print the recent output lines of a process child (or of those under PATH)")
     logs.add_argument("path")
     logs.add_argument("-n", "--lines", type=int, default=100, help="how many lines (default 100)")
     command("reexec", "re-execute the supervisor in place (same pid), keeping its OS children running")
     observe.add_commands(command)
-    return parser
+    tools = add_parsers(commands)
+    return parser, tools
 
 
 # -- run --------------------------------------------------------------------------
@@ -154,17 +174,37 @@ def _status(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _each(client: Client, args: argparse.Namespace, action: str, done: Callable[[dict[str, Any]], str]) -> int:
+    """Carry out ``action`` on each path (``all``: every child of the root), one
+    request each; a failure is reported and the others go on."""
+    names = list(args.paths)
+    top: list[str] = []
+    if "all" in names:
+        top = [child["path"] for child in client.call("status")["children"]]
+    failed = False
+    for path in select(names, top, action):
+        try:
+            result = client.call(action, path=path)
+        except (RequestError, PathError) as exc:  # said on stderr; the other paths go on
+            _error(str(exc))
+            failed = True
+            continue
+        print(f"{result['path']}: {done(result)}")
+    return EXIT_FAILED if failed else 0
+
+
 def _restart(client: Client, args: argparse.Namespace) -> int:
-    result = client.call("restart", path=args.path)
-    print(f"{result['path']}: restarted{_pid(result)}")
-    return 0
+    return _each(client, args, "restart", lambda result: f"restarted{_pid(result)}")
 
 
 def _stop(client: Client, args: argparse.Namespace) -> int:
-    if args.path is not None:  # "" too: the server refuses it, only no argument means the tree
-        result = client.call("stop", path=args.path)
-        print(f"{result['path']}: {'stopped' if result['status'] == 'terminated' else result['status']}")
-        return 0
+    if args.paths:  # [""] too: the server refuses it; only no argument means the tree
+        return _each(
+            client,
+            args,
+            "stop",
+            lambda result: "stopped" if result["status"] == "terminated" else result["status"],
+        )
     client.call("stop")
     if args.no_wait:
         print("stopping")
@@ -175,12 +215,35 @@ def _stop(client: Client, args: argparse.Namespace) -> int:
 
 
 def _start(client: Client, args: argparse.Namespace) -> int:
-    result = client.call("start", path=args.path)
-    print(f"{result['path']}: started{_pid(result)}")
-    return 0
+    return _each(client, args, "start", lambda result: f"started{_pid(result)}")
+
+
+def _signal(client: Client, args: argparse.Namespace) -> int:
+    try:
+        parse_signal(args.signal)
+    except ValueError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    paths = [path for path in args.paths if path != "all"] if "all" not in args.paths else []
+    failed = False
+    for path in paths or [None]:
+        try:
+            result = client.call("signal", signal=args.signal, **({"path": path} if path else {}))
+        except (RequestError, PathError) as exc:
+            _error(str(exc))
+            failed = True
+            continue
+        for sent in result["signalled"]:
+            print(f"{sent['path']}: {result['signal']} sent (pid {sent['pid']})")
+    return EXIT_FAILED if failed else 0
 
 
 def _reload(client: Client, args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from ._core.plan import format_plan
+
+        print(format_plan(client.call("reload", dry_run=True)))
+        return 0
     result = client.call("reload")
     changes = [f"  {field}: {', '.join(paths)}" for field, paths in result.items() if paths]
     print("reloaded:" if changes else "reloaded: nothing changed")
@@ -222,6 +285,7 @@ COMMANDS = {
     "reexec": _reexec,
     "top": observe.top,
     "dashboard": observe.dashboard,
+    "signal": _signal,
 }
 
 

@@ -14,7 +14,8 @@ child or a supervisor carries its ``.path``::
     │   ├── AlreadyStarted              id exists, running
     │   ├── ChildRunning                delete/restart of a running child
     │   ├── ChildRestarting             delete/restart of a child waiting for a retry
-    │   └── SupervisorNotRunning        the supervisor addressed has stopped
+    │   ├── SupervisorNotRunning        the supervisor addressed has stopped
+    │   └── NotAProcess                 a signal for a child that runs no OS process
     ├── TooManyRestarts                 restart intensity exceeded (.path, __cause__)
     ├── ShutdownTimeout                 a worker ignored cancellation past its shutdown (.path)
     ├── ProcessExited                   an OS process exited non-zero or by a signal
@@ -25,7 +26,10 @@ child or a supervisor carries its ``.path``::
     ├── AlreadyRunning                  another live tree serves this control socket
     ├── NotRunning                      no tree serves this control socket
     ├── ConnectionLost (ConnectionError) the tree closed the connection before replying
-    └── SeveralTrees (ValueError)       several trees run and the client named none
+    ├── SeveralTrees (ValueError)       several trees run and the client named none
+    ├── SupervisordError (ValueError)   a supervisord file cannot be converted (.file, .line)
+    ├── ScenarioError (ValueError)      a simulate scenario cannot be read (.line, .column)
+    └── CheckError                      `supervision check`: the target builds no valid tree
 
 :class:`Shutdown` is not an error: a worker raises it to exit with reason
 ``"shutdown"`` (a transient child raising it is not restarted).
@@ -42,7 +46,12 @@ from .paths import Path, format_path, parse_path
 
 
 class SupervisionError(Exception):
-    """Root of every error raised by supervision."""
+    """Root of every error raised by supervision.
+
+    >>> import supervision as sv
+    >>> issubclass(sv.SpecError, sv.SupervisionError), issubclass(sv.TooManyRestarts, sv.SupervisionError)
+    (True, True)
+    """
 
 
 class SpecError(SupervisionError, ValueError):
@@ -52,7 +61,7 @@ class SpecError(SupervisionError, ValueError):
     >>> sv.child("a/b", sv.Supervisor())
     Traceback (most recent call last):
       ...
-    supervision._core.errors.SpecError: a/b: id: must not contain '/'
+    supervision.SpecError: a/b: id: must not contain '/'
     """
 
     def __init__(self, path: Path, field: str, message: str) -> None:
@@ -64,7 +73,20 @@ class SpecError(SupervisionError, ValueError):
 
 
 class StartError(SupervisionError):
-    """A child failed to start. ``.path`` names it; ``__cause__`` says why."""
+    """A child failed to start. ``.path`` names it; ``__cause__`` says why.
+
+    >>> import asyncio, supervision as sv
+    >>> async def db(ctx):
+    ...     raise ConnectionError("no database")      # before ctx.ready()
+    >>> async def main():
+    ...     try:
+    ...         async with sv.start(sv.Supervisor([sv.child("db", db, ready=True)])):
+    ...             pass
+    ...     except sv.StartError as error:
+    ...         print(error.path, repr(error.__cause__))
+    >>> asyncio.run(main())
+    ('db',) ConnectionError('no database')
+    """
 
     def __init__(self, path: Path, message: str = "failed to start") -> None:
         self.path = path
@@ -89,27 +111,100 @@ class PathError(SupervisionError):
 
 
 class NotFound(PathError, LookupError):
-    """No child with that id or path."""
+    """No child with that id or path.
+
+    >>> import asyncio, supervision as sv
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor()) as tree:
+    ...         try:
+    ...             await tree.terminate_child("nope")
+    ...         except LookupError as error:          # NotFound is also a LookupError
+    ...             print(type(error).__name__, error)
+    >>> asyncio.run(main())
+    NotFound nope: no such child
+    """
 
 
 class AlreadyPresent(PathError):
-    """A child with that id exists but is not running."""
+    """A child with that id exists but is not running.
+
+    >>> import asyncio, supervision as sv
+    >>> async def job(ctx):
+    ...     await asyncio.Event().wait()
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor([sv.child("job", job)])) as tree:
+    ...         await tree.terminate_child("job")     # stopped, its spec kept
+    ...         try:
+    ...             await tree.start_child(sv.child("job", job))
+    ...         except sv.AlreadyPresent as error:
+    ...             print(type(error).__name__, error)
+    >>> asyncio.run(main())
+    AlreadyPresent job: ...
+    """
 
 
 class AlreadyStarted(PathError):
-    """A child with that id exists and is running."""
+    """A child with that id exists and is running.
+
+    >>> import asyncio, supervision as sv
+    >>> async def web(ctx):
+    ...     await asyncio.Event().wait()
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor([sv.child("web", web)])) as tree:
+    ...         try:
+    ...             await tree.start_child(sv.child("web", web))
+    ...         except sv.AlreadyStarted as error:
+    ...             print(type(error).__name__, error)
+    >>> asyncio.run(main())
+    AlreadyStarted web: already running
+    """
 
 
 class ChildRunning(PathError):
-    """The operation needs a terminated child, and this one is running."""
+    """The operation needs a terminated child, and this one is running.
+
+    >>> import asyncio, supervision as sv
+    >>> async def w(ctx):
+    ...     await asyncio.Event().wait()
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor([sv.child("w", w)])) as tree:
+    ...         try:
+    ...             await tree.delete_child("w")       # terminate_child("w") first
+    ...         except sv.ChildRunning as error:
+    ...             print(type(error).__name__, error)
+    >>> asyncio.run(main())
+    ChildRunning w: running
+    """
 
 
 class ChildRestarting(PathError):
-    """The child is waiting for a restart retry or a backoff delay."""
+    """The child is waiting for a restart retry or a backoff delay.
+
+    >>> import supervision as sv
+    >>> from supervision.testing import Crash, FailNextStart, RestartChild, Simulator
+    >>> async def w(ctx): ...
+    >>> sim = Simulator(sv.Supervisor([sv.child("w", w)]), immediate_retries=False)
+    >>> sim.start()
+    >>> sim.apply(FailNextStart("w")); sim.apply(Crash("w"))    # w waits for its retry
+    >>> type(sim.apply(RestartChild("w"))).__name__
+    'ChildRestarting'
+    """
 
 
 class SupervisorNotRunning(PathError):
-    """The supervisor addressed has stopped (or not started yet)."""
+    """The supervisor addressed has stopped (or not started yet).
+
+    >>> import asyncio, supervision as sv
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor()) as tree:
+    ...         pass
+    ...     try:
+    ...         tree.which_children()                 # the tree has stopped
+    ...     except sv.SupervisorNotRunning as error:
+    ...         print(type(error).__name__)
+    >>> asyncio.run(main())
+    SupervisorNotRunning
+    """
 
 
 class TooManyRestarts(SupervisionError):
@@ -117,6 +212,19 @@ class TooManyRestarts(SupervisionError):
 
     ``.path`` is the supervisor's path (``()`` for the root); ``__cause__`` is the
     error of the last exit that called for a restart.
+
+    >>> import asyncio, supervision as sv
+    >>> async def flaky(ctx):
+    ...     raise RuntimeError("boom")
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor([sv.child("flaky", flaky)], intensity=2)) as tree:
+    ...         try:
+    ...             await tree.wait()
+    ...         except sv.TooManyRestarts as error:
+    ...             print(error.path, repr(error.__cause__))
+    >>> asyncio.run(main())
+    () RuntimeError('boom')
+
     """
 
     def __init__(self, path: Path, intensity: int, period: float) -> None:
@@ -131,6 +239,26 @@ class ShutdownTimeout(SupervisionError):
 
     A Python task cannot be killed: the supervisor reports it, treats it as
     killed, and goes on. The task is left running in the background.
+
+    >>> import asyncio, supervision as sv
+    >>> async def slow(ctx):
+    ...     try:
+    ...         await asyncio.Event().wait()
+    ...     except asyncio.CancelledError:
+    ...         await asyncio.sleep(0.1)              # a cleanup longer than its shutdown
+    >>> async def main():
+    ...     spec = sv.Supervisor([sv.child("slow", slow, shutdown=0.01)])
+    ...     async with sv.start(spec) as tree:
+    ...         await asyncio.sleep(0)                # let it reach its first await
+    ...         events = tree.events()
+    ...         await tree.terminate_child("slow")
+    ...         async for event in events:
+    ...             print(type(event.error).__name__)
+    ...             break
+    ...         await asyncio.wait(tree.abandoned)    # it ends by itself, later
+    >>> asyncio.run(main())
+    ShutdownTimeout
+
     """
 
     def __init__(self, path: Path, timeout: float) -> None:
@@ -144,6 +272,17 @@ class ReloadError(SupervisionError):
 
     ``.path`` names the child at fault when there is one (a ``migrate`` that
     raised), else it is None.
+
+    >>> import asyncio, supervision as sv
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor()) as tree:      # a bare spec: nothing to re-import
+    ...         try:
+    ...             await tree.reload()
+    ...         except sv.ReloadError:
+    ...             print("rejected; running:", not tree.stopped)
+    >>> asyncio.run(main())
+    rejected; running: True
+
     """
 
     def __init__(self, message: str, path: Path | None = None) -> None:
@@ -155,6 +294,18 @@ class Shutdown(Exception):
     """Raised by a worker to exit with reason ``"shutdown"``.
 
     A permanent child is restarted; a transient or temporary one is not.
+
+    >>> import asyncio, supervision as sv
+    >>> async def once(ctx):
+    ...     raise sv.Shutdown("done for today")      # reason "shutdown": transient, not restarted
+    >>> async def main():
+    ...     spec = sv.Supervisor([sv.child("once", once, restart="transient")])
+    ...     async with sv.start(spec) as tree:
+    ...         await asyncio.sleep(0.01)
+    ...         print(tree.which_children()[0].status.value)
+    >>> asyncio.run(main())
+    terminated
+
     """
 
     def __init__(self, reason: Any = None) -> None:
@@ -169,6 +320,20 @@ class ProcessExited(SupervisionError):
 
     ``exit_status`` is the status it exited with (None if killed), ``signal``
     the number of the signal that killed it (None if it exited).
+
+    >>> import asyncio, sys, supervision as sv
+    >>> async def main():
+    ...     spec = sv.Supervisor([sv.process("p", [sys.executable, "-c", "raise SystemExit(3)"])],
+    ...                          intensity=0)
+    ...     async with sv.start(spec) as tree:
+    ...         try:
+    ...             await tree.wait()
+    ...         except sv.TooManyRestarts as error:
+    ...             exited = error.__cause__
+    ...             print(type(exited).__name__, exited.exit_status, exited.signal)
+    >>> asyncio.run(main())
+    ProcessExited 3 None
+
     """
 
     def __init__(
@@ -233,6 +398,46 @@ class ConnectionLost(SupervisionError, ConnectionError):
 
 class SeveralTrees(SupervisionError, ValueError):
     """A client gave no ``--name`` and several trees are running: bad usage."""
+
+
+class SupervisordError(SupervisionError, ValueError):
+    """A supervisord configuration file cannot be converted (``supervision
+    import-supervisord``): ``.file`` and ``.line`` (1-based, or None) say where."""
+
+    def __init__(self, file: str, line: int | None, message: str) -> None:
+        self.file = file
+        self.line = line
+        self.message = message
+        super().__init__(f"{file}:{line}: {message}" if line is not None else f"{file}: {message}")
+
+
+class ScenarioError(SupervisionError, ValueError):
+    """A scenario of ``supervision simulate`` cannot be read: ``.line`` and
+    ``.column`` (1-based) say where, ``excerpt()`` shows it."""
+
+    def __init__(self, text: str, offset: int, message: str) -> None:
+        self.text = text
+        self.offset = offset
+        self.line = text.count("\n", 0, offset) + 1
+        self.column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        self.message = message
+        super().__init__(f"{self.line}:{self.column}: {message}")
+
+    def excerpt(self) -> str:
+        """The line at fault with a caret under the place."""
+        start = self.text.rfind("\n", 0, self.offset) + 1
+        end = self.text.find("\n", self.offset)
+        line = self.text[start : end if end != -1 else len(self.text)]
+        return f"  {line}\n  {' ' * (self.column - 1)}^"
+
+
+class CheckError(SupervisionError):
+    """``supervision check``: a target does not build a valid tree; the message says where and why."""
+
+
+class NotAProcess(PathError):
+    """A signal was asked for a child that runs no OS process (a worker, or a
+    process that is not running), or a supervisor with none running under it."""
 
 
 # -- the wire form ------------------------------------------------------------------

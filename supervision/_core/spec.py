@@ -38,7 +38,14 @@ class Kind(enum.StrEnum):
 
 
 class Strategy(enum.StrEnum):
-    """How a supervisor restarts its children when one of them fails."""
+    """How a supervisor restarts its children when one of them fails.
+
+    >>> import supervision as sv
+    >>> sv.Supervisor(strategy="rest_for_one").strategy is sv.Strategy.REST_FOR_ONE
+    True
+    >>> list(sv.Supervisor(strategy=sv.Strategy.REST_FOR_ONE).plan(("a", "b", "c"), "b"))
+    ['b', 'c']
+    """
 
     ONE_FOR_ONE = "one_for_one"
     """Restart the failed child only."""
@@ -49,7 +56,15 @@ class Strategy(enum.StrEnum):
 
 
 class Restart(enum.StrEnum):
-    """When a child is restarted after it exits."""
+    """When a child is restarted after it exits.
+
+    >>> import supervision as sv
+    >>> async def w(ctx): ...
+    >>> sv.child("w", w, restart="temporary").restart is sv.Restart.TEMPORARY
+    True
+    >>> [restart.value for restart in sv.Restart]
+    ['permanent', 'transient', 'temporary']
+    """
 
     PERMANENT = "permanent"
     """Always restarted."""
@@ -60,7 +75,15 @@ class Restart(enum.StrEnum):
 
 
 class AutoShutdown(enum.StrEnum):
-    """When significant children exiting make their supervisor stop (OTP 24)."""
+    """When significant children exiting make their supervisor stop (OTP 24).
+
+    >>> import supervision as sv
+    >>> async def job(ctx): ...
+    >>> spec = sv.Supervisor([sv.child("job", job, restart="transient", significant=True)],
+    ...                      auto_shutdown="any_significant")
+    >>> spec.auto_shutdown is sv.AutoShutdown.ANY_SIGNIFICANT, sv.AutoShutdown.NEVER == "never"
+    (True, True)
+    """
 
     NEVER = "never"
     ANY_SIGNIFICANT = "any_significant"
@@ -76,9 +99,20 @@ class _Special(enum.Enum):
 
 
 BRUTAL_KILL: Final = _Special.BRUTAL_KILL
-"""``shutdown=BRUTAL_KILL``: kill the child at once, without asking it to stop."""
+"""``shutdown=BRUTAL_KILL``: kill the child at once, without asking it to stop.
+
+>>> import supervision as sv
+>>> async def cache(ctx): ...
+>>> sv.child("cache", cache, shutdown=sv.BRUTAL_KILL).shutdown is sv.BRUTAL_KILL
+True
+"""
 INFINITY: Final = _Special.INFINITY
-"""``shutdown=INFINITY``: wait for ever for the child to stop."""
+"""``shutdown=INFINITY``: wait for ever for the child to stop.
+
+>>> import supervision as sv
+>>> sv.child("db", sv.Supervisor()).shutdown is sv.INFINITY   # a supervisor's default
+True
+"""
 
 ShutdownSpec: TypeAlias = "float | Literal[_Special.BRUTAL_KILL, _Special.INFINITY]"
 
@@ -153,6 +187,7 @@ class Backoff:
     ``maximum``. A child that stays running ``reset_after`` seconds (None: ``maximum``)
     starts again at n = 1. The intensity window still decides when to give up.
 
+    >>> import random
     >>> Backoff(initial=0.5, jitter=0).delay(3, random.Random(0))
     2.0
     """
@@ -207,6 +242,15 @@ class ChildSpec:
 
     ``start`` is an ``async def f(ctx)`` function (a worker), a :class:`Supervisor`
     (a nested supervisor) or a ``Process`` (an OS process, see :func:`process`).
+
+    >>> import dataclasses, supervision as sv
+    >>> async def w(ctx): ...
+    >>> spec = sv.child("w", w, restart="transient")
+    >>> print(spec.kind, spec.restart, spec.initial_state)
+    worker transient pmap({})
+    >>> dataclasses.replace(spec, shutdown=1.0).shutdown
+    1.0
+
     """
 
     id: str

@@ -122,9 +122,10 @@ def process(
     - ``intensity``, ``period``, ``backoff``: a restart limit and a backoff of the
       child's own, as for :func:`~supervision.child`.
 
+    >>> import supervision as sv
     >>> spec = process("web", ["python", "-m", "http.server", "8000"], ready=sv.ready.port(8000))
-    >>> spec.kind
-    'process'
+    >>> spec.kind == "process"
+    True
     """
     path: Path = (id,) if isinstance(id, str) else ()
     if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence):

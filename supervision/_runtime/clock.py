@@ -17,7 +17,16 @@ class TimerHandle(Protocol):
 
 
 class Clock(Protocol):
-    """What the runtime needs of a clock: the time, and callbacks at a time."""
+    """What the runtime needs of a clock: the time, and callbacks at a time.
+
+    >>> import supervision as sv
+    >>> from supervision.testing import ManualClock
+    >>> clock: sv.Clock = ManualClock()        # any object with now() and call_at()
+    >>> fired = []
+    >>> handle = clock.call_at(2.0, lambda: fired.append(clock.now()))
+    >>> clock.advance(3.0); fired
+    [2.0]
+    """
 
     def now(self) -> float:
         """Seconds on a monotonic scale."""
@@ -29,7 +38,18 @@ class Clock(Protocol):
 
 
 class LoopClock:
-    """The default clock: the running event loop's monotonic time and timers."""
+    """The default clock: the running event loop's monotonic time and timers.
+
+    >>> import asyncio, supervision as sv
+    >>> async def main():
+    ...     clock = sv.LoopClock()                    # the running loop's time and timers
+    ...     fired = asyncio.Event()
+    ...     clock.call_at(clock.now() + 0.01, fired.set)
+    ...     await fired.wait()
+    ...     print(clock.now() <= asyncio.get_running_loop().time())
+    >>> asyncio.run(main())
+    True
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop if loop is not None else asyncio.get_running_loop()

@@ -70,7 +70,19 @@ class Context:
 
 
 def current() -> Context:
-    """The context of the worker running now. ``LookupError`` outside a worker."""
+    """The context of the worker running now. ``LookupError`` outside a worker.
+
+    >>> import asyncio, supervision as sv
+    >>> def where_am_i() -> str:                     # deep in a worker's call stack
+    ...     return "/".join(sv.current().path)
+    >>> async def w(ctx):
+    ...     print(where_am_i())
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor([sv.child("db", sv.Supervisor([sv.child("w", w)]))])):
+    ...         await asyncio.sleep(0)
+    >>> asyncio.run(main())
+    db/w
+    """
     try:
         return _current.get()
     except LookupError:

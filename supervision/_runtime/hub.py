@@ -36,6 +36,23 @@ class EventStream:
 
     It ends when the tree stops. Break out of it (or call :meth:`aclose`) to
     unsubscribe early.
+
+    >>> import asyncio, supervision as sv
+    >>> from supervision.testing import crash
+    >>> async def w(ctx):
+    ...     await asyncio.Event().wait()
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor([sv.child("w", w)])) as tree:
+    ...         events = tree.events()                 # subscribed from here on
+    ...         crash(tree, "w")
+    ...         async for event in events:
+    ...             print(type(event).__name__, event.path)
+    ...             if isinstance(event, sv.ChildStarted):
+    ...                 break
+    >>> asyncio.run(main())
+    ChildExited ('w',)
+    ChildStarted ('w',)
+
     """
 
     def __init__(self, hub: EventHub, prefix: Path, maxsize: int) -> None:

@@ -24,6 +24,7 @@ from .._core.messages import (
     Update,
 )
 from .._core.paths import Path, format_path, parse_path
+from .._core.plan import DryRun, explain
 from .._core.snapshot import PathStore, plan_migrations
 from .._core.spec import ChildSpec, Kind, Supervisor
 from .._core.status import ChildCounts, ChildInfo, IntensityFill, Status
@@ -43,7 +44,20 @@ logger = logging.getLogger("supervision")
 
 class Handle:
     """A supervisor in a running tree, by path. It resolves its path on every
-    call, so it stays valid across restarts of the supervisor it names."""
+    call, so it stays valid across restarts of the supervisor it names.
+
+    >>> import asyncio, supervision as sv
+    >>> async def w(ctx):
+    ...     await asyncio.Event().wait()
+    >>> async def main():
+    ...     db = sv.Supervisor([sv.child("pool", w)])
+    ...     async with sv.start(sv.Supervisor([sv.child("db", db)])) as tree:
+    ...         handle = tree.at("db")                # a sv.Handle
+    ...         await handle.terminate_child("pool")
+    ...         print([(c.id, c.status.value) for c in handle.which_children()])
+    >>> asyncio.run(main())
+    [('pool', 'terminated')]
+    """
 
     def __init__(self, tree: Tree, path: Path) -> None:
         self._tree = tree
@@ -127,7 +141,19 @@ class Handle:
 
 
 class Tree(Handle):
-    """A running tree: the root's handle, plus the tree-wide operations."""
+    """A running tree: the root's handle, plus the tree-wide operations.
+
+    >>> import asyncio, supervision as sv
+    >>> async def w(ctx):
+    ...     await asyncio.Event().wait()
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor([sv.child("w", w)])) as tree:   # a sv.Tree
+    ...         print([c.id for c in tree.which_children()], tree.stopped)
+    ...     print(tree.stopped)
+    >>> asyncio.run(main())
+    ['w'] False
+    True
+    """
 
     def __init__(self, runtime: Runtime, runner: SupervisorRunner, source: Source) -> None:
         self._runtime = runtime
@@ -208,6 +234,51 @@ class Tree(Handle):
                 self._reject(exc)
             assert swap.spec is not None
             return await self._apply(swap.spec, swap)
+
+    async def plan_reload(self) -> DryRun:
+        """What ``reload()`` would do now, without doing it (``reload --dry-run``).
+
+        The source is re-imported and the spec built as for a reload, diffed
+        against the running tree, and the modules put back as they were. Raises
+        ``ReloadError`` where ``reload()`` would reject the reload (no event is
+        emitted: nothing happened).
+        """
+        async with self._reloading:
+            if self._reloader is None:
+                assert self._not_reloadable is not None
+                raise self._not_reloadable
+            try:
+                swap = self._reloader.load()
+            except Exception as exc:
+                error = ReloadError(f"reload rejected: {exc!r}")
+                raise error from exc
+            try:
+                assert swap.spec is not None
+                if not isinstance(swap.spec, Supervisor):
+                    raise SpecError((), "spec", f"a reload needs a Supervisor, got {swap.spec!r}")
+                if self._root.finished is not None:
+                    raise SupervisorNotRunning("the tree has stopped")
+                return self.plan_update(swap.spec)
+            except ReloadError:
+                raise
+            except Exception as exc:
+                raise ReloadError(f"reload rejected: {exc!r}") from exc
+            finally:
+                swap.rollback()
+
+    def plan_update(self, spec: Supervisor) -> DryRun:
+        """What ``update(spec)`` would do now, without doing it (see ``_plan``)."""
+        found: dict[Path, Status] = {}
+
+        def walk(handle: Handle) -> None:
+            for info in handle.which_children():
+                path = (*handle.path, info.id)
+                found[path] = info.status
+                if info.kind == "supervisor" and info.status is Status.RUNNING:
+                    walk(handle.at(info.id))
+
+        walk(self)
+        return explain(self.spec, spec, found.get)
 
     async def update(self, spec: Supervisor) -> ReloadApplied:
         """Apply the diff between the running tree and ``spec``, as ``reload()``
@@ -413,9 +484,9 @@ class _Starting:
         too (a child that crashes at once, say). Taken later, it is the same as
         ``tree.events()``; after the tree has stopped, it is empty.
 
-        >>> starting = sv.start(build)
-        >>> events = starting.events()
-        >>> async with starting as tree: ...
+        >>> starting = sv.start(build)  # doctest: +SKIP
+        >>> events = starting.events()  # doctest: +SKIP
+        >>> async with starting as tree: ...  # doctest: +SKIP
         """
         return self._hub.stream((), maxsize)
 

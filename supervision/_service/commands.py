@@ -11,6 +11,7 @@ the tree through its public API.
 from __future__ import annotations
 
 import os
+import signal as _signal
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ from .._runtime.runner import SupervisorRunner
 from .._runtime.tree import Handle, Tree
 from ..observe.figures import intensity
 from ..observe.observer import Observer
+from .operate import parse_signal, signal_processes
 from .protocol import VERSION, ServiceState
 from .recorder import OutputLog, Recorder
 
@@ -57,6 +59,8 @@ class Host(Protocol):
 
     async def reload(self) -> dict[str, Any]: ...
 
+    async def plan_reload(self) -> dict[str, Any]: ...
+
     async def reexec(self) -> dict[str, Any]: ...
 
 
@@ -74,6 +78,7 @@ class Commands:
             "reload": self.reload,
             "reexec": self.reexec,
             "logs": self.logs,
+            "signal": self.signal,
         }
 
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +155,30 @@ class Commands:
         return self._brief(runner, path)
 
     async def reload(self, request: dict[str, Any]) -> dict[str, Any]:
+        dry_run = request.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise RequestError("BadRequest", "'dry_run' must be true or false")
+        if dry_run:
+            return await self.host.plan_reload()
         return await self.host.reload()
+
+    async def signal(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send a signal to the process at ``path``, or to every process under it
+        (no path: the whole tree)."""
+        tree = self._tree()
+        path = _path(request, required=False)
+        value = request.get("signal")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise RequestError("BadRequest", "'signal' must be a signal name or number")
+        try:
+            signum = parse_signal(str(value))
+        except ValueError as exc:
+            raise RequestError("BadSignal", str(exc)) from None
+        sent = signal_processes(tree, path, signum)  # NotFound, NotAProcess: the tree refuses
+        return {
+            "signal": _signal.Signals(signum).name,
+            "signalled": [{"path": format_path(s.path), "pid": s.pid} for s in sent],
+        }
 
     async def reexec(self, request: dict[str, Any]) -> dict[str, Any]:
         return await self.host.reexec()

@@ -240,6 +240,19 @@ class Service:
                     self.state = ServiceState.RUNNING
                     self.notifier.ready(status)
 
+    async def plan_reload(self) -> dict[str, Any]:
+        """What a reload would do (``supervision reload --dry-run``), without doing it.
+        A reload that would be rejected raises ``RequestError("ReloadError", why)``."""
+        tree = self.tree
+        if tree is None or self.state != "running":
+            raise RequestError("NotRunning", f"cannot plan a reload: the tree is {self.state}")
+        assert self._reload_lock is not None
+        async with self._reload_lock:  # not while a reload or re-exec runs
+            try:
+                return (await tree.plan_reload()).to_json()
+            except ReloadError as exc:
+                raise RequestError("ReloadError", rejection(exc)) from exc
+
     async def reexec(self) -> dict[str, Any]:
         """Re-execute in place (``supervision reexec``). On success this never
         returns: the new image answers the request, on the same connection. A

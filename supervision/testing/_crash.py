@@ -13,7 +13,22 @@ if TYPE_CHECKING:
 
 
 class InjectedCrash(Exception):
-    """The default error of :func:`crash`."""
+    """The default error of :func:`crash`.
+
+    >>> import asyncio, supervision as sv
+    >>> from supervision.testing import crash
+    >>> async def w(ctx):
+    ...     await asyncio.Event().wait()
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor([sv.child("w", w)])) as tree:
+    ...         events = tree.events()
+    ...         crash(tree, "w")
+    ...         async for event in events:
+    ...             print(type(event.error).__name__)
+    ...             break
+    >>> asyncio.run(main())
+    InjectedCrash
+    """
 
 
 def crash(tree: Handle, path: str | Path, exc: BaseException | None = None) -> None:
@@ -22,6 +37,22 @@ def crash(tree: Handle, path: str | Path, exc: BaseException | None = None) -> N
     A worker's task is cancelled and its exit reported as a crash with ``exc``;
     an OS process is sent SIGKILL; a nested supervisor stops its children and
     then exits as crashed. The supervisor reacts as to any crash.
+
+    >>> import asyncio, supervision as sv
+    >>> from supervision.testing import crash
+    >>> async def w(ctx):
+    ...     await asyncio.Event().wait()
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor([sv.child("w", w)])) as tree:
+    ...         events = tree.events()
+    ...         crash(tree, "w", RuntimeError("injected"))
+    ...         async for event in events:
+    ...             if isinstance(event, sv.ChildStarted):
+    ...                 print(tree.which_children()[0].starts)
+    ...                 break
+    >>> asyncio.run(main())
+    2
+
     """
     full = parse_path(path)
     if not full:

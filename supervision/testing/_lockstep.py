@@ -20,7 +20,12 @@ from .model import Model
 
 
 class Disagreement(AssertionError):
-    """The core and the model disagree. The message says where."""
+    """The core and the model disagree. The message says where.
+
+    >>> from supervision.testing import Disagreement
+    >>> issubclass(Disagreement, AssertionError)     # a failure, for any test runner
+    True
+    """
 
 
 class Lockstep:
