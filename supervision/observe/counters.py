@@ -25,17 +25,16 @@ from .._core.events import (
 )
 from .figures import event_json
 
-Path = tuple[str, ...]
-
 
 class Counters:
-    """Counts and recent history, from the tree's events."""
+    """Counts and recent history, from the tree's events, by path as the status
+    JSON writes it (``"db/pool"``)."""
 
     def __init__(self, *, max_paths: int = 10_000, max_restarts: int = 32, max_events: int = 64) -> None:
         self.max_paths = max_paths
         self.max_restarts = max_restarts
-        self.start_failures: OrderedDict[Path, int] = OrderedDict()
-        self.restarts: OrderedDict[Path, deque[float]] = OrderedDict()
+        self.start_failures: OrderedDict[str, int] = OrderedDict()
+        self.restarts: OrderedDict[str, deque[float]] = OrderedDict()
         self.reloads = {"applied": 0, "rejected": 0}
         self.events: deque[dict[str, Any]] = deque(maxlen=max_events)
         self.gave_up: BaseException | None = None
@@ -47,14 +46,16 @@ class Counters:
         self.events.append(described)
         if isinstance(event, ChildStarted):
             if event.starts > 1:
-                times = self.restarts.get(event.path)
+                path = described["path"]
+                times = self.restarts.get(path)
                 if times is None:
-                    times = self.restarts[event.path] = deque(maxlen=self.max_restarts)
+                    times = self.restarts[path] = deque(maxlen=self.max_restarts)
                 times.append(event.time)
-                _touch(self.restarts, event.path, self.max_paths)
+                _touch(self.restarts, path, self.max_paths)
         elif isinstance(event, ChildStartFailed):
-            self.start_failures[event.path] = self.start_failures.get(event.path, 0) + 1
-            _touch(self.start_failures, event.path, self.max_paths)
+            path = described["path"]
+            self.start_failures[path] = self.start_failures.get(path, 0) + 1
+            _touch(self.start_failures, path, self.max_paths)
         elif isinstance(event, ReloadApplied):
             self.reloads["applied"] += 1
         elif isinstance(event, ReloadRejected):
@@ -67,14 +68,14 @@ class Counters:
         async for event in events:
             self.observe(event)
 
-    def recent_restarts(self, path: Path, now: float, window: float = 600.0) -> list[float]:
+    def recent_restarts(self, path: str, now: float, window: float = 600.0) -> list[float]:
         """How long ago (seconds, newest last) the restarts of ``path`` within ``window`` happened."""
         times = self.restarts.get(path)
         if not times:
             return []
         return [round(now - when, 3) for when in times if now - when <= window]
 
-    def figures(self, path: Path, now: float) -> dict[str, Any]:
+    def figures(self, path: str, now: float) -> dict[str, Any]:
         """The fields this adds to a child's node in the status JSON."""
         return {
             "start_failures": self.start_failures.get(path, 0),
@@ -82,7 +83,7 @@ class Counters:
         }
 
 
-def _touch(table: OrderedDict[Path, Any], key: Path, limit: int) -> None:
+def _touch(table: OrderedDict[str, Any], key: str, limit: int) -> None:
     table.move_to_end(key)
     while len(table) > limit:
         table.popitem(last=False)

@@ -22,10 +22,6 @@ RECENT_EVENTS = 20
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-def _parse(path: str) -> tuple[str, ...]:
-    return tuple(part for part in path.split("/") if part)
-
-
 class Observer:
     """Counts from events, figures on request. Nothing here runs by itself."""
 
@@ -45,8 +41,11 @@ class Observer:
         status["escalating"] = counters.gave_up is not None
         status["reloads"] = dict(counters.reloads)
         status["events"] = list(counters.events)[-RECENT_EVENTS:]
+        failures, restarts = counters.start_failures, counters.restarts
         for node, _ in walk(status):
-            node.update(counters.figures(_parse(node["path"]), now))
+            path = node["path"]
+            node["start_failures"] = failures.get(path, 0)
+            node["recent_restarts"] = counters.recent_restarts(path, now) if path in restarts else []
         if resources:
             usage = await self.sampler.sample_async(process_pids(status))
             add_resources(status, usage)
