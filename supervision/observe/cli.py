@@ -13,8 +13,11 @@ import sys
 from typing import Any, Protocol
 
 from .figures import size
-from .logs import FORMATS
 from .tokens import read_token, token_path
+
+LOG_FORMATS = ("auto", "text", "json", "journal")
+"""``--log-format`` (``logs.FORMATS``, named here so that ``supervision status``
+does not load ``logging`` to build its parser)."""
 
 
 class Client(Protocol):
@@ -37,7 +40,7 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--log-format",
-        choices=FORMATS,
+        choices=LOG_FORMATS,
         default="auto",
         help="the supervisor's log: text, json (one object per line), journal (journald fields); "
         "auto: journal under systemd, else text",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 
 
 def token_path(control: str) -> str:
@@ -22,6 +21,8 @@ def token_path(control: str) -> str:
 def write_token(path: str) -> str:
     """Make a new token and write it to ``path``, born 0600 (replacing an old file
     atomically). Returns the token."""
+    import secrets  # here: the short-lived client commands read tokens, they never make one
+
     token = secrets.token_urlsafe(32)
     temporary = f"{path}.{os.getpid()}.tmp"
     with contextlib.suppress(FileNotFoundError):

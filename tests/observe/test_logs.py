@@ -121,3 +121,9 @@ def test_termination_message_has_the_reason_and_the_newest_events(tmp_path: obje
     assert "web ChildStarted starts=200 pid=1199" in lines[-2]
     assert not termination.write(os.path.join(str(tmp_path), "no", "such", "dir"), reason, ())
     assert termination.message("x" * 5000, ()) == "x" * 4096
+
+
+def test_the_command_line_offers_every_log_format() -> None:
+    from supervision.observe.cli import LOG_FORMATS
+
+    assert LOG_FORMATS == logs.FORMATS
