@@ -3,7 +3,10 @@
 ::
 
     supervision run TARGET [--name N] [--control PATH | --no-control] [--debug]
+                           [--http ADDR] [--termination-log PATH] [--log-format FORMAT]
     supervision status [PATH] [--json]
+    supervision top [--interval SECONDS]
+    supervision dashboard
     supervision restart PATH... | all
     supervision stop [PATH... | all] [--no-wait]
     supervision start PATH... | all
@@ -38,6 +41,7 @@ from ._process.proc import signal_name
 from ._service.client import Client, client_path
 from ._service.operate import parse_signal, select
 from ._tools import Handler, add_parsers
+from .observe import cli as observe
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -100,7 +104,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     run.add_argument(
         "--debug", action="store_true", help="log at DEBUG, with whole tracebacks (a tree that fails to build, say)"
     )
-    status = command("status", "show the tree: path, kind, status, pid, uptime, restarts, last exit")
+    observe.add_run_options(run)
+    status = command("status", "show the tree: path, kind, status, pid, CPU %, RSS, uptime, restarts, last exit")
     status.add_argument("path", nargs="?", help="only this child and what is under it")
     status.add_argument("--json", action="store_true", help="print the status as JSON, for scripts")
     paths = "child paths, or all (every child of the root)"
@@ -126,6 +131,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     logs.add_argument("-n", "--lines", type=int, default=100, help="how many lines (default 100)")
     logs.add_argument("-f", "--follow", action="store_true", help="then print new lines as they come, until Ctrl-C")
     command("reexec", "re-execute the supervisor in place (same pid), keeping its OS children running")
+    observe.add_commands(command)
     tools = add_parsers(commands)
     return parser, tools
 
@@ -145,13 +151,16 @@ def _run(args: argparse.Namespace) -> int:
             level=logging.DEBUG, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     control: Any = None if args.no_control else args.control
-    kwargs: dict[str, Any] = {"name": args.name}
+    kwargs: dict[str, Any] = {"name": args.name, **observe.run_options(args)}
     if control is not None or args.no_control:
         kwargs["control"] = control
     try:
         run(args.target, **kwargs)
-    except ValueError as exc:  # a bad --name
+    except ValueError as exc:  # a bad --name or --http
         _error(str(exc))
+        return EXIT_USAGE
+    except ImportError as exc:  # --http without the extra
+        _error(f"--http needs supervision[http] ({exc}): pip install 'supervision[http]'")
         return EXIT_USAGE
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_FAILED
@@ -355,6 +364,8 @@ COMMANDS = {
     "reload": _reload,
     "logs": _logs,
     "reexec": _reexec,
+    "top": observe.top,
+    "dashboard": observe.dashboard,
     "signal": _signal,
     "scale": _scale,
 }
@@ -367,15 +378,18 @@ def format_status(status: dict[str, Any]) -> str:
     """The human view of a ``status`` result: a header, then one row per child,
     indented by depth."""
     header = f"{status['name']}: {status['state']}, pid {status['pid']}, up {duration(status['uptime'])}"
-    rows = [("PATH", "KIND", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST EXIT")]
+    rows = [("PATH", "KIND", "STATUS", "PID", "CPU%", "RSS", "UPTIME", "RESTARTS", "LAST EXIT")]
 
     def add(node: dict[str, Any], depth: int) -> None:
+        cpu, rss = observe.figures(node)
         rows.append(
             (
                 "  " * depth + node["path"],
                 node["kind"],
                 node["status"],
                 str(node["pid"]) if node["pid"] is not None else "-",
+                cpu,
+                rss,
                 duration(node["uptime"]) if node["uptime"] is not None else "-",
                 str(node["restarts"]),
                 last_exit(node["last_exit"]),

@@ -60,6 +60,14 @@ class ChildInfo:
     pid: int | None = None
 
 
+class IntensityFill(NamedTuple):
+    """``Handle.intensity()``: restarts within the last ``period`` seconds, against ``intensity``."""
+
+    restarts: int
+    intensity: int
+    period: float
+
+
 class ChildCounts(NamedTuple):
     """``count_children()``: specs, active (running), supervisors, workers (processes included).
 

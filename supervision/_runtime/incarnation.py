@@ -79,6 +79,12 @@ class Runtime:
             restored=restored,
         )
 
+    def emit(self, event: Event) -> None:
+        """Tell the observers, then the ``events()`` readers and the log."""
+        for observer in self.observers:
+            observer(event)
+        self.hub.publish(event)
+
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = self.loop.create_task(coroutine, name=name)
         self.operations.add(task)

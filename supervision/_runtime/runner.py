@@ -214,10 +214,7 @@ class SupervisorRunner:
             for effect in effects:
                 kind = type(effect)
                 if kind is Emit:
-                    event = effect.event  # type: ignore[union-attr]
-                    for observer in runtime.observers:
-                        observer(event)
-                    runtime.hub.publish(event)
+                    runtime.emit(effect.event)  # type: ignore[union-attr]
                 elif kind is Start:
                     message = self._start(effect)  # type: ignore[arg-type]
                 elif kind is Adopt:

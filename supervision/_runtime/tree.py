@@ -38,7 +38,7 @@ from .._core.paths import Path, format_path, parse_path
 from .._core.plan import DryRun, explain
 from .._core.snapshot import PathStore, plan_migrations
 from .._core.spec import ChildSpec, Kind, Supervisor
-from .._core.status import ChildCounts, ChildInfo, Status
+from .._core.status import ChildCounts, ChildInfo, IntensityFill, Status
 from .._process.output import OutputSink
 from .._reload.modules import Reloader, Swap
 from .._reload.reexec import claim as claim_handover
@@ -93,6 +93,14 @@ class Handle:
         supervisors = sum(1 for c in children if isinstance(c.spec.start, Supervisor))
         active = sum(1 for c in children if c.status is Status.RUNNING)
         return ChildCounts(len(children), active, supervisors, len(children) - supervisors)
+
+    def intensity(self) -> IntensityFill:
+        """How full this supervisor's intensity window is now: the restarts within
+        its last ``period`` seconds, against its ``intensity``. One more restart
+        than ``intensity`` in the window and it gives up."""
+        runner = self._runner()
+        spec = runner.spec
+        return IntensityFill(runner.core.restarts_within(runner.runtime.clock.now()), spec.intensity, spec.period)
 
     async def start_child(self, *args: Any, **kwargs: Any) -> str:
         """Start a dynamic child; its id.
@@ -357,7 +365,7 @@ class Tree(Handle):
             updated=tuple(dict.fromkeys(applied.updated)),
             reset=reset,
         )
-        runtime.hub.publish(event)
+        runtime.emit(event)
         return event
 
     def _reject(self, cause: Exception) -> NoReturn:
@@ -367,7 +375,7 @@ class Tree(Handle):
         else:
             error = ReloadError(f"reload rejected: {cause!r}")
             error.__cause__ = cause
-        self._runtime.hub.publish(ReloadRejected(path=(), time=self._runtime.clock.now(), error=error))
+        self._runtime.emit(ReloadRejected(path=(), time=self._runtime.clock.now(), error=error))
         raise error
 
     def whereis(self, key: str | Path) -> Any:
@@ -391,7 +399,7 @@ class Tree(Handle):
     def _observe(self, callback: Callable[[Event], None]) -> None:
         """For the service around a root: call ``callback`` with each event of the
         tree synchronously, as its state changes (an ``events()`` reader runs
-        later, in its own task). What ``callback`` records then agrees with a
+        later, in its own task), reloads included. What ``callback`` records then agrees with a
         snapshot of the tree taken at any moment, as ``supervision status`` needs."""
         self._runtime.observers.append(callback)
 

@@ -21,7 +21,9 @@ from .._core.messages import OperatorRestart, RestartChild, Scale, TerminateChil
 from .._core.paths import Path, format_path
 from .._core.status import ChildInfo, Status
 from .._runtime.runner import SupervisorRunner
-from .._runtime.tree import Tree
+from .._runtime.tree import Handle, Tree
+from ..observe.figures import intensity
+from ..observe.observer import Observer
 from .operate import parse_signal, signal_processes
 from .protocol import VERSION, ServiceState
 from .recorder import OutputLog, Recorder
@@ -40,6 +42,16 @@ class Host(Protocol):
     tree: Tree | None
     recorder: Recorder | None
     output: OutputLog
+
+    @property
+    def observer(self) -> Observer | None:
+        """The figures a status carries beyond the tree's own (``observe``)."""
+        ...
+
+    @property
+    def http_url(self) -> str | None:
+        """The URL of the HTTP endpoint (``sv.run(http=...)``), if it serves one."""
+        ...
 
     def now(self) -> float: ...
 
@@ -83,28 +95,39 @@ class Commands:
 
     async def ping(self, request: dict[str, Any]) -> dict[str, Any]:
         host = self.host
-        return {"version": VERSION, "name": host.name, "pid": os.getpid(), "state": host.state}
+        return {"version": VERSION, "name": host.name, "pid": os.getpid(), "state": host.state, "http": host.http_url}
 
     async def status(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The tree, with the figures of ``observe`` (``"resources": false``
+        skips the /proc readings: the probes of the HTTP endpoint need none)."""
         host = self.host
         path = _path(request, required=False)
+        resources = request.get("resources", True)
+        if not isinstance(resources, bool):
+            raise RequestError("BadRequest", "'resources' must be true or false")
         tree = host.tree
         children: list[dict[str, Any]] = []
+        fill = None
         if tree is not None and not tree.stopped:
             if path:
                 children = [self._node(path[:-1], self._info(self._supervisor_of(path), path))]
             else:
                 children = [self._node((), info) for info in tree.which_children()]
+            fill = _intensity(tree)
         elif path:
             raise NotFound.at(path, f"the tree is {host.state}")
-        return {
+        result = {
             "name": host.name,
             "pid": os.getpid(),
             "target": host.target,
             "state": host.state,
             "uptime": round(host.uptime(), 3),
+            "intensity": fill,
             "children": children,
         }
+        if host.observer is not None:
+            await host.observer.decorate(result, resources=resources)
+        return result
 
     async def restart(self, request: dict[str, Any]) -> dict[str, Any]:
         """Stop the child if it runs (or cancel its pending retry), then start it:
@@ -252,11 +275,23 @@ class Commands:
                 tree = self.host.tree
                 assert tree is not None
                 try:
-                    children = [self._node(path, child) for child in tree.at(path).which_children()]
+                    handle = tree.at(path)
+                    children = [self._node(path, child) for child in handle.which_children()]
+                    node["intensity"] = _intensity(handle)
                 except SupervisionError:
                     children = []  # it stopped meanwhile
+            node.setdefault("intensity", None)
             node["children"] = children
         return node
+
+
+def _intensity(handle: Handle) -> dict[str, Any] | None:
+    """A supervisor's intensity fill, as the status carries it (None if it stopped meanwhile)."""
+    try:
+        fill = handle.intensity()
+    except SupervisionError:
+        return None
+    return intensity(fill.restarts, fill.intensity, fill.period)
 
 
 def _path(request: dict[str, Any], *, required: bool = True) -> Path:
