@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     # 'X as X': re-exported for type checkers (the names load lazily, see __getattr__)
     from . import health as health
     from . import ready as ready
+    from ._core.dynamic import DynamicSupervisor as DynamicSupervisor
     from ._core.errors import AlreadyPresent as AlreadyPresent
     from ._core.errors import AlreadyStarted as AlreadyStarted
     from ._core.errors import ChildRestarting as ChildRestarting
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from ._core.errors import StartError as StartError
     from ._core.errors import SupervisionError as SupervisionError
     from ._core.errors import SupervisorNotRunning as SupervisorNotRunning
+    from ._core.errors import TooManyChildren as TooManyChildren
     from ._core.errors import TooManyRestarts as TooManyRestarts
     from ._core.errors import WatchdogTimeout as WatchdogTimeout
     from ._core.events import ChildExited as ChildExited
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     from ._core.events import SupervisorStopped as SupervisorStopped
     from ._core.listen import Listen as Listen
     from ._core.listen import listen as listen
+    from ._core.settings import LogFile as LogFile
     from ._core.spec import BRUTAL_KILL as BRUTAL_KILL
     from ._core.spec import INFINITY as INFINITY
     from ._core.spec import AutoShutdown as AutoShutdown
@@ -65,6 +68,8 @@ if TYPE_CHECKING:
     from ._core.status import ChildInfo as ChildInfo
     from ._core.status import Status as Status
     from ._process.activation import listen_fds as listen_fds
+    from ._process.logfile import log_file as log_file
+    from ._process.logfile import prefixed as prefixed
     from ._process.spec import process as process
     from ._runtime.clock import Clock as Clock
     from ._runtime.clock import LoopClock as LoopClock
@@ -93,6 +98,7 @@ __all__ = [
     "ChildStarted",
     "Clock",
     "Context",
+    "DynamicSupervisor",
     "Event",
     "EventStream",
     "ExitReason",
@@ -100,6 +106,7 @@ __all__ = [
     "HealthChanged",
     "HealthCheckFailed",
     "Listen",
+    "LogFile",
     "LoopClock",
     "NotFound",
     "ProcessExited",
@@ -120,6 +127,7 @@ __all__ = [
     "SupervisorGaveUp",
     "SupervisorNotRunning",
     "SupervisorStopped",
+    "TooManyChildren",
     "TooManyRestarts",
     "Tree",
     "WatchdogTimeout",
@@ -128,6 +136,8 @@ __all__ = [
     "health",
     "listen",
     "listen_fds",
+    "log_file",
+    "prefixed",
     "process",
     "ready",
     "run",
@@ -157,7 +167,9 @@ _WHERE: dict[str, str] = {
     "StartError": "._core.errors",
     "SupervisionError": "._core.errors",
     "SupervisorNotRunning": "._core.errors",
+    "TooManyChildren": "._core.errors",
     "TooManyRestarts": "._core.errors",
+    "DynamicSupervisor": "._core.dynamic",
     "ChildExited": "._core.events",
     "ChildStartFailed": "._core.events",
     "ChildStarted": "._core.events",
@@ -180,6 +192,9 @@ _WHERE: dict[str, str] = {
     "ChildCounts": "._core.status",
     "ChildInfo": "._core.status",
     "Status": "._core.status",
+    "LogFile": "._core.settings",
+    "log_file": "._process.logfile",
+    "prefixed": "._process.logfile",
     "process": "._process.spec",
     "Clock": "._runtime.clock",
     "LoopClock": "._runtime.clock",

@@ -3,13 +3,17 @@
 ::
 
     supervision run TARGET [--name N] [--control PATH | --no-control] [--debug]
+                           [--http ADDR] [--termination-log PATH] [--log-format FORMAT]
     supervision status [PATH] [--json]
+    supervision top [--interval SECONDS]
+    supervision dashboard
     supervision restart PATH... | all
     supervision stop [PATH... | all] [--no-wait]
     supervision start PATH... | all
     supervision signal SIG [PATH...]
     supervision reload [--dry-run]
-    supervision logs PATH [-n LINES]
+    supervision logs [PATH] [-n LINES] [-f]
+    supervision scale PATH N
     supervision reexec
 
     supervision check TARGET
@@ -32,11 +36,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._core.errors import NotRunning, PathError, RequestError
+from ._core.errors import ConnectionLost, NotRunning, PathError, RequestError
 from ._process.proc import signal_name
 from ._service.client import Client, client_path
 from ._service.operate import parse_signal, select
 from ._tools import Handler, add_parsers
+from .observe import cli as observe
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -99,7 +104,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     run.add_argument(
         "--debug", action="store_true", help="log at DEBUG, with whole tracebacks (a tree that fails to build, say)"
     )
-    status = command("status", "show the tree: path, kind, status, pid, uptime, restarts, last exit")
+    observe.add_run_options(run)
+    status = command("status", "show the tree: path, kind, status, pid, CPU %, RSS, uptime, restarts, last exit")
     status.add_argument("path", nargs="?", help="only this child and what is under it")
     status.add_argument("--json", action="store_true", help="print the status as JSON, for scripts")
     paths = "child paths, or all (every child of the root)"
@@ -117,10 +123,15 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     )
     reload = command("reload", "reload the tree's source and restart only what changed")
     reload.add_argument("--dry-run", action="store_true", help="print what a reload would do, and do nothing")
-    logs = command("logs", "print the recent output lines of a process child (or of those under PATH)")
-    logs.add_argument("path")
+    scale = command("scale", "run N instances of PATH (sv.process(..., instances=), numprocs)")
+    scale.add_argument("path", metavar="PATH")
+    scale.add_argument("count", metavar="N", type=_count, help="new instances start in order, the highest stop first")
+    logs = command("logs", "print the recent output lines of a process child, of those under PATH, or of all")
+    logs.add_argument("path", nargs="?", help="a child or a supervisor (default: every process child)")
     logs.add_argument("-n", "--lines", type=int, default=100, help="how many lines (default 100)")
+    logs.add_argument("-f", "--follow", action="store_true", help="then print new lines as they come, until Ctrl-C")
     command("reexec", "re-execute the supervisor in place (same pid), keeping its OS children running")
+    observe.add_commands(command)
     tools = add_parsers(commands)
     return parser, tools
 
@@ -140,13 +151,16 @@ def _run(args: argparse.Namespace) -> int:
             level=logging.DEBUG, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     control: Any = None if args.no_control else args.control
-    kwargs: dict[str, Any] = {"name": args.name}
+    kwargs: dict[str, Any] = {"name": args.name, **observe.run_options(args)}
     if control is not None or args.no_control:
         kwargs["control"] = control
     try:
         run(args.target, **kwargs)
-    except ValueError as exc:  # a bad --name
+    except ValueError as exc:  # a bad --name or --http
         _error(str(exc))
+        return EXIT_USAGE
+    except ImportError as exc:  # --http without the extra
+        _error(f"--http needs supervision[http] ({exc}): pip install 'supervision[http]'")
         return EXIT_USAGE
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_FAILED
@@ -243,13 +257,89 @@ def _reload(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
+    return value
+
+
+def _scale(client: Client, args: argparse.Namespace) -> int:
+    result = client.call("scale", path=args.path, count=args.count)
+    print(f"{result['path']}: {result['count']} instances")
+    return 0
+
+
 def _logs(client: Client, args: argparse.Namespace) -> int:
     result = client.call("logs", path=args.path, lines=args.lines)
-    lines = result["lines"]
-    single = all(line["path"] == result["path"] for line in lines)
+    _print_lines(result["path"], result["lines"])
+    if args.follow:
+        _follow(client, args, result)
+    return 0
+
+
+FOLLOW_INTERVAL = 0.25
+"""Seconds between two requests of ``logs -f`` (``tail -f`` waits a second)."""
+RECONNECT_FOR = 10.0
+"""Seconds ``logs -f`` tries to reconnect after losing the tree (a re-exec takes one)."""
+
+
+def _print_lines(path: str, lines: list[dict[str, Any]]) -> None:
+    """A child's own lines as they are; those of several children prefixed with their path."""
+    single = bool(path) and all(line["path"] == path for line in lines)
     for line in lines:
         print(line["text"] if single else f"{line['path']} | {line['text']}")
-    return 0
+    sys.stdout.flush()
+
+
+def _follow(client: Client, args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """``logs -f``: ask for the lines that follow, again and again, until Ctrl-C.
+    After a re-exec (a new epoch: lines numbered afresh) only lines newer than
+    the last one shown are printed."""
+    import time
+
+    after: int | None = result["seq"]
+    epoch = result["epoch"]
+    shown = max((line["time"] for line in result["lines"]), default=time.time())
+    owned: Client | None = None
+    try:
+        while True:
+            time.sleep(FOLLOW_INTERVAL)
+            try:
+                result = client.call("logs", path=args.path, lines=10_000, after=after or 0)
+            except (ConnectionLost, OSError):
+                if owned is not None:
+                    owned.close()
+                client = owned = _reconnect(args)
+                after = None
+                continue
+            lines = result["lines"]
+            if result["epoch"] != epoch or after is None:
+                lines = [line for line in lines if line["time"] > shown]
+                epoch = result["epoch"]
+            after = result["seq"]
+            if lines:
+                shown = max(shown, lines[-1]["time"])
+                _print_lines(result["path"], lines)
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+def _reconnect(args: argparse.Namespace) -> Client:
+    import time
+
+    deadline = time.monotonic() + RECONNECT_FOR
+    while True:
+        try:
+            return Client(client_path(args.name, args.control))
+        except NotRunning:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(FOLLOW_INTERVAL)
 
 
 def _reexec(client: Client, args: argparse.Namespace) -> int:
@@ -274,7 +364,10 @@ COMMANDS = {
     "reload": _reload,
     "logs": _logs,
     "reexec": _reexec,
+    "top": observe.top,
+    "dashboard": observe.dashboard,
     "signal": _signal,
+    "scale": _scale,
 }
 
 
@@ -291,9 +384,23 @@ def format_status(status: dict[str, Any]) -> str:
     header = f"{status['name']}: {status['state']}, pid {status['pid']}, up {duration(status['uptime'])}"
     # A HEALTH column only for a tree with health probes (see docs/health.md).
     probed = _any_health(status["children"])
-    rows = [("PATH", "KIND", "STATUS", *(("HEALTH",) if probed else ()), "PID", "UPTIME", "RESTARTS", "LAST EXIT")]
+    rows = [
+        (
+            "PATH",
+            "KIND",
+            "STATUS",
+            *(("HEALTH",) if probed else ()),
+            "PID",
+            "CPU%",
+            "RSS",
+            "UPTIME",
+            "RESTARTS",
+            "LAST EXIT",
+        )
+    ]
 
     def add(node: dict[str, Any], depth: int) -> None:
+        cpu, rss = observe.figures(node)
         rows.append(
             (
                 "  " * depth + node["path"],
@@ -301,6 +408,8 @@ def format_status(status: dict[str, Any]) -> str:
                 node["status"],
                 *((node.get("health") or "-",) if probed else ()),
                 str(node["pid"]) if node["pid"] is not None else "-",
+                cpu,
+                rss,
                 duration(node["uptime"]) if node["uptime"] is not None else "-",
                 str(node["restarts"]),
                 last_exit(node["last_exit"]),

@@ -15,7 +15,8 @@ child or a supervisor carries its ``.path``::
     │   ├── ChildRunning                delete/restart of a running child
     │   ├── ChildRestarting             delete/restart of a child waiting for a retry
     │   ├── SupervisorNotRunning        the supervisor addressed has stopped
-    │   └── NotAProcess                 a signal for a child that runs no OS process
+    │   ├── NotAProcess                 a signal for a child that runs no OS process
+    │   └── TooManyChildren             a dynamic supervisor is at its max_children
     ├── TooManyRestarts                 restart intensity exceeded (.path, __cause__)
     ├── ShutdownTimeout                 a worker ignored cancellation past its shutdown (.path)
     ├── ProcessExited                   an OS process exited non-zero or by a signal
@@ -207,6 +208,24 @@ class SupervisorNotRunning(PathError):
     >>> asyncio.run(main())
     SupervisorNotRunning
     """
+
+
+class TooManyChildren(PathError):
+    """``start_child`` on a dynamic supervisor that has ``max_children`` children
+    already: ``.path`` is the supervisor's, ``.max_children`` its limit.
+
+    >>> error = TooManyChildren.reached(("conns",), 1000)
+    >>> str(error), error.path, error.max_children
+    ('conns: max_children=1000 reached', ('conns',), 1000)
+    """
+
+    def __init__(self, message: str, *, path: Path | None = None, max_children: int | None = None) -> None:
+        super().__init__(message, path=path)
+        self.max_children = max_children
+
+    @classmethod
+    def reached(cls, path: Path, max_children: int) -> TooManyChildren:
+        return cls(f"{format_path(path)}: max_children={max_children} reached", path=path, max_children=max_children)
 
 
 class TooManyRestarts(SupervisionError):

@@ -20,6 +20,7 @@ from pyrsistent import PMap, pmap
 from .. import ready as _ready
 from .errors import SpecError
 from .paths import Path
+from .settings import NO_SETTINGS, OutputSpec, Settings
 from .snapshot import check_immutable
 
 if TYPE_CHECKING:
@@ -592,7 +593,9 @@ class Process:
 
     ``env`` holds the variables given to ``process()`` as sorted pairs (so the
     value is hashable and compares equal across reloads); ``output`` is
-    ``"prefix"``, ``"inherit"`` or an absolute file path.
+    ``"prefix"``, ``"inherit"``, an absolute file path, a ``LogFile`` or a
+    ``Prefixed``; ``settings`` the user, limits, environment files... to apply
+    at each start (``_core.settings``).
     """
 
     argv: tuple[str, ...]
@@ -601,6 +604,7 @@ class Process:
     inherit_env: bool = True
     stop_signal: int = 15  # SIGTERM
     ready: _ready.Check | None = None
-    output: str = "prefix"
+    output: OutputSpec = "prefix"
     pdeathsig: bool = True
     watchdog_signal: int = 6  # SIGABRT
+    settings: Settings = NO_SETTINGS

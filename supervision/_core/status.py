@@ -72,6 +72,14 @@ class ChildInfo:
     """For a running child with a ``health=`` probe (see :class:`Health`); else None."""
 
 
+class IntensityFill(NamedTuple):
+    """``Handle.intensity()``: restarts within the last ``period`` seconds, against ``intensity``."""
+
+    restarts: int
+    intensity: int
+    period: float
+
+
 class ChildCounts(NamedTuple):
     """``count_children()``: specs, active (running), supervisors, workers (processes included).
 

@@ -550,9 +550,13 @@ class _Converter:
             if key in values and not self.boolean(section, raw, key, False, values):
                 note(key, "converted: a service's whole process group is always signalled", converted=True)
 
-        for key in ("user", "umask"):
-            if key in values:
-                note(key, f"not converted: services files have no {key}; {_WRAP[key]}")
+        if "user" in values:
+            out["user"] = values["user"].strip()  # the supervisor must run as root, as supervisord must
+        if "umask" in values:
+            umask = values["umask"].strip()
+            if not umask or any(c not in "01234567" for c in umask.removeprefix("0o")):
+                raise _error(where("umask"), f"umask: not an octal number: {umask!r}")
+            out["umask"] = umask
         self.output(section, service, raw, values, note)
         if "serverurl" in values and values["serverurl"].strip().upper() != "AUTO":
             note("serverurl", "not converted: no XML-RPC interface for children to call back")
@@ -584,16 +588,17 @@ class _Converter:
                 if key in values and values[key].strip().lower() not in ("0", "false", "no", "off", "0b", "0kb", "0mb"):
                     note(key, "not converted: no event listener protocol; use tree.events() in Python")
         if _is_file(target):
+            # The supervisor writes the file, as supervisord does, rotated with
+            # supervisord's defaults (50MB, 10 backups) unless told otherwise.
             stream = "stdout" if target == _log_target(stdout) else "stderr"
             maxbytes = values.get(f"{stream}_logfile_maxbytes", "50MB").strip()
-            if _bytes(maxbytes) != 0:
+            size = _bytes(maxbytes)
+            if size < 0:
                 key = f"{stream}_logfile_maxbytes"
-                key = key if key in values else f"{stream}_logfile"
-                note(
-                    key,
-                    f"not converted: supervisord rotated this log at {maxbytes}; a services file appends "
-                    "without rotating (use logrotate with copytruncate)",
-                )
+                raise _error(raw[key].where, f"{key}: not a size: {maxbytes!r} (like 50MB, 1024KB, 1GB)")
+            if size > 0:
+                out["log_max_bytes"] = maxbytes.upper().replace(" ", "") if not maxbytes.isdigit() else size
+                out["log_backups"] = self.integer(section, raw, f"{stream}_logfile_backups", 10, values)
 
     # -- values -------------------------------------------------------------------------
 
@@ -656,12 +661,6 @@ class _Converter:
                     "a services file needs one name per service: set process_name",
                 )
             seen[service.name] = service
-
-
-_WRAP = {
-    "user": "run the tree as that user, or wrap the command: setpriv --reuid=USER --regid=GROUP --init-groups CMD",
-    "umask": "wrap the command: sh -c 'umask 027 && exec CMD'",
-}
 
 
 def _error(where: Where, message: str) -> SupervisordError:

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     import socket
 
     from .._core.snapshot import PathStore
+    from .registry import Registry
+    from .tree import Tree
 
 _current: ContextVar[Context] = ContextVar("supervision.current")
 
@@ -25,7 +27,19 @@ class Context:
     ...     ctx.save(ctx.state.set("n", n + 1))
     """
 
-    __slots__ = ("_alive", "_default", "_heartbeat", "_on_ready", "_store", "id", "path", "sockets", "starts")
+    __slots__ = (
+        "_alive",
+        "_default",
+        "_heartbeat",
+        "_on_ready",
+        "_registry",
+        "_store",
+        "_tree",
+        "id",
+        "path",
+        "sockets",
+        "starts",
+    )
 
     def __init__(
         self,
@@ -34,6 +48,8 @@ class Context:
         store: PathStore,
         default: Any,
         on_ready: Callable[[], None] | None = None,
+        registry: Registry | None = None,
+        tree: Any = None,
         heartbeat: Callable[[], None] | None = None,
         sockets: Mapping[str, socket.socket] | None = None,
     ) -> None:
@@ -51,6 +67,8 @@ class Context:
         """The listening sockets its spec asked for (``sockets=[sv.listen(...)]``), by
         name. Held by the supervisor across restarts: serve on them, never close them."""
         self._alive = True
+        self._registry = registry
+        self._tree = tree
 
     @property
     def state(self) -> Any:
@@ -66,6 +84,39 @@ class Context:
         check_immutable(value)
         if self._alive:
             self._store.save(self.path, value)
+
+    def register(self, value: Any, name: str | None = None) -> None:
+        """Publish ``value`` (a queue, a client, an object with methods) for others
+        to find with ``tree.whereis`` / ``tree.wait_for``: under this worker's path,
+        or under ``name``, unique across the tree (``AlreadyPresent`` if another
+        incarnation holds it). It is visible once this incarnation has started
+        (with ``ready=True``: once it called ``ready()``) and unregistered when it
+        ends, so nobody gets a dead incarnation's object. Registering again under
+        the same key replaces the value.
+
+        >>> async def orders(ctx):
+        ...     ctx.register(asyncio.Queue(), name="orders")
+        """
+        if self._registry is not None and self._alive:  # an ended incarnation publishes nothing
+            self._registry.register(self, self.path, value, name)
+
+    def unregister(self, name: str | None = None) -> None:
+        """Withdraw what :meth:`register` published under the path, or ``name``."""
+        if self._registry is not None:
+            self._registry.unregister(self, self.path, name)
+
+    @property
+    def tree(self) -> Tree:
+        """The running tree this worker belongs to: reach another supervisor with
+        ``ctx.tree.at("pool")``, find a registered value with ``ctx.tree.whereis(...)``.
+
+        >>> async def listener(ctx):
+        ...     await ctx.tree.at("conns").start_child(reader, writer)
+        """
+        if self._tree is None:
+            raise LookupError("this context belongs to no running tree")
+        tree: Tree = self._tree
+        return tree
 
     def ready(self) -> None:
         """Tell the supervisor this worker has started (for ``ready=True`` children)."""

@@ -23,12 +23,16 @@ from .._core.errors import ProcessExited, ProcessLost
 from .._core.events import ExitReason
 from .._core.messages import Outcome, StopDone
 from .._core.paths import format_path
+from .._core.settings import LogFile, Prefixed
 from .._core.spec import BRUTAL_KILL, INFINITY, Process
 from .._process.adopt import Adoption, ProcessRecord, encode_shutdown, launch
+from .._process.helper import PID_WIDTH
+from .._process.logfile import FileOutput
 from .._process.notify import NotifySocket
 from .._process.output import PrefixedOutput
 from .._process.proc import set_done, signal_group, signal_name, start_time
 from .._process.reaper import Reaper, reaper, spawner
+from .._process.settings import NOTHING, Prepared, prepare
 from .._process.spawn import PRIVATE_VARIABLES
 from .health import watchdog_message
 from .incarnation import Completion, Incarnation
@@ -37,18 +41,21 @@ logger = logging.getLogger("supervision")
 
 INVOCATION_VARIABLE = "SUPERVISION_INVOCATION_ID"
 _MAX_CLEANUP_ROUNDS = 5
-_PID_PLACEHOLDER = b" " * 12  # the exec helper writes the child's pid over it (see _process.spawn)
+_PID_PLACEHOLDER = b" " * PID_WIDTH  # the exec helper writes the child's pid over it (see _process.helper)
 
 
-def environment(spec: Process, invocation: str) -> dict[bytes, bytes]:
+def environment(spec: Process, invocation: str, settings: Prepared = NOTHING) -> dict[bytes, bytes]:
     """The child's environment: ours (without our own ``NOTIFY_SOCKET``) or
-    nothing, then ``spec.env``, then its invocation id.
+    nothing, then what its settings add (the user's ``HOME``..., then its
+    environment files), then ``spec.env``, then its invocation id.
 
     Built as bytes: copying ``os.environb`` is several times cheaper than
     decoding ``os.environ`` and encoding it again, once per spawn."""
     env = dict(os.environb) if spec.inherit_env else {}
     for name in PRIVATE_VARIABLES:  # the supervisor's (systemd's), never the child's
         env.pop(name, None)
+    for key, value in settings.env.items():
+        env[os.fsencode(key)] = os.fsencode(value)
     if spec.env:
         for key, value in spec.env:
             env[os.fsencode(key)] = os.fsencode(value)
@@ -111,12 +118,13 @@ class ProcessIncarnation(Incarnation):
         self.reaper: Reaper = reaper()
         invocation = secrets.token_hex(16)
         self.marker = f"{INVOCATION_VARIABLE}={invocation}".encode()
-        env = environment(spec, invocation)
         label = format_path(self.path)
         log_fd = -1
         first: dict[bytes, bytes] = {}  # the variables the exec helper fills with the child's pid
         listen: tuple[int, ...] = ()
         try:
+            settings = prepare(spec.settings)  # OSError: no such user, a missing env file
+            env = environment(spec, invocation, settings)
             if self.spec.sockets:
                 listen = self._sockets(env)
                 first[b"LISTEN_PID"] = _PID_PLACEHOLDER
@@ -129,16 +137,24 @@ class ProcessIncarnation(Incarnation):
                 self.notify = NotifySocket(loop, label, self._on_notify_ready)
                 self.notify.on_message = self._on_notify_message
                 env[b"NOTIFY_SOCKET"] = os.fsencode(self.notify.address)
-            if first:
+            if first:  # first: the exec helper finds them by position
+                for name in first:
+                    env.pop(name, None)  # spec.env or an env_file cannot set them
                 env = first | env
             stdout: int | None = None
             stderr: int | None = None
-            if spec.output == "prefix":
-                self.output = PrefixedOutput(loop, self.path, self.runner.runtime.output)
-                stdout, stderr = self.output.child_stdout, self.output.child_stderr
-            elif spec.output != "inherit":
+            output = spec.output
+            if isinstance(output, LogFile):
+                self.output = FileOutput(loop, self.path, output, self.runner.runtime.output)
+            elif output == "prefix" or isinstance(output, Prefixed):
+                timestamps = isinstance(output, Prefixed) and output.timestamps
+                self.output = PrefixedOutput(loop, self.path, self.runner.runtime.output, timestamps)
+            elif output != "inherit":
                 flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-                log_fd = stdout = stderr = os.open(spec.output, flags, 0o644)
+                log_fd = os.open(output, flags, 0o644)
+                stdout = stderr = log_fd
+            if self.output is not None:
+                stdout, stderr = self.output.child_stdout, self.output.child_stderr
             pid = spawner().spawn(
                 spec.argv,
                 spec.cwd,
@@ -146,6 +162,7 @@ class ProcessIncarnation(Incarnation):
                 stdout,
                 stderr,
                 pdeathsig=spec.pdeathsig,
+                steps=settings.steps,
                 listen=listen,
                 pid_variables=len(first),
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -74,10 +75,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "services": ["gunicorn", "celery_worker_00", "celery_worker_01", "celery_beat"],
         "groups": {"mysite": ["gunicorn", "celery_worker_00", "celery_worker_01", "celery_beat"]},
         "left_out": {
-            ("program:celery_worker", "user"): "django/supervisord.conf:27",
-            ("program:gunicorn", "stdout_logfile_maxbytes"): "django/supervisord.conf:16",
             ("program:celery_worker", "stderr_logfile"): "django/supervisord.conf:29",
         },
+        "fields": {"celery_worker_01": {"user": "celery"}, "gunicorn": {"log_max_bytes": "20MB", "log_backups": 5}},
         "check": [
             (
                 "celery_worker_01",
@@ -109,7 +109,6 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "services": ["laravel-scheduler", *(f"laravel-worker_{n:02d}" for n in range(8))],
         "groups": {},
         "left_out": {
-            ("program:laravel-worker", "user"): "laravel/conf.d/laravel-worker.conf:8",
             ("unix_http_server", ""): "laravel/supervisord.conf:3",
             ("rpcinterface:supervisor", ""): "laravel/supervisord.conf:15",
         },
@@ -117,6 +116,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             ("laravel-worker_07", ["php", "queue:work", "sqs", "--sleep=3", "--tries=3"], None, {}),
             ("laravel-scheduler", ["php", "artisan", "schedule:work"], "laravel/app", {}),
         ],
+        "fields": {"laravel-worker_07": {"user": "forge"}},
     },
     "tornado": {
         "services": [f"tornado-80{n:02d}" for n in range(4)],
@@ -135,12 +135,12 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "services": ["redis", "ingest", "transform", "exporter"],
         "groups": {"pipeline": ["ingest", "transform"]},
         "left_out": {
-            ("program:transform", "umask"): "pipeline/programs/stages.ini:23",
             ("program:transform", "exitcodes"): "pipeline/programs/stages.ini:18",
             ("program:exporter", "autostart"): "pipeline/extra/exporter.conf:4",
             ("inet_http_server", ""): "pipeline/supervisord.conf:8",
             ("eventlistener:crashmail", ""): "pipeline/extra/exporter.conf:8",
         },
+        "fields": {"transform": {"umask": "027"}, "redis": {"log_max_bytes": "10MB", "log_backups": 3}},
         "check": [
             ("redis", ["redis-server", "--port", "6380", "--save", ""], None, {}),
             ("ingest", ["node", "--queue=events"], None, {"NODE_ENV": "production"}),
@@ -160,6 +160,16 @@ async def test_a_converted_configuration_runs(name: str, tmp_path: Path, monkeyp
     found = notes(conversion)
     for key, where in expected["left_out"].items():
         assert found.get(key) == where, (key, found)
+    converted = {service.name: service.fields for service in conversion.services}
+    for name_, fields in expected.get("fields", {}).items():
+        for key, value in fields.items():
+            assert converted[name_].get(key) == value, (name_, key, converted[name_])
+    converted_now = {"user", "umask", "stdout_logfile_maxbytes", "stderr_logfile_maxbytes"}  # services files have them
+    assert not {key for section, key in found if section.startswith("program:") and key in converted_now}
+    for service in conversion.services:  # the fixtures' users (celery, forge) are not this machine's
+        user = service.fields.get("user")
+        if user is not None and not _user_exists(user):
+            del service.fields["user"]
     services = tmp_path / "services.toml"
     services.write_text(conversion.toml())
     spec = load(str(services))
@@ -183,6 +193,14 @@ async def test_a_converted_configuration_runs(name: str, tmp_path: Path, monkeyp
     await asyncio.sleep(0)
 
 
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 def test_the_services_file_maps_the_options() -> None:
     conversion = convert([str(FIXTURES / "tornado" / "supervisord.conf")], environ={"DEPLOY_ENV": "x", "LOG_DIR": "/l"})
     fields = conversion.services[0].fields
@@ -193,6 +211,7 @@ def test_the_services_file_maps_the_options() -> None:
     assert fields["max_retries"] == 10
     assert fields["retry_delay"] == {"initial": 1, "maximum": 10, "jitter": 0}
     assert fields["output"] == "/l/tornado-8000.err"  # only stderr had a file: both streams go there
+    assert "log_max_bytes" not in fields  # stderr_logfile_maxbytes=0: never rotated
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:

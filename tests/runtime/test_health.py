@@ -621,7 +621,19 @@ def test_status_shows_health(tmp_path: Path) -> None:
         wait_until(lambda: run.nodes()["web"]["health"] == "healthy", "the first passing probe")
         assert run.nodes()["plain"]["health"] is None
         text = run.cli("status").stdout.splitlines()
-        assert text[1].split() == ["PATH", "KIND", "STATUS", "HEALTH", "PID", "UPTIME", "RESTARTS", "LAST", "EXIT"]
+        assert text[1].split() == [
+            "PATH",
+            "KIND",
+            "STATUS",
+            "HEALTH",
+            "PID",
+            "CPU%",
+            "RSS",
+            "UPTIME",
+            "RESTARTS",
+            "LAST",
+            "EXIT",
+        ]
         assert text[2].split()[:4] == ["web", "process", "running", "healthy"]
         assert text[3].split()[:4] == ["plain", "process", "running", "-"]
         run.signal(signal.SIGTERM)

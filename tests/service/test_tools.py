@@ -162,10 +162,11 @@ def test_import_writes_the_services_file_and_lists_what_it_left_out(
     output = tmp_path / "services.toml"
     assert cli("import-supervisord", "laravel/supervisord.conf", "-o", str(output)) == 0
     err = capsys.readouterr().err
-    assert "not converted: laravel/conf.d/laravel-worker.conf:8: [program:laravel-worker] user=forge: " in err
-    assert err.splitlines()[-1] == f"wrote {output}: 9 services, 8 option(s) not converted"
+    assert "[program:laravel-worker] user=forge" not in err  # converted: services files have a user
+    assert err.splitlines()[-1] == f"wrote {output}: 9 services, 6 option(s) not converted"
     text = output.read_text()
     assert "[services.laravel-worker_07]" in text
+    assert 'user = "forge"' in text
     assert cli("import-supervisord", "laravel/supervisord.conf", "-o", str(output)) == 1
     assert "exists; --force" in capsys.readouterr().err
     assert cli("check", str(output)) == 0

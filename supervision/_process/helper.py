@@ -1,0 +1,445 @@
+"""The exec helper that prepares a process child before exec.
+
+The spawner (``_spawn``) runs process children through a tiny static x86-64
+program kept in a memfd, so that CPython's vfork fast path still applies while
+code runs in the child before the target: ``PR_SET_PDEATHSIG``, the held sockets
+of socket activation placed at fds 3, 4, ... with the child's own pid in
+``LISTEN_PID`` and ``WATCHDOG_PID``, and the child's settings (``settings``:
+limits, nice, OOM score, umask, groups, gid, uid). The helper knows nothing of
+sockets or settings: it runs a **list of system calls** the supervisor encodes
+(:func:`encode`), then the parent check and ``execve``. Each step is a few bytes
+and a system call or two in the child, with no Python and no ``fork`` of the
+interpreter; a failing step is reported with its index and ``errno``, so the
+start error says which step failed and why.
+
+The order of the steps: the sockets first (``dup2`` to 3, 4, ... and ``close``
+of the copy; before a ``nofile`` limit could refuse the target), then the pid
+variables, then the settings (credentials last: each needs the privilege the next
+drops), then ``PR_SET_PDEATHSIG``, which a credential change would clear.
+
+Called as ``helper PARENT_PID ERRFD PROGRAM PATH ARGV0 ARGS...``:
+
+1. ``fcntl(ERRFD, F_SETFD, FD_CLOEXEC)``: the error pipe closes at exec.
+2. ``PROGRAM`` (hex) is decoded onto the stack (at most :data:`MAX_PROGRAM`
+   bytes): a count ``n``, then ``n`` entries of 8 little-endian u64s
+   ``nr, a0..a5, flags``, then data the entries point into. ``flags`` bit i
+   (0..5) adds the program's address to ``a_i`` (a pointer into the data);
+   bit 6 replaces ``a0`` by the previous call's result (an fd just opened).
+   Each entry is one ``syscall``; a result in ``-4095..-1`` stops there. An
+   entry with ``nr`` -1 is not a system call: it writes the helper's pid (the
+   program's too: ``execve`` keeps it) in decimal, NUL-terminated, after the
+   first ``=`` of environment variable number ``a0``, whose value the supervisor
+   made wide enough (:data:`PID_WIDTH`).
+3. If ``PARENT_PID`` is not 0: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` (after the
+   credential changes, which clear it), then exit 1 if ``getppid()`` is not
+   ``PARENT_PID`` (the supervisor died before the prctl).
+4. ``execve(PATH, &ARGV0, envp)``.
+
+On a failure (a step or ``execve``) it writes 8 bytes to ``ERRFD``: ``errno``
+(i32) and the step's index (i32, ``-1`` for ``execve``), and exits 127.
+
+Source (GNU as, intel syntax; ``;`` separates statements), assembled with ``as --64`` and checked with
+objdump; ``tests/test_exec_helper.py`` assembles it again when ``as`` is
+installed and compares::
+
+    _start: mov r12, rsp  # [r12] argc, [r12+8+8i] argv[i]
+            mov rsi, [r12+24]; call atoi; mov r13, rax  # ERRFD
+            mov rdi, r13; mov esi, 2; mov edx, 1; mov eax, 72; syscall  # fcntl
+            mov rsi, [r12+32]; sub rsp, 32768; mov r15, rsp; mov rdi, rsp
+    decode: movzx eax, byte ptr [rsi]; test eax, eax; jz decoded  # hex pairs
+            movzx ecx, byte ptr [rsi+1]
+            mov edx, eax; shr edx, 6; lea edx, [rdx+rdx*8]; and eax, 15; add eax, edx
+            mov edx, ecx; shr edx, 6; lea edx, [rdx+rdx*8]; and ecx, 15; add ecx, edx
+            shl eax, 4; or eax, ecx; mov byte ptr [rdi], al; inc rdi; add rsi, 2
+            jmp decode
+    decoded: lea rbx, [r15+8]; mov rbp, [r15]; shl rbp, 6; add rbp, rbx
+            xor r14d, r14d  # last result
+    step:   cmp rbx, rbp; jae steps_done
+            mov r8, [rbx+56]; xor ecx, ecx  # flags
+    reloc:  bt r8, rcx; jnc 1f; add [rbx+rcx*8+8], r15
+    1:      inc ecx; cmp ecx, 6; jb reloc
+            bt r8, 6; jnc 2f; mov [rbx+8], r14
+    2:      mov rax, [rbx]; mov rdi, [rbx+8]; mov rsi, [rbx+16]; mov rdx, [rbx+24]
+            mov r10, [rbx+32]; mov r8, [rbx+40]; mov r9, [rbx+48]
+            cmp rax, -1; je pid  # not a system call: the pid into a variable
+            syscall
+    result: cmp rax, -4095; jae failed
+            mov r14, rax; add rbx, 64; jmp step
+    failed: mov rcx, rbx; sub rcx, r15; shr rcx, 6; jmp report  # step index
+    steps_done: mov rsi, [r12+16]; call atoi; test rax, rax; jz exec  # PARENT_PID
+            mov r14, rax
+            mov edi, 1; mov esi, 9; xor edx, edx; xor r10d, r10d; xor r8d, r8d
+            mov eax, 157; syscall  # prctl
+            mov eax, 110; syscall; cmp rax, r14; jne orphaned  # getppid
+    exec:   mov rdi, [r12+40]; lea rsi, [r12+48]  # PATH, &ARGV0
+            mov rax, [r12]; lea rdx, [r12+rax*8+16]  # envp
+            mov eax, 59; syscall; mov ecx, -1  # execve
+    report: neg eax; shl rcx, 32; or rax, rcx; push rax
+            mov rdi, r13; mov rsi, rsp; mov edx, 8; mov eax, 1; syscall
+            mov edi, 127; jmp exit
+    orphaned: mov edi, 1
+    exit:   mov eax, 231; syscall  # exit_group
+    atoi:   xor eax, eax
+    3:      movzx ecx, byte ptr [rsi]; test ecx, ecx; jz 4f
+            imul rax, rax, 10; sub ecx, 48; add rax, rcx; inc rsi; jmp 3b
+    4:      ret
+    pid:    mov eax, 39; syscall  # getpid
+            mov rcx, [r12]; lea rcx, [r12+rcx*8+16]; mov rdi, [rcx+rdi*8]  # envp[a0]
+    5:      inc rdi; cmp byte ptr [rdi-1], 61; jne 5b  # past the first '='
+            mov rsi, rax; mov ecx, 10
+    6:      inc rdi; xor edx, edx; div rcx; test rax, rax; jnz 6b  # a place per digit
+            mov byte ptr [rdi], 0; mov rax, rsi
+    7:      xor edx, edx; div rcx; add edx, 48; dec rdi; mov [rdi], dl; test rax, rax; jnz 7b
+            jmp result  # rax is 0: done
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import fcntl
+import itertools
+import os
+import signal
+import struct
+import subprocess
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .settings import (
+    OOM_SCORE_ADJ,
+    ApplyFailed,
+    SetGid,
+    SetGroups,
+    SetLimit,
+    SetNice,
+    SetOomScoreAdj,
+    SettingFailed,
+    SetUid,
+    SetUmask,
+    Step,
+    apply,
+)
+
+PR_SET_PDEATHSIG = 1
+
+HELPER_X86_64 = bytes.fromhex(
+    "4989e4498b742418e8600100004989c54c89efbe02000000ba01000000b8480000000f05498b"
+    "7424204881ec008000004989e74889e70fb60685c0742e0fb64e0189c2c1ea068d14d283e00f"
+    "01d089cac1ea068d14d283e10f01d1c1e00409c8880748ffc74883c602ebcb498d5f08498b2f"
+    "48c1e5064801dd4531f64839eb73674c8b433831c9490fa3c873054c017ccb08ffc183f90672"
+    "ee490fbae00673044c897308488b03488b7b08488b7310488b53184c8b53204c8b43284c8b4b"
+    "304883f8ff0f84bd0000000f05483d01f0ffff73094989c64883c340eba04889d94c29f948c1"
+    "e906eb56498b742410e87b0000004885c074284989c6bf01000000be0900000031d24531d245"
+    "31c0b89d0000000f05b86e0000000f054c39f07542498b7c2428498d742430498b0424498d54"
+    "c410b83b0000000f05b9fffffffff7d848c1e1204809c8504c89ef4889e6ba08000000b80100"
+    "00000f05bf7f000000eb05bf01000000b8e70000000f0531c00fb60e85c9740f486bc00a83e9"
+    "304801c848ffc6ebeac3b8270000000f05498b0c24498d4ccc10488b3cf948ffc7807fff3d75"
+    "f74889c6b90a00000048ffc731d248f7f14885c075f3c607004889f031d248f7f183c23048ff"
+    "cf88174885c075eee9f6feffff"
+)
+
+MAX_PROGRAM = 32768
+"""Bytes of program the helper decodes (its stack buffer)."""
+
+EMPTY = "00" * 8
+"""The program with no steps."""
+
+PID_WIDTH = 10
+"""The least width of a pid variable's value (its placeholder): a pid has at most
+7 digits (``PID_MAX_LIMIT`` is 2**22), and the helper writes it in place."""
+
+REPORT = struct.Struct("<ii")
+"""What the helper writes on a failure: errno, and the step's index (-1: execve)."""
+EXEC_STEP = -1
+
+# x86-64 system call numbers
+_WRITE, _OPEN, _CLOSE, _DUP2, _UMASK = 1, 2, 3, 33, 95
+_SETGROUPS, _SETRESUID, _SETRESGID, _SETPRIORITY, _SETRLIMIT = 116, 117, 119, 141, 160
+_PID = 2**64 - 1  # not a system call: the helper's pid into a variable
+_O_WRONLY_CLOEXEC = 0o1 | 0o2000000
+_PRIO_PROCESS = 0
+_RLIM_INFINITY = 2**64 - 1
+_ENTRY = struct.Struct("<8Q")
+_POINTER = [1 << i for i in range(6)]  # flags: a_i points into the data
+_PREVIOUS = 1 << 6  # flags: a0 is the previous call's result
+_MAX_FD = 1 << 20  # above any RLIMIT_NOFILE; closerange uses close_range(2)
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceFd:
+    """A held socket for the child: ``source`` (a copy above the targets, see
+    :func:`spawn`) duplicated to ``target`` (3, 4, ...), then closed."""
+
+    source: int
+    target: int
+
+    def describe(self) -> str:
+        return f"passing a socket as fd {self.target}"
+
+
+@dataclass(frozen=True, slots=True)
+class WritePid:
+    """The child's pid as the value of the ``index``-th environment variable
+    (``LISTEN_PID``, ``WATCHDOG_PID``: compared with ``getpid()`` by the program)."""
+
+    index: int
+    name: str
+
+    def describe(self) -> str:
+        return f"writing the pid into {self.name}"
+
+
+Action = PlaceFd | WritePid | Step
+"""What the helper does before the parent check and exec, in order."""
+
+
+class ProgramTooLarge(ValueError):
+    """The encoded settings do not fit the helper's buffer (thousands of groups)."""
+
+
+def encode(steps: Sequence[Action]) -> tuple[str, list[int]]:
+    """The helper's PROGRAM for ``steps`` (hex), and for each entry of it the
+    index in ``steps`` it belongs to (one step may take two system calls)."""
+    entries: list[tuple[int, list[int], int]] = []  # nr, args, flags (args may be data offsets)
+    owners: list[int] = []
+    data = bytearray()
+
+    def add(owner: int, nr: int, args: Sequence[int], flags: int = 0) -> None:
+        entries.append((nr, [*args, 0, 0, 0, 0, 0, 0][:6], flags))
+        owners.append(owner)
+
+    def datum(blob: bytes) -> int:  # an offset into the data, 8-byte aligned
+        while len(data) % 8:
+            data.append(0)
+        offset = len(data)
+        data.extend(blob)
+        return offset
+
+    for index, step in enumerate(steps):
+        if isinstance(step, PlaceFd):
+            add(index, _DUP2, [step.source, step.target])  # the target is inheritable
+            add(index, _CLOSE, [step.source])  # pass_fds made the copy inheritable
+        elif isinstance(step, WritePid):
+            add(index, _PID, [step.index])
+        elif isinstance(step, SetLimit):
+            soft = _RLIM_INFINITY if step.soft is None else step.soft
+            hard = _RLIM_INFINITY if step.hard is None else step.hard
+            add(index, _SETRLIMIT, [step.resource, datum(struct.pack("<QQ", soft, hard))], _POINTER[1])
+        elif isinstance(step, SetNice):
+            add(index, _SETPRIORITY, [_PRIO_PROCESS, 0, step.value & (2**64 - 1)])
+        elif isinstance(step, SetOomScoreAdj):
+            add(index, _OPEN, [datum(OOM_SCORE_ADJ.encode() + b"\0"), _O_WRONLY_CLOEXEC, 0], _POINTER[0])
+            value = str(step.value).encode()
+            add(index, _WRITE, [0, datum(value), len(value)], _PREVIOUS | _POINTER[1])
+        elif isinstance(step, SetUmask):
+            add(index, _UMASK, [step.mask])
+        elif isinstance(step, SetGroups):
+            add(index, _SETGROUPS, [len(step.gids), datum(struct.pack(f"<{len(step.gids)}I", *step.gids))], _POINTER[1])
+        elif isinstance(step, SetGid):
+            add(index, _SETRESGID, [step.gid, step.gid, step.gid])
+        else:
+            assert isinstance(step, SetUid)
+            add(index, _SETRESUID, [step.uid, step.uid, step.uid])
+    start = 8 + _ENTRY.size * len(entries)  # where the data begins in the program
+    program = bytearray(struct.pack("<Q", len(entries)))
+    for nr, args, flags in entries:
+        args = [arg + start if flags & _POINTER[i] else arg for i, arg in enumerate(args)]
+        program += _ENTRY.pack(nr, *args, flags)
+    program += data
+    if len(program) > MAX_PROGRAM:
+        raise ProgramTooLarge(f"the process settings take {len(program)} bytes, more than {MAX_PROGRAM}")
+    return program.hex(), owners
+
+
+# -- spawning through the helper, or with preexec_fn where it cannot run ---------
+
+Env = Mapping[bytes, bytes] | Mapping[str, str]
+
+
+def spawn(
+    helper: str,
+    argv: Sequence[str],
+    path: str,
+    common: dict[str, Any],
+    *,
+    parent: int,
+    steps: Sequence[Step] = (),
+    listen: Sequence[int] = (),
+    pid_variables: int = 0,
+) -> int:
+    """Run ``argv`` (its program resolved to ``path``) through the helper at
+    ``helper``, applying ``steps`` first and, with ``parent`` not 0, setting
+    ``PR_SET_PDEATHSIG``. ``common`` holds the other ``Popen`` arguments.
+    ``listen``: fds the child gets at 3, 4, ... (socket activation);
+    ``pid_variables``: the first that many variables of ``common["env"]`` (an
+    insertion-ordered mapping, values at least :data:`PID_WIDTH` wide) get the
+    child's pid as their value. Returns the pid once the target is exec'd; raises
+    ``OSError`` (``SettingFailed`` for a step) with nothing left running otherwise."""
+    copies = _copies(listen)
+    try:
+        actions = [*_activation(copies, common.get("env"), pid_variables), *steps]
+        program, owners = encode(actions) if actions else (EMPTY, [])
+        read_end, write_end = _pipe(3 + len(copies))
+        try:
+            try:
+                popen = subprocess.Popen(
+                    [helper, str(parent), str(write_end), program, path, *argv],
+                    executable=helper,
+                    pass_fds=(write_end, *copies),
+                    **common,
+                )
+            finally:
+                os.close(write_end)
+            pid = released(popen)
+            data = os.read(read_end, REPORT.size)  # EOF: the target was exec'd
+        finally:
+            os.close(read_end)
+    finally:
+        for fd in copies:
+            os.close(fd)
+    if data:
+        _fail(pid, data, argv, actions, owners)
+    return pid
+
+
+def spawn_preexec(
+    argv: Sequence[str],
+    common: dict[str, Any],
+    *,
+    parent: int,
+    steps: Sequence[Step],
+    prctl: Callable[..., int] | None,
+    path: str | None = None,
+    listen: Sequence[int] = (),
+    pid_variables: int = 0,
+) -> int:
+    """The same with ``preexec_fn`` (another architecture, or memfd exec
+    forbidden): the same actions in the forked child, a failure reported on a
+    pipe the same way. ``prctl`` (with ``parent``) sets ``PR_SET_PDEATHSIG``.
+    With sockets or pid variables, the child calls ``execve(path, ...)`` itself:
+    ``Popen`` would close the placed fds after ``preexec_fn``, and its
+    environment is fixed before the fork."""
+    copies = _copies(listen)
+    try:
+        actions = [*_activation(copies, common.get("env"), pid_variables), *steps]
+        base = 3 + len(copies)
+        read_end, write_end = _pipe(base)  # closed in the child at exec
+        final: list[tuple[bytes, bytes]] | None = None
+        if copies or pid_variables:
+            assert path is not None
+            final = [(os.fsencode(k), os.fsencode(v)) for k, v in (common.get("env") or {}).items()]
+
+        def in_child() -> None:
+            for index, action in enumerate(actions):
+                try:
+                    _apply(action)
+                except OSError as exc:
+                    os.write(write_end, REPORT.pack(exc.errno or _errno.EIO, index))
+                    os._exit(127)
+            if prctl is not None:
+                prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+                if os.getppid() != parent:  # the supervisor died before the prctl
+                    os._exit(1)
+            if final is not None:
+                assert path is not None
+                os.closerange(base, write_end)  # what Popen would close after preexec_fn
+                os.closerange(write_end + 1, _MAX_FD)
+                pid = str(os.getpid()).encode()
+                env = {k: (pid if n < pid_variables else v) for n, (k, v) in enumerate(final)}
+                try:
+                    os.execve(path, list(argv), env)
+                except OSError as exc:
+                    os.write(write_end, REPORT.pack(exc.errno or _errno.EIO, EXEC_STEP))
+                os._exit(127)
+
+        try:
+            try:
+                popen = subprocess.Popen(list(argv), preexec_fn=in_child, **common)
+            finally:
+                os.close(write_end)
+            pid = released(popen)
+            data = os.read(read_end, REPORT.size)
+        finally:
+            os.close(read_end)
+    finally:
+        for fd in copies:
+            os.close(fd)
+    if data:
+        _fail(pid, data, argv, actions, list(range(len(actions))))
+    return pid
+
+
+def _copies(listen: Sequence[int]) -> list[int]:
+    """Copies of ``listen`` above the targets 3, 4, ... (close-on-exec here), so
+    that placing them works for any sources: one may be another's target."""
+    base = 3 + len(listen)
+    copies: list[int] = []
+    try:
+        for fd in listen:
+            copies.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base))
+    except OSError:
+        for fd in copies:
+            os.close(fd)
+        raise
+    return copies
+
+
+def _pipe(base: int) -> tuple[int, int]:
+    """The error pipe, its write end at ``base`` or above (clear of the targets)."""
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    if write_end >= base:
+        return read_end, write_end
+    try:
+        return read_end, fcntl.fcntl(write_end, fcntl.F_DUPFD_CLOEXEC, base)
+    except OSError:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+
+
+def _activation(copies: Sequence[int], env: Env | None, pid_variables: int) -> list[Action]:
+    """The actions before the settings: the sockets placed, then the pid variables."""
+    actions: list[Action] = [PlaceFd(copy, 3 + index) for index, copy in enumerate(copies)]
+    if pid_variables:
+        assert env is not None
+        items: Iterable[tuple[str | bytes, str | bytes]] = env.items()
+        for index, (name, value) in enumerate(itertools.islice(items, pid_variables)):
+            if len(value) < PID_WIDTH:  # the helper would write past it
+                raise ValueError(f"{name!r}: a pid variable's placeholder needs {PID_WIDTH} characters")
+            actions.append(WritePid(index, os.fsdecode(name)))
+    return actions
+
+
+def _apply(action: Action) -> None:
+    """One action in a forked child (``preexec_fn``); ``OSError`` if it fails."""
+    if isinstance(action, PlaceFd):
+        os.dup2(action.source, action.target)  # inheritable
+        os.close(action.source)
+    elif isinstance(action, WritePid):
+        pass  # the environment is built at the execve
+    else:
+        try:
+            apply([action])
+        except ApplyFailed as failed:
+            raise OSError(failed.code, os.strerror(failed.code)) from None
+
+
+def _fail(pid: int, data: bytes, argv: Sequence[str], actions: Sequence[Action], owners: list[int]) -> None:
+    os.waitpid(pid, 0)  # the child exits at once after reporting
+    code, index = REPORT.unpack(data.ljust(REPORT.size, b"\0"))
+    if index == EXEC_STEP or not 0 <= index < len(owners):
+        raise OSError(code, os.strerror(code), argv[0])
+    action = actions[owners[index]]
+    if isinstance(action, (PlaceFd, WritePid)):
+        raise OSError(code, f"{action.describe()}: {os.strerror(code)}")
+    raise SettingFailed(action, code)
+
+
+def released(popen: subprocess.Popen[bytes]) -> int:
+    # We reap the child ourselves (pidfd + waitid). A Popen object collected with
+    # returncode None would be put on subprocess._active and waitpid()ed by the
+    # next Popen, stealing the exit status: mark it as done.
+    popen.returncode = 0
+    return popen.pid
