@@ -4,6 +4,7 @@ server that answers every request, however broken, and keeps serving."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -259,10 +260,9 @@ def test_a_peer_with_another_uid_is_refused(run: Run) -> None:
                 except PermissionError:
                     code = 10  # the file mode kept it out
                 else:
-                    try:  # the server may have answered and closed before this is sent
+                    # the server may have answered and closed before this is sent
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                         sock.sendall(b'{"v":1,"cmd":"status"}\n')
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass
                     reply = json.loads(sock.makefile("rb").readline())
                     closed = sock.recv(1) == b""
                     refused = reply["ok"] is False and reply["error"]["type"] == "PermissionDenied"
