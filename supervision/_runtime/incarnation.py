@@ -16,6 +16,7 @@ import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._core.dynamic import DynamicSupervisor
 from .._core.errors import Shutdown, ShutdownTimeout
 from .._core.events import Event, ExitReason
 from .._core.messages import Init, Outcome, StartDone, StartFailed, StopDone, UpdateDone
@@ -131,6 +132,16 @@ class Incarnation:
     def pid(self) -> int | None:
         return None
 
+    @property
+    def socket_owner(self) -> Path:
+        """The path the held sockets of this incarnation belong to: the instance
+        group's for one of its copies (``web/0``, ``web/1`` ... share the sockets
+        of ``web``, bound once), else the child's own."""
+        spec = self.runner.spec
+        if isinstance(spec, DynamicSupervisor) and spec.instances is not None:
+            return self.runner.path
+        return self.path
+
     def fail(self, error: BaseException, watchdog: bool) -> None:
         """Stop this incarnation so that its exit is a crash with ``error`` (the
         core's ``Fail``: a failed health probe, a missed watchdog)."""
@@ -209,10 +220,10 @@ class WorkerIncarnation(Incarnation):
         sockets: dict[str, socket.socket] = {}
         if spec.sockets:
             try:
-                held = runtime.sockets.acquire(self.path, spec.sockets)
+                held = runtime.sockets.acquire(self.socket_owner, spec.sockets)
             except OSError as exc:
                 return self._failed(exc)
-            runtime.sockets.keep_only(self.path, spec.sockets)
+            runtime.sockets.keep_only(self.socket_owner, spec.sockets)
             # Its own copies (the same sockets, other fds): asyncio's Server.close()
             # closes the socket it serves on, and the held one must stay open.
             sockets = {listen.name: sock.dup() for listen, sock in zip(spec.sockets, held, strict=True)}

@@ -192,8 +192,8 @@ class ProcessIncarnation(Incarnation):
         ``LISTEN_FDS`` and ``LISTEN_FDNAMES``."""
         pool = self.runner.runtime.sockets
         specs = self.spec.sockets
-        held = pool.acquire(self.path, specs)
-        pool.keep_only(self.path, specs)  # a reload changed them: the old ones go
+        held = pool.acquire(self.socket_owner, specs)
+        pool.keep_only(self.socket_owner, specs)  # a reload changed them: the old ones go
         env[b"LISTEN_FDS"] = b"%d" % len(held)
         env[b"LISTEN_FDNAMES"] = ":".join(listen.name for listen in specs).encode()
         return tuple(sock.fileno() for sock in held)

@@ -174,3 +174,48 @@ async def test_a_reload_resets_the_count_to_the_spec_unless_the_spec_did_not_cha
         await tree.update(sv.Supervisor([_instance_spec(tmp_path, 3)]))  # the spec changed: reset to it
         assert [c.id for c in web.which_children()] == ["0", "1", "2"]
         await asyncio.sleep(0)
+
+
+REPORT_SOCKET = """
+import os, socket, sys, time
+sock = socket.socket(fileno=3)
+with open(sys.argv[1], "w") as out:
+    own = os.environ['LISTEN_PID'] == str(os.getpid())
+    out.write(f"{os.environ['LISTEN_FDS']} {own} {sock.getsockname()[1]} {os.fstat(3).st_ino}")
+time.sleep(60)
+"""
+
+
+async def test_instances_share_their_held_sockets(tmp_path: Path) -> None:
+    """The copies of an instance group get the same listening socket, bound once by the
+    supervisor (a second bind of the address would fail), as their spec's sockets."""
+    from tests.process_helpers import free_port
+
+    port = free_port()
+    spec = sv.Supervisor(
+        [
+            sv.process(
+                "web",
+                [sys.executable, "-c", REPORT_SOCKET, str(tmp_path / "web-{instance}.txt")],
+                sockets=[sv.listen(f"tcp://127.0.0.1:{port}", name="web")],
+                instances=3,
+            )
+        ]
+    )
+    async with sv.start(spec) as tree:
+        reports = [tmp_path / f"web-{n}.txt" for n in range(3)]
+        for _ in range(200):
+            if all(report.exists() and report.read_text() for report in reports):
+                break
+            await asyncio.sleep(0.05)
+        seen = [report.read_text().split() for report in reports]
+        assert [fields[:3] for fields in seen] == [["1", "True", str(port)]] * 3
+        assert len({fields[3] for fields in seen}) == 1  # one socket, the same inode in each copy
+        await tree.at("web").scale(1)
+        reports[1].unlink()
+        await tree.at("web").scale(2)  # a new copy gets the socket still held for the group
+        for _ in range(200):
+            if reports[1].exists() and reports[1].read_text():
+                break
+            await asyncio.sleep(0.05)
+        assert (tmp_path / "web-1.txt").read_text().split()[3] == seen[0][3]
