@@ -1,0 +1,52 @@
+"""Snapshot stores: where the snapshots children save with ``ctx.save`` outlive the tree.
+
+>>> import supervision as sv
+>>> store = sv.stores.sqlite("/var/lib/myapp/snapshots.db")
+
+- :func:`memory` keeps them in the process (the default of ``sv.start``);
+- :func:`sqlite` keeps them in a file on this host (the default of ``supervision run``);
+- :func:`etcd` keeps them in an etcd cluster, shared between hosts (``supervision[etcd]``).
+
+The durable stores hold the snapshot as JSON written by :mod:`supervision.stores._codec`
+(pyrsistent structures, tuples, frozensets, bytes and atoms; never pickle), refuse a
+snapshot larger than ``max_bytes`` (1 MiB by default) with :class:`SnapshotTooLarge`,
+and write saves in batches at most ``flush_interval`` (100 ms) after they are made.
+See docs/distributed.md.
+"""
+
+from __future__ import annotations
+
+from ._base import (
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_BYTES,
+    Fence,
+    Record,
+    SnapshotStore,
+    SnapshotTooLarge,
+    StaleFence,
+    StoreError,
+)
+from ._codec import CodecError, decode, encode
+from ._etcd import EtcdStore, etcd
+from ._memory import MemoryStore, memory
+from ._sqlite import SqliteStore, sqlite
+
+__all__ = [
+    "DEFAULT_FLUSH_INTERVAL",
+    "DEFAULT_MAX_BYTES",
+    "CodecError",
+    "EtcdStore",
+    "Fence",
+    "MemoryStore",
+    "Record",
+    "SnapshotStore",
+    "SnapshotTooLarge",
+    "SqliteStore",
+    "StaleFence",
+    "StoreError",
+    "decode",
+    "encode",
+    "etcd",
+    "memory",
+    "sqlite",
+]

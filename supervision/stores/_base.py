@@ -1,0 +1,301 @@
+"""The snapshot store interface, and the write-behind buffer of the durable stores.
+
+A tree keeps every snapshot in memory as the immutable value the child saved;
+a store is where those values also go so that they outlive the process. The
+runtime reads a store once, when a tree starts, and then writes to it behind
+the children's backs: ``ctx.save`` must never wait for a disk or a network.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import SupervisionError
+from ._codec import decode, encode
+
+Path = tuple[str, ...]
+
+log = logging.getLogger("supervision.stores")
+
+DEFAULT_MAX_BYTES = 1 << 20
+"""The largest encoded snapshot a durable store accepts by default: 1 MiB.
+
+etcd refuses requests larger than 1.5 MiB by default (``--max-request-bytes``), and
+a snapshot is rewritten on every save: state larger than this belongs in a
+database the child writes to, not in a snapshot."""
+
+DEFAULT_FLUSH_INTERVAL = 0.1
+"""How long a durable store may hold a save before writing it: 100 ms."""
+
+
+class StoreError(SupervisionError):
+    """A snapshot store failed, or refused a snapshot (see the subclasses)."""
+
+
+class SnapshotTooLarge(StoreError, ValueError):
+    """A snapshot whose encoded form exceeds the store's ``max_bytes``; raised at ``save``."""
+
+    def __init__(self, path: Path, size: int, limit: int) -> None:
+        self.path = path
+        self.size = size
+        self.limit = limit
+        where = "/".join(path) or "/"
+        super().__init__(
+            f"snapshot of {where} is {size} bytes encoded, more than the store's limit of {limit} bytes; "
+            f"keep large state in a database and save a reference to it"
+        )
+
+
+class StaleFence(StoreError):
+    """A fenced write was refused: the lease it was made under is no longer held."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The fencing token of one leader incarnation: the election key and the
+    etcd revision that created it. Revisions only grow, so a later leader
+    always has a larger token than every earlier one."""
+
+    key: str
+    revision: int
+
+    def __int__(self) -> int:
+        return self.revision
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A stored snapshot: the value and the ``state_version`` it was saved under."""
+
+    value: Any
+    state_version: int = 0
+
+
+class SnapshotStore(abc.ABC):
+    """Where snapshots outlive the tree: async get, put and delete by path.
+
+    Use a store from a running event loop: ``await store.open()`` before the
+    first call, ``await store.close()`` (which flushes) after the last. A store
+    serves one tree at a time.
+
+    ``put`` and ``delete`` return once the store has the change staged, and
+    the change is durable after ``flush()`` returns or ``flush_interval``
+    seconds later; ``get`` always sees the last ``put``.
+    """
+
+    flush_interval: float = 0.0
+    """Seconds a change may stay staged before it is written (0: written at once)."""
+    max_bytes: int | None = None
+    """The largest encoded snapshot accepted, or None for no limit (no encoding)."""
+
+    async def open(self) -> None:  # noqa: B027  (optional hook)
+        """Connect or create what the store needs."""
+
+    async def close(self) -> None:
+        """Write what is staged, then release the store's resources."""
+        await self.flush()
+
+    async def flush(self) -> None:  # noqa: B027  (optional hook)
+        """Return once every change staged so far is durable."""
+
+    @abc.abstractmethod
+    async def get(self, path: Path) -> Record | None:
+        """The snapshot stored at ``path``, or None."""
+
+    @abc.abstractmethod
+    async def items(self) -> Mapping[Path, Record]:
+        """Every stored snapshot, by path (read once when a tree starts)."""
+
+    async def put(self, path: Path, value: Any, state_version: int = 0, *, fence: Fence | None = None) -> None:
+        """Store ``value`` at ``path``. ``SnapshotTooLarge`` if it is too large;
+        with ``fence``, a shared store writes it only while that fence holds."""
+        self.stage(path, Record(value, state_version), fence=fence)
+
+    async def delete(self, path: Path, *, fence: Fence | None = None) -> None:
+        """Forget the snapshot at ``path`` (nothing happens if there is none)."""
+        self.stage(path, None, fence=fence)
+
+    @abc.abstractmethod
+    def stage(self, path: Path, record: Record | None, *, fence: Fence | None = None) -> None:
+        """What ``put`` (a record) or ``delete`` (None) do, without awaiting:
+        the runtime calls it from ``ctx.save``, which must not wait."""
+
+    @abc.abstractmethod
+    async def clear(self) -> None:
+        """Forget every snapshot (``supervision run --fresh``)."""
+
+
+class WriteBehindStore(SnapshotStore):
+    """A store that encodes at ``stage`` and writes in batches.
+
+    The latest change per path waits in ``_pending``; ``flush_interval`` after
+    the first change of a batch, a flusher task takes the whole batch and
+    writes it with ``_write`` (one transaction). Saves made while a batch is
+    being written wait for the next one, so a path saved every millisecond is
+    written once per interval, and a crash loses at most the changes of the
+    last ``flush_interval`` (plus the time of the write under way).
+    """
+
+    def __init__(self, *, flush_interval: float, max_bytes: int | None) -> None:
+        if flush_interval < 0:
+            raise ValueError(f"flush_interval must be >= 0, got {flush_interval!r}")
+        if max_bytes is not None and max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive or None, got {max_bytes!r}")
+        self.flush_interval = flush_interval
+        self.max_bytes = max_bytes
+        self._pending: dict[Path, tuple[bytes | None, Fence | None]] = {}
+        self._writing: dict[Path, tuple[bytes | None, Fence | None]] = {}
+        self._dirty: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+        self.failed_writes = 0
+        """Batches whose write failed (kept staged and retried, or dropped if stale)."""
+
+    # -- the backend ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _write(self, batch: Mapping[Path, tuple[bytes | None, Fence | None]]) -> None:
+        """Write one batch: bytes to store, or None to delete. Raise ``StaleFence``
+        for a batch that must be dropped; any other error keeps it staged."""
+
+    @abc.abstractmethod
+    async def _read(self, path: Path) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def _read_all(self) -> dict[Path, bytes]: ...
+
+    @abc.abstractmethod
+    async def _clear(self) -> None: ...
+
+    async def _open(self) -> None:
+        pass
+
+    async def _close(self) -> None:
+        pass
+
+    # -- the interface -------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._dirty = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        await self._open()
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_loop(), name=f"flush {self!r}")
+
+    close_timeout: float = 10.0
+    """How long ``close`` waits for the last batch before giving it up (logged)."""
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self._flusher is not None:
+                try:
+                    async with asyncio.timeout(self.close_timeout):
+                        await self.flush()
+                except TimeoutError:
+                    log.error("%r: %d snapshot(s) not written at close", self, len(self._pending) + len(self._writing))
+        finally:
+            self._closed = True
+            if self._flusher is not None:
+                self._flusher.cancel()
+                await asyncio.wait([self._flusher])
+                self._flusher = None
+            await self._close()
+
+    def stage(self, path: Path, record: Record | None, *, fence: Fence | None = None) -> None:
+        if self._closed or self._dirty is None:
+            raise StoreError(f"{self!r} is not open")
+        if record is None:
+            data = None
+        else:
+            data = encode(record.value, record.state_version)
+            if self.max_bytes is not None and len(data) > self.max_bytes:
+                raise SnapshotTooLarge(path, len(data), self.max_bytes)
+        self._pending[path] = (data, fence)
+        assert self._idle is not None
+        self._idle.clear()
+        self._dirty.set()
+
+    async def get(self, path: Path) -> Record | None:
+        for table in (self._pending, self._writing):
+            if path in table:
+                data = table[path][0]
+                return None if data is None else Record(*decode(data))
+        data = await self._read(path)
+        return None if data is None else Record(*decode(data))
+
+    async def items(self) -> Mapping[Path, Record]:
+        stored = await self._read_all()
+        for table in (self._writing, self._pending):
+            for path, (data, _) in table.items():
+                if data is None:
+                    stored.pop(path, None)
+                else:
+                    stored[path] = data
+        return {path: Record(*decode(data)) for path, data in stored.items()}
+
+    async def flush(self) -> None:
+        if self._idle is None or self._flusher is None:
+            return
+        if self._pending or self._writing:
+            self._flush_now = True
+            assert self._dirty is not None
+            self._dirty.set()
+            await self._idle.wait()
+
+    async def clear(self) -> None:
+        self._pending.clear()
+        await self._clear()
+
+    # -- the flusher -----------------------------------------------------------------
+
+    _flush_now = False
+
+    async def _flush_loop(self) -> None:
+        assert self._dirty is not None and self._idle is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._dirty.wait()
+            if not self._flush_now and self.flush_interval > 0:
+                # Gather the saves of one interval into one batch.
+                deadline = loop.time() + self.flush_interval
+                while not self._flush_now and (remaining := deadline - loop.time()) > 0:
+                    self._dirty.clear()
+                    try:
+                        async with asyncio.timeout(remaining):
+                            await self._dirty.wait()
+                    except TimeoutError:
+                        break
+            self._dirty.clear()
+            self._flush_now = False
+            if not self._pending:
+                self._idle.set()
+                continue
+            self._writing, self._pending = self._pending, {}
+            try:
+                await self._write(self._writing)
+            except StaleFence as exc:
+                self.failed_writes += 1
+                log.warning("%r: dropped %d fenced change(s): %s", self, len(self._writing), exc)
+            except Exception:
+                self.failed_writes += 1
+                log.exception("%r: writing %d snapshot(s) failed; retrying", self, len(self._writing))
+                for path, change in self._writing.items():
+                    self._pending.setdefault(path, change)
+                self._writing = {}
+                self._dirty.set()
+                # Do not spin on a store that keeps failing.
+                await asyncio.sleep(max(self.flush_interval, 0.1))
+                continue
+            self._writing = {}
+            if self._pending:
+                self._dirty.set()
+            else:
+                self._idle.set()
