@@ -110,6 +110,12 @@ class EtcdCluster:
         process.wait(10)
         self.processes[index] = None
 
+    def pause(self, index: int) -> None:
+        """SIGSTOP one member: its connections stay open and its answers stop."""
+        process = self.processes[index]
+        assert process is not None, f"member {index} is not running"
+        process.send_signal(signal.SIGSTOP)
+
     def healthy(self, index: int) -> bool:
         """Whether member ``index`` answers and the cluster has a leader (quorum)."""
         try:
@@ -139,6 +145,7 @@ class EtcdCluster:
             if process is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
+                    os.killpg(process.pid, signal.SIGCONT)
                 process.wait(10)
                 self.processes[index] = None
 

@@ -90,14 +90,22 @@ class EtcdClient:
         for attempt in range(count):
             index = (self._preferred + attempt) % count
             url = f"{self.endpoints[index]}/v3/{method}"
+            answered = False
             try:
                 async with asyncio.timeout(limit):
                     async with session.post(url, json=body) as response:
                         text = await response.text()
                         status = response.status
+                answered = True
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 failures.append(f"{self.endpoints[index]}: {type(exc).__name__} {exc}".rstrip())
                 continue
+            finally:
+                if not answered:
+                    # Start the next call elsewhere, also when the caller's own
+                    # deadline cancelled this one: a hung member must not eat
+                    # every call's whole deadline.
+                    self._preferred = (index + 1) % count
             answer = _parse(text)
             if status == 200 and "error" not in answer:
                 self._preferred = index
@@ -106,6 +114,7 @@ class EtcdClient:
             message = str(answer.get("message") or answer.get("error") or text[:200])
             if code in _RETRY_CODES or (status >= 500 and code is None):
                 failures.append(f"{self.endpoints[index]}: {message}")
+                self._preferred = (index + 1) % count
                 continue
             raise EtcdError(f"etcd {method}: {message}", code if isinstance(code, int) else None)
         raise EtcdUnavailable(f"etcd {method}: no endpoint answered ({'; '.join(failures)})")

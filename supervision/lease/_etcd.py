@@ -246,10 +246,13 @@ class Election:
             if not term.held():
                 break
             sent = self._now()
-            budget = min(self.lease.timeout, term.valid_until - sent)
+            remaining = term.valid_until - sent
             try:
-                async with asyncio.timeout(max(budget, 0.01)):
-                    answer = await self._client.call("lease/keepalive", {"ID": str(term.lease_id)}, timeout=budget)
+                # Each member gets at most lease.timeout; all of them together, what is left.
+                async with asyncio.timeout(max(remaining, 0.01)):
+                    answer = await self._client.call(
+                        "lease/keepalive", {"ID": str(term.lease_id)}, timeout=min(self.lease.timeout, remaining)
+                    )
             except (EtcdError, TimeoutError) as exc:
                 log.warning("lease %s: keep-alive failed: %s", self.lease.name, exc)
                 next_renewal = self._now() + min(interval / 4, 0.25)
@@ -299,10 +302,15 @@ class Election:
                 await self._client.call("lease/revoke", {"ID": str(term.lease_id)})
 
     async def close(self) -> None:
-        """Resign, finish background revocations (bounded by ``2 * ttl``), and close."""
+        """Resign, give background revocations a moment, and close. A lease
+        not revoked by then expires by itself within its ttl."""
         await self.resign()
         if self._revoking:
-            await asyncio.wait(list(self._revoking))
+            _, late = await asyncio.wait(list(self._revoking), timeout=2 * self.lease.timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
         await self._client.close()
 
     def __repr__(self) -> str:
