@@ -8,7 +8,7 @@ The recipe is etcd's own (``concurrency.Election``) reduced to one key:
   only grow, so every later leader holds a larger token than every earlier one.
   If the key exists, watch it until it is deleted (its holder resigned or its
   lease expired) and try again.
-- **keep-alive**: renew the lease every ``ttl / 3``. A renewal sent at local time
+- **keep-alive**: renew the lease every ``(ttl - guard) / 3``. A renewal sent at local time
   ``t`` proves the lease lives until at least ``t + ttl`` on etcd (etcd renews it
   when the request arrives, after ``t``), so the term ends locally at
   ``t + ttl - guard``, whatever the network does: with ``guard`` the time the
@@ -233,7 +233,9 @@ class Election:
     async def _keep_alive(self, term: Term) -> None:
         """Renew the lease every ttl/3 until the term ends; end it when the
         lease may expire before the next renewal is answered."""
-        interval = self.lease.ttl / 3
+        # Three renewals fit in what the guard leaves of the ttl, so one or two
+        # lost or slow ones do not end the term.
+        interval = (self.lease.ttl - self.guard) / 3
         next_renewal = self._now() + interval
         while term.held():
             delay = min(next_renewal, term.valid_until) - self._now()
@@ -263,7 +265,8 @@ class Election:
                 break
             term.valid_until = max(term.valid_until, sent + ttl - self.guard)
             next_renewal = sent + interval
-        log.warning("lease %s: lost leadership (fence %d): %s", self.lease.name, term.fence, term.reason)
+        level = logging.INFO if term.reason == "resigned" else logging.WARNING
+        log.log(level, "lease %s: lost leadership (fence %d): %s", self.lease.name, term.fence, term.reason)
         self._revoke_later(term.lease_id)
 
     def _revoke_later(self, lease_id: int) -> None:

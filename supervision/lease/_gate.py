@@ -1,0 +1,103 @@
+"""Leader-gated supervisors: the pure rules (no asyncio, no I/O).
+
+A supervisor with ``leader=`` runs its children only while its root holds the
+lease. The rules, in one place:
+
+- it starts as a **standby**: started at once for its parent, no children;
+- when the lease is **acquired**, its children start (with the snapshots of the
+  lease's shared store) under a new term;
+- when the lease is **lost**, its children are stopped at once, right to left,
+  and it campaigns again. It must be able to do that before etcd can grant the
+  lease elsewhere, which :func:`check_leader` proves at spec construction: the
+  time its children take to stop, plus a margin, must fit in the part of the
+  ttl that a term keeps after the last renewal;
+- when its children stop by themselves (it gave up, or auto_shutdown), it
+  resigns and exits as any supervisor would: its parent decides what follows.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .._events import Event
+
+MARGIN = 1.0
+"""Seconds of slack between the children being stopped and the lease expiring on etcd."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaderAcquired(Event):
+    """A leader-gated supervisor's root won its lease; its children start now.
+    ``fence`` is the term's fencing token (``ctx.fence``)."""
+
+    name: str
+    fence: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaderLost(Event):
+    """A leader-gated supervisor lost its lease (``reason``); its children were stopped."""
+
+    name: str
+    fence: int
+    reason: str
+
+
+class Role(enum.StrEnum):
+    """What a leader-gated supervisor is doing, as ``supervision status`` shows it."""
+
+    STANDBY = "standby"
+    LEADER = "leader"
+
+
+def stop_time(shutdowns: Iterable[float]) -> float:
+    """The longest a supervisor takes to stop children that stop one after
+    another with these ``shutdown`` times (``math.inf`` for ``sv.INFINITY``)."""
+    return math.fsum(shutdowns)
+
+
+def guard(stop: float) -> float:
+    """Seconds before the lease may expire at which a term is given up: the
+    time to stop the children, plus :data:`MARGIN`."""
+    return stop + MARGIN
+
+
+def leader_problem(stop: float, ttl: int) -> str | None:
+    """Why children that take ``stop`` seconds to stop cannot be gated by a
+    lease of ``ttl`` seconds, or None if they can.
+
+    A term renews its lease every ttl/3 and gives it up ``guard(stop)`` seconds
+    before it may expire; so that one late renewal does not end every term,
+    the guard must leave more than a renewal interval: ``guard < 2/3 ttl``.
+    """
+    limit = ttl * 2 / 3 - MARGIN
+    if stop < limit:
+        return None
+    what = "never stop (sv.INFINITY)" if math.isinf(stop) else f"take up to {stop:g}s to stop"
+    return (
+        f"the children {what}; under a lease of ttl={ttl}s they must stop within {limit:g}s "
+        f"(2/3 of the ttl minus a {MARGIN:g}s margin), before the lease can be granted elsewhere: "
+        f"lower their shutdown or raise the ttl"
+    )
+
+
+def spec_stop_time(children: Iterable[object]) -> float:
+    """:func:`stop_time` of a supervisor's child specs. A nested supervisor
+    with ``shutdown=INFINITY`` takes as long as its own children."""
+    from .._spec import BRUTAL_KILL, INFINITY, ChildSpec, Supervisor
+
+    def one(child: object) -> float:
+        assert isinstance(child, ChildSpec)
+        nested = child.start if isinstance(child.start, Supervisor) else None
+        if child.shutdown is BRUTAL_KILL:
+            return 0.0
+        if child.shutdown is INFINITY:
+            return spec_stop_time(nested.children) if nested is not None else math.inf
+        if nested is not None:
+            return min(float(child.shutdown), spec_stop_time(nested.children))
+        return float(child.shutdown)
+
+    return stop_time(one(child) for child in children)
