@@ -34,9 +34,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .._etcd import EtcdClient, EtcdError, b64, unb64
-from ..stores import Fence
+from ..stores import EtcdStore, Fence
 
 log = logging.getLogger("supervision.lease")
+
+SNAPSHOT_PREFIX = "/supervision/snapshots/"
+"""Where a lease's subtree keeps its snapshots: ``<this><lease name>/<path below>``."""
 
 MIN_TTL = 2
 """The shortest lease accepted, in seconds (etcd's own floor with default timing)."""
@@ -71,6 +74,13 @@ class EtcdLease:
         """A campaigner for this lease (one per root). ``guard``: seconds before
         the lease can expire at which a term counts as lost."""
         return Election(self, identity=identity, guard=guard, now=now)
+
+    def snapshot_store(self) -> EtcdStore:
+        """The store where the gated subtree keeps its snapshots, shared by every
+        root that campaigns: ``/supervision/snapshots/<name>/`` on the same cluster."""
+        return EtcdStore(
+            self.endpoints, f"{SNAPSHOT_PREFIX}{self.name}/", flush_interval=0.1, max_bytes=1 << 20, timeout=2.0
+        )
 
 
 def etcd(

@@ -21,8 +21,10 @@ import enum
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from .._events import Event
+from ..stores._interface import Fence, SnapshotStore
 
 MARGIN = 1.0
 """Seconds of slack between the children being stopped and the lease expiring on etcd."""
@@ -44,6 +46,40 @@ class LeaderLost(Event):
     name: str
     fence: int
     reason: str
+
+
+class LeaderTerm(Protocol):
+    """One incarnation of leadership (``supervision.lease.Term``)."""
+
+    @property
+    def fence(self) -> int: ...
+    @property
+    def token(self) -> Fence: ...
+    @property
+    def reason(self) -> str | None: ...
+    def held(self) -> bool: ...
+    async def wait_lost(self) -> None: ...
+
+
+class LeaderElection(Protocol):
+    """Campaigns for a lease from this process (``supervision.lease.Election``)."""
+
+    async def campaign(self) -> LeaderTerm: ...
+    async def resign(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+class Lease(Protocol):
+    """What ``leader=`` takes (``sv.lease.etcd(...)``): a value naming a lease, which
+    makes elections and the store the gated subtree keeps its snapshots in. The
+    runtime knows leases only through this protocol."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def ttl(self) -> int: ...
+    def election(self, identity: str | None = None, *, guard: float = 0.0) -> LeaderElection: ...
+    def snapshot_store(self) -> SnapshotStore: ...
 
 
 class Role(enum.StrEnum):

@@ -19,15 +19,11 @@ from .._errors import format_path
 from .._events import ExitReason
 from .._runtime import SupervisorIncarnation, SupervisorRunner
 from .._spec import Supervisor
-from ..stores import EtcdStore, Fence
+from ..stores._interface import SnapshotStore
 from ..stores._paths import DurablePaths, Route
-from ._etcd import Election, EtcdLease, Term
-from ._gate import LeaderAcquired, LeaderLost, Role, guard, spec_stop_time
+from ._gate import LeaderAcquired, LeaderElection, LeaderLost, LeaderTerm, Lease, Role, guard, spec_stop_time
 
 logger = logging.getLogger("supervision")
-
-SNAPSHOT_PREFIX = "/supervision/snapshots/"
-"""Where a lease's subtree keeps its snapshots in etcd: ``<this><lease name>/<path below>``."""
 
 
 class GatedIncarnation(SupervisorIncarnation):
@@ -39,18 +35,17 @@ class GatedIncarnation(SupervisorIncarnation):
     def start(self) -> Any:
         spec = self.spec.start
         assert isinstance(spec, Supervisor)
-        lease = getattr(spec, "leader", None)
-        assert isinstance(lease, EtcdLease), lease
+        lease: Lease | None = getattr(spec, "leader", None)
+        assert lease is not None
         runtime = self.runner.runtime
         self.role = Role.STANDBY
-        self.term: Term | None = None
-        self.election: Election = lease.election(guard=guard(spec_stop_time(spec.children)))
-        self.shared: EtcdStore | None = EtcdStore(
-            lease.endpoints, f"{SNAPSHOT_PREFIX}{lease.name}/", flush_interval=0.1, max_bytes=1 << 20, timeout=2.0
-        )
+        self.term: LeaderTerm | None = None
+        self.election: LeaderElection = lease.election(guard=guard(spec_stop_time(spec.children)))
+        self.shared: SnapshotStore | None = lease.snapshot_store()
         paths = runtime.store
         if isinstance(paths, DurablePaths):
-            paths.routes[self.path] = Route(self.shared, Fence(lease.key.decode(), 0))
+            # No fence until a term begins: nothing is written for the subtree meanwhile.
+            paths.routes[self.path] = Route(self.shared)
         # A runner that never starts: what handles see while this root is a standby.
         self.child = SupervisorRunner(runtime, spec, self.path)
         self.session = runtime.loop.create_task(self._session(lease), name=f"leader {format_path(self.path)}")
@@ -69,7 +64,7 @@ class GatedIncarnation(SupervisorIncarnation):
     def fence(self) -> int | None:
         return self.term.fence if self.term is not None and self.role is Role.LEADER else None
 
-    async def _session(self, lease: EtcdLease) -> None:
+    async def _session(self, lease: Lease) -> None:
         runtime = self.runner.runtime
         shared = self.shared
         assert shared is not None

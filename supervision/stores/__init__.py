@@ -16,19 +16,20 @@ See docs/distributed.md.
 
 from __future__ import annotations
 
-from ._base import (
+from ._codec import CodecError, decode, encode
+from ._etcd import EtcdStore, etcd
+from ._interface import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_BYTES,
     Fence,
+    MemoryStore,
     Record,
     SnapshotStore,
     SnapshotTooLarge,
     StaleFence,
     StoreError,
+    memory,
 )
-from ._codec import CodecError, decode, encode
-from ._etcd import EtcdStore, etcd
-from ._memory import MemoryStore, memory
 from ._sqlite import SqliteStore, sqlite
 
 __all__ = [

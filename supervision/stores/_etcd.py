@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._etcd import EtcdClient, b64, unb64
-from ._base import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BYTES, Fence, Path, StaleFence, WriteBehindStore
+from ._base import WriteBehindStore
+from ._interface import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BYTES, Fence, Path, StaleFence
 
 _TXN_OPS = 100
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._snapshot import PathStore
-from ._base import Fence, Path, Record, SnapshotStore
+from ._interface import Fence, Path, Record, SnapshotStore
 
 
 @dataclass(slots=True)
 class Route:
-    """Where the snapshots under one path go: a store, and the fence of the
-    term that may write there (None: unfenced)."""
+    """Where the snapshots under one path (a leader-gated subtree) go: the
+    lease's shared store, fenced by the term that may write there. Without a
+    term (None), nothing is written there: the subtree's children do not run."""
 
     store: SnapshotStore
     fence: Fence | None = None
@@ -38,11 +39,14 @@ class DurablePaths(PathStore):
         """Subtrees whose snapshots go elsewhere, by the path of their root
         (the key in that store is the path below it)."""
 
-    def route(self, path: Path) -> tuple[SnapshotStore, Path, Fence | None]:
-        """The store a snapshot at ``path`` goes to, its key there, and the fence."""
+    def route(self, path: Path) -> tuple[SnapshotStore | None, Path, Fence | None]:
+        """The store a snapshot at ``path`` goes to (None: nowhere, for now), its
+        key there, and the fence to write it with."""
         if self.routes:
             for prefix, route in self.routes.items():
                 if path[: len(prefix)] == prefix and len(path) > len(prefix):
+                    if route.fence is None:
+                        return None, path, None
                     return route.store, path[len(prefix) :], route.fence
         return self.store, path, None
 
@@ -67,9 +71,10 @@ class DurablePaths(PathStore):
 
     def save(self, path: Path, value: Any) -> None:
         store, key, fence = self.route(path)
-        # Staged first: a snapshot over the store's limit raises here, and the
-        # tree keeps the last one that was accepted.
-        store.stage(key, Record(value, self.versions.get(path, 0)), fence=fence)
+        if store is not None:
+            # Staged first: a snapshot over the store's limit raises here, and the
+            # tree keeps the last one that was accepted.
+            store.stage(key, Record(value, self.versions.get(path, 0)), fence=fence)
         self.snapshots[path] = value
 
     def adopt(self, path: Path, version: int, migrate: Callable[[Any, int], Any] | None) -> None:
@@ -79,7 +84,8 @@ class DurablePaths(PathStore):
         if after is before:
             return
         store, key, fence = self.route(path)
-        store.stage(key, None if after is _MISSING else Record(after, version), fence=fence)
+        if store is not None:
+            store.stage(key, None if after is _MISSING else Record(after, version), fence=fence)
 
     def forget(self, path: Path, *, subtree: bool = False) -> None:
         depth = len(path)
@@ -87,7 +93,8 @@ class DurablePaths(PathStore):
         super().forget(path, subtree=subtree)
         for p in gone:
             store, key, fence = self.route(p)
-            store.stage(key, None, fence=fence)
+            if store is not None:
+                store.stage(key, None, fence=fence)
 
 
 _MISSING: Any = object()
