@@ -126,9 +126,14 @@ async def test_sqlite_survives_close_and_reopen_in_wal_mode(tmp_path: Path) -> N
         ("web",): Record(pmap({"n": 1}), 0),
         ("db", "pool"): Record((1, b"\x00", frozenset({2})), 3),
     }
-    await again.clear()
-    assert dict(await again.items()) == {}
     await again.close()
+    fresh = stores.sqlite(filename, fresh=True)
+    await fresh.open()
+    assert dict(await fresh.items()) == {}
+    await fresh.put(("web",), pmap({"n": 2}))
+    await fresh.clear()
+    assert dict(await fresh.items()) == {}
+    await fresh.close()
 
 
 async def test_sqlite_writes_saves_in_batches_within_the_flush_interval(tmp_path: Path) -> None:

@@ -41,9 +41,12 @@ def _path(key: str) -> Path:
 class SqliteStore(WriteBehindStore):
     """Snapshots in a SQLite database file; see :func:`sqlite`."""
 
-    def __init__(self, filename: str | os.PathLike[str], *, flush_interval: float, max_bytes: int | None) -> None:
+    def __init__(
+        self, filename: str | os.PathLike[str], *, flush_interval: float, max_bytes: int | None, fresh: bool = False
+    ) -> None:
         super().__init__(flush_interval=flush_interval, max_bytes=max_bytes)
         self.filename = os.fspath(filename)
+        self.fresh = fresh
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
 
@@ -69,6 +72,8 @@ class SqliteStore(WriteBehindStore):
                     raise StoreError(f"{self.filename}: SQLite refused WAL mode (got {mode!r})")
                 db.execute("PRAGMA synchronous = FULL")
                 db.execute(_SCHEMA)
+                if self.fresh:
+                    db.execute("DELETE FROM snapshots")
             except BaseException:
                 db.close()
                 raise
@@ -128,6 +133,7 @@ def sqlite(
     *,
     flush_interval: float = DEFAULT_FLUSH_INTERVAL,
     max_bytes: int | None = DEFAULT_MAX_BYTES,
+    fresh: bool = False,
 ) -> SqliteStore:
     """A durable store in the SQLite database ``filename`` (created if missing).
 
@@ -135,8 +141,9 @@ def sqlite(
     seconds after they are made, and all of them at every orderly stop. A hard
     crash loses at most the last ``flush_interval``. A snapshot whose encoded
     form (see :mod:`supervision.stores`) exceeds ``max_bytes`` is refused at
-    ``ctx.save`` with :class:`SnapshotTooLarge`.
+    ``ctx.save`` with :class:`SnapshotTooLarge`. With ``fresh``, the snapshots
+    the file holds are forgotten when the store opens (``supervision run --fresh``).
 
     >>> store = sqlite("/var/lib/myapp/snapshots.db")
     """
-    return SqliteStore(filename, flush_interval=flush_interval, max_bytes=max_bytes)
+    return SqliteStore(filename, flush_interval=flush_interval, max_bytes=max_bytes, fresh=fresh)
