@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 
@@ -68,6 +69,7 @@ class WriteBehindStore(SnapshotStore):
         self._dirty = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._hurry = asyncio.Event()
         await self._open()
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop(), name=f"flush {self!r}")
 
@@ -128,9 +130,8 @@ class WriteBehindStore(SnapshotStore):
         if self._idle is None or self._flusher is None:
             return
         if self._pending or self._writing:
-            self._flush_now = True
-            assert self._dirty is not None
-            self._dirty.set()
+            assert self._hurry is not None
+            self._hurry.set()
             await self._idle.wait()
 
     async def clear(self) -> None:
@@ -139,25 +140,23 @@ class WriteBehindStore(SnapshotStore):
 
     # -- the flusher -----------------------------------------------------------------
 
-    _flush_now = False
+    _hurry: asyncio.Event | None = None
 
     async def _flush_loop(self) -> None:
-        assert self._dirty is not None and self._idle is not None
-        loop = asyncio.get_running_loop()
+        # A save only sets ``_dirty``, which wakes this task once per batch (not
+        # once per save: ctx.save must stay cheap); ``flush()`` sets ``_hurry``
+        # to cut the gathering short.
+        assert self._dirty is not None and self._idle is not None and self._hurry is not None
+        hurry = self._hurry
         while True:
             await self._dirty.wait()
-            if not self._flush_now and self.flush_interval > 0:
+            if not hurry.is_set() and self.flush_interval > 0:
                 # Gather the saves of one interval into one batch.
-                deadline = loop.time() + self.flush_interval
-                while not self._flush_now and (remaining := deadline - loop.time()) > 0:
-                    self._dirty.clear()
-                    try:
-                        async with asyncio.timeout(remaining):
-                            await self._dirty.wait()
-                    except TimeoutError:
-                        break
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.flush_interval):
+                        await hurry.wait()
             self._dirty.clear()
-            self._flush_now = False
+            hurry.clear()
             if not self._pending:
                 self._idle.set()
                 continue
