@@ -99,8 +99,8 @@ def etcd(
         raise ValueError("a lease needs at least one etcd endpoint")
     if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < MIN_TTL:
         raise ValueError(f"ttl must be a whole number of seconds >= {MIN_TTL} (etcd leases count seconds), got {ttl!r}")
-    # A request may take at most a third of the time between two keep-alives.
-    timeout = min(2.0, ttl / 9)
+    # One member may hold a request this long before the next one is tried.
+    timeout = min(2.0, ttl / 6)
     return EtcdLease(name, tuple(url.rstrip("/") for url in endpoints), ttl, prefix, timeout)
 
 
