@@ -47,8 +47,8 @@ def free_ports(count: int) -> list[int]:
 
 
 class EtcdCluster:
-    """``size`` etcd members on 127.0.0.1, with fast elections (heartbeat 50 ms,
-    election timeout 500 ms) so a lost member costs a test half a second."""
+    """``size`` etcd members on 127.0.0.1, with etcd's default timing (heartbeat
+    100 ms, election timeout 1 s): faster elections flap on a loaded machine."""
 
     def __init__(self, directory: Path, size: int = 3) -> None:
         self.binary = require_etcd()
@@ -79,8 +79,8 @@ class EtcdCluster:
             f"--initial-cluster={self.initial}",
             "--initial-cluster-state=new",
             "--initial-cluster-token=supervision-tests",
-            "--heartbeat-interval=50",
-            "--election-timeout=500",
+            "--heartbeat-interval=100",
+            "--election-timeout=1000",
             "--logger=zap",
             "--log-outputs=stderr",
             "--log-level=error",

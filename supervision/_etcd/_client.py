@@ -87,8 +87,9 @@ class EtcdClient:
         limit = self.timeout if timeout is None else timeout
         failures: list[str] = []
         count = len(self.endpoints)
+        first = self._preferred  # read once: a failure moves it for the next call
         for attempt in range(count):
-            index = (self._preferred + attempt) % count
+            index = (first + attempt) % count
             url = f"{self.endpoints[index]}/v3/{method}"
             answered = False
             try:
