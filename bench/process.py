@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable
 
 import supervision as sv
-from supervision._reaper import spawner
+from supervision._process.reaper import spawner
 
 FALSE = "/bin/false"
 SLEEP = "/bin/sleep"

@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from supervision._control import Client, NotRunning
+from supervision._core.errors import NotRunning
+from supervision._service.client import Client
 
 APP = """
 import asyncio

@@ -143,7 +143,7 @@ def build_alone(n: int) -> float:
 
 
 def diff_alone(n: int) -> float:
-    from supervision._diff import diff
+    from supervision._core.diff import diff
 
     old, new = build(n, False), build(n, True)
     began = time.perf_counter()

@@ -740,7 +740,7 @@ def _measure_reexec(bench: Bench, scenario: str) -> dict[str, Any]:
     from this process so that no client start-up is timed): request → the new image's
     reply, the kernel's exec of the new image, and a check that the 100 children were
     kept: the same pids, none exited."""
-    from supervision._control import Client
+    from supervision._service.client import Client
 
     contender = contenders.SUPERVISION
     with bench.tempdir("reexec") as tmp:

@@ -2,7 +2,7 @@
 
 ::
 
-    supervision run TARGET [--name N] [--control PATH | --no-control]
+    supervision run TARGET [--name N] [--control PATH | --no-control] [--debug]
     supervision status [PATH] [--json]
     supervision restart PATH
     supervision stop [PATH] [--no-wait]
@@ -14,7 +14,8 @@
 The client commands find the tree's control socket by ``--control PATH``, by
 ``--name N`` (``$XDG_RUNTIME_DIR/supervision/N.sock``), or, given neither, as the
 only socket in that directory. Exit status: 0 done, 1 refused or failed (the
-reason on stderr), 2 bad usage, 3 no tree running there. See ``docs/cli.md``.
+reason on stderr; also a connection lost before the reply), 2 bad usage (also several
+trees and no ``--name``), 3 no tree running there. See ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._control import Client, NotRunning, RequestError, client_path
+from ._core.errors import NotRunning, PathError, RequestError
+from ._process.proc import signal_name
+from ._service.client import Client, client_path
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -45,10 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NotRunning as exc:
         _error(str(exc))
         return EXIT_NOT_RUNNING
-    except RequestError as exc:
-        if exc.type == "ReloadError":
+    except (RequestError, PathError) as exc:  # refused: by the server, or the tree's own (NotFound...)
+        if isinstance(exc, RequestError) and exc.type == "ReloadError":
             _error(f"reload rejected: {exc}")
-        elif exc.type == "ReexecRejected":
+        elif isinstance(exc, RequestError) and exc.type == "ReexecRejected":
             _error(f"reexec rejected: {exc}")
         else:
             _error(str(exc))
@@ -83,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     run = command("run", "run a tree until it stops (SIGTERM/SIGINT stop it, SIGHUP reloads it)")
     run.add_argument("target", help="pkg.module:build, path/to/file.py[:name], or a services file (.toml)")
     run.add_argument("--no-control", action="store_true", help="serve no control socket")
+    run.add_argument(
+        "--debug", action="store_true", help="log at DEBUG, with whole tracebacks (a tree that fails to build, say)"
+    )
     status = command("status", "show the tree: path, kind, status, pid, uptime, restarts, last exit")
     status.add_argument("path", nargs="?", help="only this child and what is under it")
     status.add_argument("--json", action="store_true", help="print the status as JSON, for scripts")
@@ -103,10 +109,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ._run import run
+    from ._service.run import run
 
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # "pkg.module:build" is found in the current directory
+    if args.debug:
+        import logging
+
+        logging.basicConfig(
+            level=logging.DEBUG, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     control: Any = None if args.no_control else args.control
     kwargs: dict[str, Any] = {"name": args.name}
     if control is not None or args.no_control:
@@ -125,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(client: Client, args: argparse.Namespace) -> int:
-    result = client.call("status", **({"path": args.path} if args.path else {}))
+    result = client.call("status", **({"path": args.path} if args.path is not None else {}))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -140,7 +152,7 @@ def _restart(client: Client, args: argparse.Namespace) -> int:
 
 
 def _stop(client: Client, args: argparse.Namespace) -> int:
-    if args.path:
+    if args.path is not None:  # "" too: the server refuses it, only no argument means the tree
         result = client.call("stop", path=args.path)
         print(f"{result['path']}: {'stopped' if result['status'] == 'terminated' else result['status']}")
         return 0
@@ -244,7 +256,7 @@ def last_exit(found: dict[str, Any] | None) -> str:
     if found.get("exit_status") is not None:
         text += f" (status {found['exit_status']})"
     elif found.get("signal") is not None:
-        text += f" ({_signal_name(found['signal'])})"
+        text += f" ({signal_name(found['signal'])})"
     elif found.get("error"):
         error = str(found["error"])
         text += f" ({error[:57] + '...' if len(error) > 60 else error})"
@@ -264,15 +276,6 @@ def duration(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{secs:02d}s"
-
-
-def _signal_name(number: int) -> str:
-    import signal
-
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def _pid(result: dict[str, Any]) -> str:

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import sys
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from ._errors import Path, SpecError
+from ._core.errors import SpecError
+from ._core.paths import Path
 
 __all__ = ["Check", "Delay", "Notify", "Port", "delay", "notify", "port"]
 
@@ -78,8 +80,12 @@ class Delay:
 
     def check(self, path: Path) -> None:
         value = self.seconds
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
-            raise SpecError(path, "ready", f"delay must be a number of seconds >= 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise SpecError(path, "ready", f"delay must be a number of seconds >= 0, got {value!r:.40}")
+        if isinstance(value, int) and abs(value) > sys.float_info.max:  # float() would overflow
+            raise SpecError(path, "ready", "delay must be finite and fit a float")
+        if math.isnan(value):
+            raise SpecError(path, "ready", "delay must be a number of seconds >= 0, got nan")
         if math.isinf(value):
             raise SpecError(path, "ready", "delay must be finite")
 

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from supervision._control import Client, NotRunning, RequestError
+from supervision._core.errors import NotRunning, RequestError
+from supervision._service.client import Client
 from tests.process_helpers import alive, descendants
 
 PY = sys.executable

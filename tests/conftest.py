@@ -45,7 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # ``ci`` (the default) is derandomized, so every run tries the same examples and a
 # failure reproduces. ``HYPOTHESIS_PROFILE=thorough`` runs more examples, with fresh
 # randomness each time. Tests that need a budget of their own per profile (the
-# stateful test of tests/test_model_stateful.py) read the profile's name from
+# stateful test of tests/core/test_model_stateful.py) read the profile's name from
 # ``HYPOTHESIS_PROFILE`` too.
 
 import os  # noqa: E402

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import supervision as sv
-from supervision._reaper import read_stat
+from supervision._process.proc import read_stat
 
 PY = sys.executable
 

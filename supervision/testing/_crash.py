@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
-from .._errors import NotFound, Path, format_path
-from .._tree import Handle, parse_path
+from typing import TYPE_CHECKING
+
+from .._core.errors import NotFound
+from .._core.paths import Path, format_path, parse_path
+from .._core.status import Status
+
+if TYPE_CHECKING:
+    from .._runtime.tree import Handle
 
 
 class InjectedCrash(Exception):
-    """The default error of :func:`crash`."""
+    """The default error of :func:`crash`.
+
+    >>> import asyncio, supervision as sv
+    >>> from supervision.testing import crash
+    >>> async def w(ctx):
+    ...     await asyncio.Event().wait()
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor([sv.child("w", w)])) as tree:
+    ...         events = tree.events()
+    ...         crash(tree, "w")
+    ...         async for event in events:
+    ...             print(type(event.error).__name__)
+    ...             break
+    >>> asyncio.run(main())
+    InjectedCrash
+    """
 
 
 def crash(tree: Handle, path: str | Path, exc: BaseException | None = None) -> None:
@@ -16,13 +37,28 @@ def crash(tree: Handle, path: str | Path, exc: BaseException | None = None) -> N
     A worker's task is cancelled and its exit reported as a crash with ``exc``;
     an OS process is sent SIGKILL; a nested supervisor stops its children and
     then exits as crashed. The supervisor reacts as to any crash.
+
+    >>> import asyncio, supervision as sv
+    >>> from supervision.testing import crash
+    >>> async def w(ctx):
+    ...     await asyncio.Event().wait()
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor([sv.child("w", w)])) as tree:
+    ...         events = tree.events()
+    ...         crash(tree, "w", RuntimeError("injected"))
+    ...         async for event in events:
+    ...             if isinstance(event, sv.ChildStarted):
+    ...                 print(tree.which_children()[0].starts)
+    ...                 break
+    >>> asyncio.run(main())
+    2
+
     """
     full = parse_path(path)
     if not full:
         raise NotFound("crash() needs a child's path")
-    parent = tree.at(full[:-1])._runner()
-    incarnation = parent.incarnations.get(full[-1])
-    child = parent.core.children.get(full[-1])
-    if incarnation is None or child is None or child.token != incarnation.token or child.status != "running":
-        raise NotFound(f"{format_path((*tree.path, *full))}: no running child")
-    incarnation.crash(exc if exc is not None else InjectedCrash(f"crash injected into {format_path(full)}"))
+    parent = tree._tree.runner_at((*tree.path, *full[:-1]))
+    found = parent.child(full[-1])
+    if found is None or found[1] is None or found[0].status is not Status.RUNNING:
+        raise NotFound.at((*tree.path, *full), "no running child")
+    found[1].crash(exc if exc is not None else InjectedCrash(f"crash injected into {format_path(full)}"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
-from .._spec import Supervisor
+from .._core.spec import Supervisor
 from ._schedule import StartTree, Step, describe_supervisor
 from ._simulate import Simulator
 from ._view import error_key, event_key, format_event
@@ -20,7 +20,12 @@ from .model import Model
 
 
 class Disagreement(AssertionError):
-    """The core and the model disagree. The message says where."""
+    """The core and the model disagree. The message says where.
+
+    >>> from supervision.testing import Disagreement
+    >>> issubclass(Disagreement, AssertionError)     # a failure, for any test runner
+    True
+    """
 
 
 class Lockstep:

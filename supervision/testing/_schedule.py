@@ -26,17 +26,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from .._errors import Path, format_path
-from .._events import ExitReason
-from .._spec import ChildSpec
+from .._core.events import ExitReason
+from .._core.paths import Path, format_path
+from .._core.spec import ChildSpec
 
 
 class SimulatedCrash(Exception):
-    """The default error of a :class:`Crash` step."""
+    """The default error of a :class:`Crash` step.
+
+    >>> import supervision as sv
+    >>> from supervision.testing import Crash, SimulatedCrash, simulate
+    >>> async def w(ctx): ...
+    >>> isinstance(simulate(sv.Supervisor([sv.child("w", w)]), [Crash("w")])[1].error, SimulatedCrash)
+    True
+    """
 
 
 class SimulatedStartFailure(Exception):
-    """The error of a start attempt failed by :class:`FailNextStart`."""
+    """The error of a start attempt failed by :class:`FailNextStart`.
+
+    >>> import supervision as sv
+    >>> from supervision.testing import FailNextStart, SimulatedStartFailure, Simulator
+    >>> async def w(ctx): ...
+    >>> sim = Simulator(sv.Supervisor([sv.child("w", w)]))
+    >>> sim.apply(FailNextStart("w"))
+    >>> isinstance(sim.start().__cause__, SimulatedStartFailure)
+    True
+    """
 
 
 def to_path(path: str | Path) -> Path:
@@ -53,7 +69,14 @@ def _set(obj: object, name: str, value: object) -> None:
 @dataclass(frozen=True, eq=True)
 class Crash:
     """The running child at ``path`` exits with reason ``"crash"`` (``error``, or a
-    ``SimulatedCrash``). A nested supervisor first stops its children in order."""
+    ``SimulatedCrash``). A nested supervisor first stops its children in order.
+
+    >>> import supervision as sv
+    >>> from supervision.testing import Crash, format_event, simulate
+    >>> async def w(ctx): ...
+    >>> print(format_event(simulate(sv.Supervisor([sv.child("w", w)]), [Crash("w")])[1]))
+    0 w ChildExited reason=crash error=SimulatedCrash
+    """
 
     path: Path
     error: BaseException | None = field(default=None, compare=False)
@@ -70,7 +93,16 @@ class Crash:
 class Exit:
     """The running child at ``path`` exits by itself with ``reason`` (``"normal"``,
     ``"shutdown"`` or ``"crash"``), as a worker that returns, raises
-    ``sv.Shutdown`` or raises another exception."""
+    ``sv.Shutdown`` or raises another exception.
+
+    >>> import supervision as sv
+    >>> from supervision.testing import Exit, Simulator
+    >>> async def w(ctx): ...
+    >>> sim = Simulator(sv.Supervisor([sv.child("w", w, restart="transient")]))
+    >>> sim.start(); sim.apply(Exit("w", "normal"))
+    >>> [c.status.value for c in sim.which_children()]
+    ['terminated']
+    """
 
     path: Path
     reason: ExitReason = ExitReason.NORMAL
@@ -93,6 +125,14 @@ class FailNextStart:
 
     On a nested supervisor's path the attempt fails before any of its children
     start. To fail the tree's own start, put it before a ``StartTree()`` step.
+
+    >>> import supervision as sv
+    >>> from supervision.testing import FailNextStart, StartTree, simulate
+    >>> async def w(ctx): ...
+    >>> events = simulate(sv.Supervisor([sv.child("w", w)]), [FailNextStart("w"), StartTree()])
+    >>> [type(e).__name__ for e in events]
+    ['ChildStartFailed']
+
     """
 
     path: Path
@@ -109,7 +149,15 @@ class FailNextStart:
 
 @dataclass(frozen=True, eq=True)
 class Advance:
-    """The clock moves ``seconds`` forward; due timers fire, each at its own time."""
+    """The clock moves ``seconds`` forward; due timers fire, each at its own time.
+
+    >>> import supervision as sv
+    >>> from supervision.testing import Advance, Crash, simulate
+    >>> async def w(ctx): ...
+    >>> spec = sv.Supervisor([sv.child("w", w)], intensity=1, period=5.0)
+    >>> [type(e).__name__ for e in simulate(spec, [Crash("w"), Advance(5.1), Crash("w")])][-1]
+    'ChildStarted'
+    """
 
     seconds: float
 
@@ -123,7 +171,16 @@ class Advance:
 
 @dataclass(frozen=True, eq=True)
 class TerminateChild:
-    """``terminate_child`` of the child at ``path`` (its supervisor is ``path[:-1]``)."""
+    """``terminate_child`` of the child at ``path`` (its supervisor is ``path[:-1]``).
+
+    >>> import supervision as sv
+    >>> from supervision.testing import Simulator, TerminateChild
+    >>> async def w(ctx): ...
+    >>> sim = Simulator(sv.Supervisor([sv.child("db", sv.Supervisor([sv.child("pool", w)]))]))
+    >>> sim.start(); sim.apply(TerminateChild("db/pool"))
+    >>> [c.status.value for c in sim.which_children("db")]
+    ['terminated']
+    """
 
     path: Path
 
@@ -136,7 +193,16 @@ class TerminateChild:
 
 @dataclass(frozen=True, eq=True)
 class RestartChild:
-    """``restart_child`` of the terminated child at ``path``."""
+    """``restart_child`` of the terminated child at ``path``.
+
+    >>> import supervision as sv
+    >>> from supervision.testing import RestartChild, Simulator, TerminateChild
+    >>> async def w(ctx): ...
+    >>> sim = Simulator(sv.Supervisor([sv.child("w", w)]))
+    >>> sim.start(); sim.apply(TerminateChild("w")); sim.apply(RestartChild("w"))
+    >>> [c.status.value for c in sim.which_children()], sim.starts[("w",)]
+    (['running'], 2)
+    """
 
     path: Path
 
@@ -149,7 +215,16 @@ class RestartChild:
 
 @dataclass(frozen=True, eq=True)
 class DeleteChild:
-    """``delete_child`` of the terminated child at ``path``."""
+    """``delete_child`` of the terminated child at ``path``.
+
+    >>> import supervision as sv
+    >>> from supervision.testing import DeleteChild, Simulator, TerminateChild
+    >>> async def w(ctx): ...
+    >>> sim = Simulator(sv.Supervisor([sv.child("a", w), sv.child("b", w)]))
+    >>> sim.start(); sim.apply(TerminateChild("b")); sim.apply(DeleteChild("b"))
+    >>> [c.id for c in sim.which_children()]
+    ['a']
+    """
 
     path: Path
 
@@ -162,7 +237,16 @@ class DeleteChild:
 
 @dataclass(frozen=True, eq=True)
 class StartChild:
-    """``start_child(spec)`` on the supervisor at ``parent`` (``()`` is the root)."""
+    """``start_child(spec)`` on the supervisor at ``parent`` (``()`` is the root).
+
+    >>> import supervision as sv
+    >>> from supervision.testing import Simulator, StartChild
+    >>> async def w(ctx): ...
+    >>> sim = Simulator(sv.Supervisor([sv.child("a", w)]))
+    >>> sim.start(); sim.apply(StartChild((), sv.child("b", w)))
+    >>> [c.id for c in sim.which_children()]
+    ['a', 'b']
+    """
 
     parent: Path
     spec: ChildSpec
@@ -191,7 +275,16 @@ class StartTree:
 
 @dataclass(frozen=True, eq=True)
 class StopTree:
-    """``tree.stop()``: the root stops its children right to left and exits."""
+    """``tree.stop()``: the root stops its children right to left and exits.
+
+    >>> import supervision as sv
+    >>> from supervision.testing import Simulator, StopTree
+    >>> async def w(ctx): ...
+    >>> sim = Simulator(sv.Supervisor([sv.child("w", w)]))
+    >>> sim.start(); sim.apply(StopTree())
+    >>> sim.running
+    False
+    """
 
     def __repr__(self) -> str:
         return "StopTree()"
@@ -209,13 +302,17 @@ Step: TypeAlias = (
     | StartTree
     | StopTree
 )
-"""One step of a schedule (a real union: ``isinstance(x, Step)`` works)."""
+"""One step of a schedule (a real union: ``isinstance(x, Step)`` works).
+
+>>> from supervision.testing import Advance, Crash, Step
+>>> schedule: list[Step] = [Crash("db"), Advance(1.0)]
+"""
 COMMANDS = (TerminateChild, RestartChild, DeleteChild, StartChild, StopTree)
 
 
 def describe_child(spec: ChildSpec) -> str:
     """A compact one-line description of a child spec, for failing examples."""
-    from .._spec import Restart, Supervisor
+    from .._core.spec import Restart, Supervisor
 
     flags = []
     if spec.restart is not Restart.PERMANENT:
@@ -236,7 +333,7 @@ def describe_supervisor(spec: object) -> str:
     >>> describe_supervisor(sv.Supervisor([sv.child("a", w, restart="transient")], intensity=1, period=2))
     'one_for_one(1/2s){a[transient]}'
     """
-    from .._spec import AutoShutdown, Strategy, Supervisor
+    from .._core.spec import AutoShutdown, Strategy, Supervisor
 
     assert isinstance(spec, Supervisor)
     strategy = spec.strategy

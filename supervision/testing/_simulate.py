@@ -1,6 +1,6 @@
 """A deterministic simulator: the real core, a virtual clock, no asyncio.
 
-One :class:`~supervision._core.SupervisorCore` per running supervisor, composed
+One :class:`~supervision._SupervisorCore` per running supervisor, composed
 the way the asyncio runtime composes them, with every ``Start`` and ``Stop``
 effect answered at once according to the schedule (which starts fail). Events
 are the real ``sv.Event`` objects the core emits.
@@ -26,12 +26,14 @@ import random
 from collections import deque
 from collections.abc import Iterable
 
-from .. import _core as core
-from .._errors import NotFound, Path, StartError, SupervisorNotRunning, format_path
-from .._events import Event, ExitReason
-from .._snapshot import PathStore
-from .._spec import Supervisor
-from .._tree import ChildCounts, ChildInfo
+from .._core import messages as core
+from .._core.errors import NotFound, StartError, SupervisorNotRunning
+from .._core.events import Event, ExitReason
+from .._core.machine import SupervisorCore
+from .._core.paths import Path, format_path
+from .._core.snapshot import PathStore
+from .._core.spec import Supervisor
+from .._core.status import ChildCounts, ChildInfo, Status
 from ._clock import ManualClock
 from ._schedule import (
     Advance,
@@ -68,7 +70,7 @@ class _Node:
 
     __slots__ = ("core", "exit", "id", "nested", "parent", "started", "stopping", "timers", "token")
 
-    def __init__(self, core_: core.SupervisorCore, parent: _Node | None, id: str, token: int) -> None:
+    def __init__(self, core_: SupervisorCore, parent: _Node | None, id: str, token: int) -> None:
         self.core = core_
         self.parent = parent
         self.id = id
@@ -160,7 +162,7 @@ class Simulator:
     def count_children(self, path: str | Path = ()) -> ChildCounts:
         children = self._resolve(_to_path(path)).core.children.values()
         supervisors = sum(1 for c in children if isinstance(c.spec.start, Supervisor))
-        active = sum(1 for c in children if c.status is core.Status.RUNNING)
+        active = sum(1 for c in children if c.status is Status.RUNNING)
         return ChildCounts(len(children), active, supervisors, len(children) - supervisors)
 
     def view(self) -> TreeView:
@@ -186,7 +188,7 @@ class Simulator:
         """Start the tree (children left to right); the ``StartError`` if it failed."""
         if self.root is not None:
             raise RuntimeError("the tree was already started")
-        self.root = _Node(core.SupervisorCore(self.spec, (), self.rng), None, "", 0)
+        self.root = _Node(SupervisorCore(self.spec, (), self.rng), None, "", 0)
         self._deliver(self.root, core.Init())
         self._settle()
         exit = self.root.exit
@@ -253,7 +255,7 @@ class Simulator:
         self._reply = None
         if reply is None or reply.command is not command:
             if node.exit is not None:  # it stopped before answering (as the runtime reports it)
-                return SupervisorNotRunning(f"{format_path(node.core.path)}: supervisor stopped")
+                return SupervisorNotRunning.at(node.core.path, "supervisor stopped")
             raise AssertionError(f"no reply to {command!r}")
         return reply.error
 
@@ -266,7 +268,7 @@ class Simulator:
             return
         id = path[-1]
         child = node.core.children.get(id)
-        if child is None or child.status is not core.Status.RUNNING:
+        if child is None or child.status is not Status.RUNNING:
             return  # not running: nothing to exit
         nested = node.nested.pop(id, None)
         if nested is not None:  # a supervisor stops its children first, as crash() makes it
@@ -277,14 +279,14 @@ class Simulator:
     def _resolve(self, path: Path) -> _Node:
         node = self.root
         if node is None or node.exit is not None:
-            raise SupervisorNotRunning("the tree is not running")
+            raise SupervisorNotRunning("the tree is not running", path=())
         for depth, id in enumerate(path):
             nested = node.nested.get(id)
             if nested is None or nested.exit is not None:
-                where = format_path(path[: depth + 1])
+                where = path[: depth + 1]
                 if id in node.core.children:
-                    raise SupervisorNotRunning(f"{where}: supervisor is not running")
-                raise NotFound(f"{where}: no such supervisor")
+                    raise SupervisorNotRunning.at(where, "supervisor is not running")
+                raise NotFound.at(where, "no such supervisor")
             node = nested
         return node
 
@@ -340,7 +342,7 @@ class Simulator:
             return core.StartFailed(effect.id, effect.token, starts, error)
         spec = effect.spec.start
         if isinstance(spec, Supervisor):
-            nested = _Node(core.SupervisorCore(spec, path, self.rng), node, effect.id, effect.token)
+            nested = _Node(SupervisorCore(spec, path, self.rng), node, effect.id, effect.token)
             self._feed(nested, core.Init())
             if not nested.started:
                 assert nested.exit is not None and nested.exit.error is not None

@@ -12,8 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import Path, format_path
-from .._events import Event
+from .._core.events import Event
+from .._core.paths import Path, format_path
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,15 @@ class TreeView:
     start order, each as ``(id, status, kind)``. ``starts`` is the start count of
     every path the tree remembers. ``gave_up`` lists the supervisors that gave up,
     in order. ``exit`` is how the root finished, or None while it runs.
+
+    >>> import supervision as sv
+    >>> from supervision.testing import Crash, Simulator
+    >>> async def w(ctx): ...
+    >>> sim = Simulator(sv.Supervisor([sv.child("w", w)]))
+    >>> sim.start(); before = sim.view(); sim.apply(Crash("w"))
+    >>> [(id, status) for id, status, kind in before.supervisors[()]], sim.view().starts
+    ([('w', 'running')], {('w',): 2})
+
     """
 
     supervisors: dict[Path, tuple[tuple[str, str, str], ...]]
@@ -91,6 +100,16 @@ def format_event(event: Event) -> str:
     """One line per event, for failing examples: ``1.5 a/b ChildExited reason=crash``.
 
     Fields left at their default value are not shown.
+
+    >>> import supervision as sv
+    >>> from supervision.testing import Advance, Crash, format_event, simulate
+    >>> async def w(ctx): ...
+    >>> for event in simulate(sv.Supervisor([sv.child("w", w)]), [Advance(1.5), Crash("w")]):
+    ...     print(format_event(event))
+    0 w ChildStarted starts=1
+    1.5 w ChildExited reason=crash error=SimulatedCrash
+    1.5 w ChildStarted starts=2
+
     """
     parts = [f"{event.time:g}", format_path(event.path), type(event).__name__]
     for field in dataclasses.fields(event):

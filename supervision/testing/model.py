@@ -1,7 +1,7 @@
 """A reference model of a supervision tree: DESIGN.md section 3, executable.
 
 This module states the restart semantics as plainly as possible, for people
-first and for the stateful test second (``tests/test_model_stateful.py`` checks
+first and for the stateful test second (``tests/core/test_model_stateful.py`` checks
 the real core against it after every step). It shares no restart logic with the
 core: it is written from the rules, and each rule is quoted where it is applied.
 It is slow on purpose (lists, linear scans, no incremental state) and that is fine.
@@ -20,6 +20,12 @@ What "the same" leaves open, and the model pins down as the core does:
   has finished stopping its own children.
 * ``starting`` and ``stopping`` are never seen between steps: every start and
   stop is answered at once.
+
+Not modelled: a child's own restart limit and backoff (``intensity``,
+``period`` and ``backoff`` on a child spec, beyond OTP). The strategies of
+:mod:`supervision.testing.strategies` never generate them, and the model refuses
+a spec that has them (``ValueError``); ``tests/core/test_child_limit.py`` holds the
+core to them through the simulator.
 
 Backoff jitter is drawn from ``rng`` in the order the restarts are scheduled,
 so the model agrees with a simulator seeded alike.
@@ -55,21 +61,18 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from .._core import Status
-from .._errors import (
+from .._core.errors import (
     AlreadyPresent,
     AlreadyStarted,
     ChildRestarting,
     ChildRunning,
     NotFound,
-    Path,
     SpecError,
     StartError,
     SupervisorNotRunning,
     TooManyRestarts,
-    format_path,
 )
-from .._events import (
+from .._core.events import (
     ChildExited,
     ChildStarted,
     ChildStartFailed,
@@ -79,7 +82,9 @@ from .._events import (
     SupervisorGaveUp,
     SupervisorStopped,
 )
-from .._spec import AutoShutdown, ChildSpec, Restart, Strategy, Supervisor
+from .._core.paths import Path, format_path
+from .._core.spec import AutoShutdown, ChildSpec, Restart, Strategy, Supervisor
+from .._core.status import Status
 from ._schedule import (
     Advance,
     Crash,
@@ -184,6 +189,7 @@ class Model:
         now: float = 0.0,
         immediate_retries: bool = True,
     ) -> None:
+        _refuse_child_limits(spec)
         self.spec = spec
         self.rng = rng if rng is not None else random.Random(0)
         self.immediate_retries = immediate_retries
@@ -566,13 +572,13 @@ class Model:
         """The running supervisor at ``path``, as a handle finds it."""
         sup = self.root
         if sup is None or not sup.alive:
-            raise SupervisorNotRunning("the tree is not running")
+            raise SupervisorNotRunning("the tree is not running", path=())
         for depth, id in enumerate(path):
             kid = sup.find(id)
             if kid is None:
-                raise NotFound(f"{format_path(path[: depth + 1])}: no such supervisor")
+                raise NotFound.at(path[: depth + 1], "no such supervisor")
             if kid.sup is None:
-                raise SupervisorNotRunning(f"{format_path(path[: depth + 1])}: supervisor is not running")
+                raise SupervisorNotRunning.at(path[: depth + 1], "supervisor is not running")
             sup = kid.sup
         return sup
 
@@ -580,7 +586,7 @@ class Model:
         sup = self.resolve(path[:-1])
         kid = sup.find(path[-1])
         if kid is None:
-            raise NotFound(f"{format_path(path)}: no such child")
+            raise NotFound.at(path, "no such child")
         return sup, kid
 
     def terminate_child(self, path: Path) -> None:
@@ -602,9 +608,9 @@ class Model:
         raises ChildRestarting". A failed start leaves it terminated (no retry)."""
         sup, kid = self.find(path)
         if kid.status is RESTARTING:
-            raise ChildRestarting(f"{format_path(path)}: restarting")
+            raise ChildRestarting.at(path, "restarting")
         if kid.status is not TERMINATED:
-            raise ChildRunning(f"{format_path(path)}: running")
+            raise ChildRunning.at(path, "running")
         error = self.start_kid(sup, kid)
         if error is not None:
             raise error
@@ -613,9 +619,9 @@ class Model:
         """Remove a terminated child's spec; "a snapshot ... is dropped with delete_child"."""
         sup, kid = self.find(path)
         if kid.status is RESTARTING:
-            raise ChildRestarting(f"{format_path(path)}: restarting")
+            raise ChildRestarting.at(path, "restarting")
         if kid.status is not TERMINATED:
-            raise ChildRunning(f"{format_path(path)}: running")
+            raise ChildRunning.at(path, "running")
         self.remove(sup, kid)
 
     def start_child(self, parent: Path, spec: ChildSpec) -> None:
@@ -624,8 +630,8 @@ class Model:
         existing = sup.find(spec.id)
         if existing is not None:
             if existing.status is RUNNING:
-                raise AlreadyStarted(f"{format_path((*parent, spec.id))}: already running")
-            raise AlreadyPresent(f"{format_path((*parent, spec.id))}: already {existing.status}")
+                raise AlreadyStarted.at((*parent, spec.id), "already running")
+            raise AlreadyPresent.at((*parent, spec.id), f"already {existing.status}")
         if spec.significant and sup.spec.auto_shutdown is AutoShutdown.NEVER:
             raise SpecError((spec.id,), "significant", "a significant child needs auto_shutdown")
         kid = Kid(spec, dynamic=True)
@@ -669,3 +675,13 @@ class Model:
             supervisors[sup.path] = tuple((k.id, k.status.value, k.spec.kind) for k in sup.kids)
             stack.extend(k.sup for k in sup.kids if k.sup is not None)
         return TreeView(supervisors, dict(self.starts), tuple(self.gave_up), self.root_exit)
+
+
+def _refuse_child_limits(spec: Supervisor, path: Path = ()) -> None:
+    """The model states DESIGN.md section 3: restart limits per supervisor only."""
+    for child in spec.children:
+        if child.intensity is not None or child.backoff is not None:
+            where = "/".join((*path, child.id))
+            raise ValueError(f"{where}: the model does not cover a child's own intensity or backoff")
+        if isinstance(child.start, Supervisor):
+            _refuse_child_limits(child.start, (*path, child.id))

@@ -30,8 +30,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from .._errors import Path
-from .._spec import AutoShutdown, Backoff, ChildSpec, Restart, Strategy, Supervisor, child
+from .._core.paths import Path
+from .._core.spec import AutoShutdown, Backoff, ChildSpec, Restart, Strategy, Supervisor, child
 from ._schedule import (
     Advance,
     Crash,

@@ -1,0 +1,89 @@
+"""The worker's context: its identity, its snapshot, and readiness."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from .._core.paths import Path
+from .._core.snapshot import check_immutable
+
+if TYPE_CHECKING:
+    from .._core.snapshot import PathStore
+
+_current: ContextVar[Context] = ContextVar("supervision.current")
+
+
+class Context:
+    """Passed to every worker (and returned by :func:`current` inside it).
+
+    >>> async def counter(ctx):
+    ...     n = ctx.state.get("n", 0)
+    ...     ctx.save(ctx.state.set("n", n + 1))
+    """
+
+    __slots__ = ("_alive", "_default", "_on_ready", "_store", "id", "path", "starts")
+
+    def __init__(
+        self,
+        path: Path,
+        starts: int,
+        store: PathStore,
+        default: Any,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self.id = path[-1]
+        """The child's id."""
+        self.path = path
+        """The child's path from the root, e.g. ``("db", "pool")``."""
+        self.starts = starts
+        """1 on the first start of this path, +1 on each restart (failed ones included)."""
+        self._store = store
+        self._default = default
+        self._on_ready = on_ready
+        self._alive = True
+
+    @property
+    def state(self) -> Any:
+        """The last saved snapshot, else the spec's ``state``, else an empty ``pmap()``."""
+        return self._store.snapshot(self.path, self._default)
+
+    def save(self, value: Any) -> None:
+        """Store a new snapshot. It survives restarts, reloads and re-exec.
+
+        ``value`` must be immutable plain data (pyrsistent structures, tuples,
+        frozensets, str, int, float, bool, None, bytes), else ``TypeError``.
+        """
+        check_immutable(value)
+        if self._alive:
+            self._store.save(self.path, value)
+
+    def ready(self) -> None:
+        """Tell the supervisor this worker has started (for ``ready=True`` children)."""
+        if self._on_ready is not None:
+            callback, self._on_ready = self._on_ready, None
+            callback()
+
+    def __repr__(self) -> str:
+        return f"<Context {'/'.join(self.path)} starts={self.starts}>"
+
+
+def current() -> Context:
+    """The context of the worker running now. ``LookupError`` outside a worker.
+
+    >>> import asyncio, supervision as sv
+    >>> def where_am_i() -> str:                     # deep in a worker's call stack
+    ...     return "/".join(sv.current().path)
+    >>> async def w(ctx):
+    ...     print(where_am_i())
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor([sv.child("db", sv.Supervisor([sv.child("w", w)]))])):
+    ...         await asyncio.sleep(0)
+    >>> asyncio.run(main())
+    db/w
+    """
+    try:
+        return _current.get()
+    except LookupError:
+        raise LookupError("sv.current() called outside a supervised worker") from None

@@ -1,0 +1,202 @@
+"""Event delivery: to ``events()`` subscribers and to the ``"supervision"`` logger.
+
+A subscriber has a bounded queue; a slow reader never blocks the tree. What a
+full queue drops is counted (``EventStream.dropped``) and logged.
+
+The hub holds its streams weakly. Breaking out of ``async for`` is the documented
+way to stop reading, and it calls nothing on a class-based iterator: the stream
+is simply dropped. A strong reference here would keep every abandoned stream
+subscribed for the life of the tree, filling its queue with up to ``maxsize``
+events (tracebacks included) and making every event cost one more offer. So a
+stream unsubscribes when it is collected (at once in CPython, when the loop drops
+it), when :meth:`EventStream.aclose` is called, and when the tree stops. Only
+while a reader awaits the next event is its stream held strongly, so that a
+consumer task nobody kept a reference to keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections import deque
+from typing import Any
+
+from .._core.errors import SupervisionError
+from .._core.events import ChildExited, ChildStartFailed, Event, ExitReason, ReloadRejected, SupervisorGaveUp, describe
+from .._core.paths import Path
+
+logger = logging.getLogger("supervision")
+
+_CLOSED: Any = object()
+
+
+class EventStream:
+    """An async iterator over the events of one subtree, from its creation on.
+
+    It ends when the tree stops. Break out of it (or call :meth:`aclose`) to
+    unsubscribe early.
+
+    >>> import asyncio, supervision as sv
+    >>> from supervision.testing import crash
+    >>> async def w(ctx):
+    ...     await asyncio.Event().wait()
+    >>> async def main():
+    ...     async with sv.start(sv.Supervisor([sv.child("w", w)])) as tree:
+    ...         events = tree.events()                 # subscribed from here on
+    ...         crash(tree, "w")
+    ...         async for event in events:
+    ...             print(type(event).__name__, event.path)
+    ...             if isinstance(event, sv.ChildStarted):
+    ...                 break
+    >>> asyncio.run(main())
+    ChildExited ('w',)
+    ChildStarted ('w',)
+
+    """
+
+    def __init__(self, hub: EventHub, prefix: Path, maxsize: int) -> None:
+        self._hub = hub
+        self._prefix = prefix
+        self._depth = len(prefix)
+        self._maxsize = maxsize
+        self._queue: deque[Event] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self.dropped = 0
+        """How many events were dropped because the reader was too slow."""
+        hub._subscribe(self)
+
+    @property
+    def subscribed(self) -> bool:
+        """True while the stream receives the tree's events."""
+        return self._hub._subscribed(self)
+
+    def _offer(self, event: Event) -> None:
+        if event.path[: self._depth] != self._prefix:
+            return
+        if len(self._queue) >= self._maxsize:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning("events(): slow reader, %d event(s) dropped so far", self.dropped)
+            return
+        self._queue.append(event)
+        self._wake()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._queue:
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            # A reader waits: hold the stream (and through its waiter, the reading
+            # task) strongly, so that a consumer task nobody kept a reference to is
+            # not collected while it waits for the next event.
+            self._hub._waiting.add(self)
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+                self._hub._waiting.discard(self)
+        return self._queue.popleft()
+
+    async def aclose(self) -> None:
+        """Unsubscribe; iteration ends once the queued events are read."""
+        self._hub._unsubscribe(self)
+        self._close()
+
+
+class EventHub:
+    """Fans events out to subscribers and to the log."""
+
+    def __init__(self) -> None:
+        # id(stream) -> a weak reference whose callback unsubscribes the stream when
+        # it is collected; a dict keeps the order of subscription.
+        self._streams: dict[int, weakref.ref[EventStream]] = {}
+        self._waiting: set[EventStream] = set()  # streams a reader awaits now: held strongly
+        self.closed = False
+
+    def stream(self, prefix: Path, maxsize: int = 10_000) -> EventStream:
+        stream = EventStream(self, prefix, maxsize)
+        if self.closed:
+            stream._close()
+        return stream
+
+    def _subscribe(self, stream: EventStream) -> None:
+        key = id(stream)
+        streams = self._streams
+
+        def collected(ref: weakref.ref[EventStream]) -> None:
+            if streams.get(key) is ref:  # not a later stream that reuses the id
+                del streams[key]
+
+        streams[key] = weakref.ref(stream, collected)
+
+    def _unsubscribe(self, stream: EventStream) -> None:
+        ref = self._streams.get(id(stream))
+        if ref is not None and ref() is stream:
+            del self._streams[id(stream)]
+
+    def _subscribed(self, stream: EventStream) -> bool:
+        ref = self._streams.get(id(stream))
+        return ref is not None and ref() is stream
+
+    @property
+    def subscribers(self) -> int:
+        """How many streams are subscribed now."""
+        return len(self._streams)
+
+    @property
+    def observed(self) -> bool:
+        """False when no stream listens and the logger would drop every event."""
+        return bool(self._streams) or logger.isEnabledFor(logging.ERROR)
+
+    def publish(self, event: Event) -> None:
+        if self._streams:
+            # A copy: offering may log, and a collection meanwhile may unsubscribe.
+            for ref in list(self._streams.values()):
+                stream = ref()
+                if stream is not None:
+                    stream._offer(event)
+        if not logger.isEnabledFor(logging.ERROR):  # nothing is logged above ERROR
+            return
+        level = _level(event)
+        if logger.isEnabledFor(level):
+            logger.log(level, "%s", describe(event), exc_info=_traceback(event, level))
+
+    def close(self) -> None:
+        """The tree has stopped: every stream ends after its queued events."""
+        self.closed = True
+        refs = list(self._streams.values())
+        self._streams.clear()
+        for ref in refs:
+            stream = ref()
+            if stream is not None:
+                stream._close()
+
+
+def _level(event: Event) -> int:
+    if isinstance(event, ChildExited):
+        return logging.ERROR if event.reason is ExitReason.CRASH else logging.INFO
+    if isinstance(event, (ChildStartFailed, SupervisorGaveUp, ReloadRejected)):
+        return logging.ERROR
+    return logging.INFO
+
+
+def _traceback(event: Event, level: int) -> BaseException | None:
+    """The exception whose traceback is worth logging: a user's, not our own."""
+    error = getattr(event, "error", None)
+    while isinstance(error, SupervisionError):
+        error = error.__cause__  # our own errors say everything in one line
+    return error if level >= logging.ERROR and isinstance(error, BaseException) else None

@@ -1,0 +1,249 @@
+"""What the runners of one tree share (:class:`Runtime`), one run of one child
+(:class:`Incarnation`), and the run of an ``async def`` worker as an asyncio task
+(:class:`WorkerIncarnation`).
+
+An incarnation starts and stops its child and reports how it ended; the runner feeds
+that to the core. The kinds of child are a closed set (``Kind``): workers here, OS
+processes in ``process``, nested supervisors in ``runner``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import random
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .._core.errors import Shutdown, ShutdownTimeout
+from .._core.events import Event, ExitReason
+from .._core.messages import Init, Outcome, StartDone, StartFailed, StopDone, UpdateDone
+from .._core.paths import Path
+from .._core.snapshot import PathStore
+from .._core.spec import BRUTAL_KILL, INFINITY, ChildSpec, ShutdownSpec, Supervisor
+from .._process.output import OutputSink, write_prefixed
+from .clock import Clock
+from .context import Context, _current
+from .hub import EventHub
+
+if TYPE_CHECKING:
+    from .._reload.reexec import Resume
+    from .runner import SupervisorRunner
+
+
+Completion = StartDone | StartFailed | StopDone | UpdateDone
+
+
+class Runtime:
+    """What the runners of one tree share."""
+
+    def __init__(self, clock: Clock, rng: random.Random) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.clock = clock
+        self.rng = rng
+        self.store = PathStore()
+        self.hub = EventHub()
+        self.context = contextvars.copy_context()
+        self.operations: set[asyncio.Task[Any]] = set()
+        self.abandoned: set[asyncio.Task[Any]] = set()
+        """Worker tasks that ignored cancellation past their shutdown timeout."""
+        self.observers: list[Callable[[Event], None]] = []
+        """Called with each event of the tree as the core emits it, before any
+        ``events()`` reader sees it: bookkeeping kept in step with the tree's state."""
+        self.output: OutputSink = write_prefixed
+        """Where the output records of process children go (``sv.run`` adds its log)."""
+        self.resume: Resume | None = None
+        """Re-exec: the initial state the new image's tree starts from (the
+        processes it adopts, the children that stay terminated), until it has
+        started. See ``handover``."""
+
+    def init(self, path: Path, spec: Supervisor) -> Init:
+        """The ``Init`` of the supervisor at ``path``: a plain start, or after a
+        re-exec its part of the initial state."""
+        resume = self.resume
+        if resume is None:
+            return Init()
+        ids = [(child.id, (*path, child.id)) for child in spec.children]
+        running = resume.adoptions.keys() | resume.supervisors
+        return Init(
+            adopted=frozenset(id for id, at in ids if at in running),
+            terminated=frozenset(id for id, at in ids if at in resume.terminated),
+            removed=frozenset(id for id, at in ids if at in resume.removed),
+        )
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = self.loop.create_task(coroutine, name=name)
+        self.operations.add(task)
+        task.add_done_callback(self.operations.discard)
+        return task
+
+
+def _timeout(shutdown: ShutdownSpec) -> float | None:
+    if shutdown is INFINITY:
+        return None
+    if shutdown is BRUTAL_KILL:
+        return 0.0
+    return shutdown
+
+
+class Incarnation:
+    """One run of one child, from its start to its exit."""
+
+    kind: ClassVar[str]
+    __slots__ = ("id", "path", "runner", "spec", "started", "starts", "stopping", "token")
+
+    def __init__(self, runner: SupervisorRunner, id: str, token: int, spec: ChildSpec, path: Path, starts: int) -> None:
+        self.runner = runner
+        self.id = id
+        self.token = token
+        self.spec = spec
+        self.path = path
+        self.starts = starts
+        self.started = False
+        self.stopping = False
+
+    @property
+    def pid(self) -> int | None:
+        return None
+
+    def start(self) -> Completion | Awaitable[Completion]:
+        raise NotImplementedError
+
+    def stop(self) -> StopDone | Awaitable[StopDone]:
+        raise NotImplementedError
+
+    def crash(self, error: BaseException) -> None:
+        """Make this incarnation exit as crashed with ``error`` (for tests)."""
+        raise NotImplementedError
+
+    def _done(self) -> StartDone:
+        self.started = True
+        return StartDone(self.id, self.token, self.starts, self.pid)
+
+    def _failed(self, error: BaseException) -> StartFailed:
+        return StartFailed(self.id, self.token, self.starts, error)
+
+    def _stopped(self, outcome: Outcome) -> StopDone:
+        return StopDone(self.id, self.token, outcome)
+
+
+class WorkerIncarnation(Incarnation):
+    """An ``async def`` worker running as an asyncio task."""
+
+    kind = "worker"
+    __slots__ = ("ctx", "injected", "ready_future", "task")
+
+    def start(self) -> Completion | Awaitable[Completion]:
+        runtime = self.runner.runtime
+        spec = self.spec
+        self.injected: BaseException | None = None
+        self.ready_future: asyncio.Future[None] | None = None
+        on_ready = None
+        if spec.ready:
+            self.ready_future = runtime.loop.create_future()
+            on_ready = self._on_ready
+        default = spec.initial_state
+        self.ctx = ctx = Context(self.path, self.starts, runtime.store, default, on_ready)
+        context = runtime.context.copy()
+        context.run(_current.set, ctx)
+        try:
+            coroutine = spec.start(ctx)
+            self.task: asyncio.Task[Any] = runtime.loop.create_task(
+                coroutine, name="/".join(self.path), context=context
+            )
+        except Exception as exc:
+            return self._failed(exc)
+        self.task.add_done_callback(self._on_task_done)
+        if self.ready_future is None:
+            return self._done()
+        return self._wait_ready()
+
+    def _on_ready(self) -> None:
+        if self.ready_future is not None and not self.ready_future.done():
+            self.ready_future.set_result(None)
+
+    async def _wait_ready(self) -> Completion:
+        assert self.ready_future is not None
+        timeout = self.spec.ready_timeout
+        await asyncio.wait({self.ready_future, self.task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if self.ready_future.done():
+            completion = self._done()
+            if self.task.done():  # ready, then exited at once: report the exit after the start
+                self.runner.runtime.loop.call_soon(self._report_exit)
+            return completion
+        if self.task.done():
+            outcome = self.outcome()
+            error = outcome.error or RuntimeError(f"exited ({outcome.reason}) before it was ready")
+            return self._failed(error)
+        self.stopping = True
+        self.task.cancel()
+        await asyncio.wait({self.task}, timeout=_timeout(self.spec.shutdown))
+        if not self.task.done():
+            self._abandon()
+        return self._failed(TimeoutError(f"not ready within {timeout:g}s"))
+
+    def outcome(self) -> Outcome:
+        task = self.task
+        if self.injected is not None:
+            return Outcome(ExitReason.CRASH, self.injected)
+        if task.cancelled():
+            if self.stopping:
+                return Outcome(ExitReason.SHUTDOWN)
+            return Outcome(ExitReason.CRASH, asyncio.CancelledError("cancelled by someone else"))
+        error = task.exception()
+        if error is None:
+            return Outcome(ExitReason.SHUTDOWN if self.stopping else ExitReason.NORMAL)
+        if isinstance(error, Shutdown):
+            return Outcome(ExitReason.SHUTDOWN, error)
+        return Outcome(ExitReason.CRASH, error)
+
+    def _on_task_done(self, task: asyncio.Task[Any]) -> None:
+        self.ctx._alive = False
+        if self.started and not self.stopping:
+            self._report_exit()
+        elif not task.cancelled():
+            task.exception()  # retrieved here: the start or stop path reports it
+
+    def _report_exit(self) -> None:
+        self.runner.child_exited(self, self.outcome())
+
+    def stop(self) -> StopDone | Awaitable[StopDone]:
+        self.stopping = True
+        task = self.task
+        if task.done():
+            return self._stopped(self.outcome())
+        task.cancel()
+        # Callbacks, not a task per stop: stopping 100 000 workers costs 100 000 callbacks.
+        loop = self.runner.runtime.loop
+        future: asyncio.Future[StopDone] = loop.create_future()
+        timeout = _timeout(self.spec.shutdown)
+        timer: asyncio.TimerHandle | None = None
+
+        def finished(_: object) -> None:
+            if timer is not None:
+                timer.cancel()
+            if not future.done():
+                future.set_result(self._stopped(self.outcome()))
+
+        def expired() -> None:
+            if task.done():  # it unwound in time; its done-callback is still queued
+                finished(task)
+            elif not future.done():
+                task.remove_done_callback(finished)
+                future.set_result(self._stopped(Outcome(ExitReason.SHUTDOWN, self._abandon())))
+
+        task.add_done_callback(finished)
+        if timeout is not None:
+            timer = loop.call_later(timeout, expired)
+        return future
+
+    def _abandon(self) -> ShutdownTimeout:
+        self.ctx._alive = False
+        self.runner.runtime.abandoned.add(self.task)
+        self.task.add_done_callback(self.runner.runtime.abandoned.discard)
+        return ShutdownTimeout(self.path, _timeout(self.spec.shutdown) or 0.0)
+
+    def crash(self, error: BaseException) -> None:
+        if not self.task.done():
+            self.injected = error
+            self.task.cancel()

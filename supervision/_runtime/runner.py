@@ -1,0 +1,423 @@
+"""The asyncio runtime: executes the core's effects. No restart logic lives here.
+
+One :class:`SupervisorRunner` per running supervisor owns a
+:class:`~supervision._core.SupervisorCore` and the incarnations of its children.
+``Start`` and ``Stop`` effects complete synchronously when they can (a worker
+without ``ready=True`` is started once its task is scheduled), so the common
+crash -> restart cycle costs no extra task; otherwise a short-lived task awaits
+the operation and feeds its completion back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from .._core.diff import Plan
+from .._core.errors import StartError, SupervisorNotRunning
+from .._core.events import ExitReason
+from .._core.machine import Child, SupervisorCore
+from .._core.messages import (
+    Adopt,
+    CancelTimer,
+    Command,
+    Emit,
+    Exit,
+    Exited,
+    Forget,
+    Input,
+    Outcome,
+    Ready,
+    Reply,
+    SetTimer,
+    Start,
+    StartDone,
+    StartFailed,
+    Stop,
+    StopDone,
+    StopSupervisor,
+    TimerFired,
+    Update,
+    UpdateDone,
+    UpdateSupervisor,
+)
+from .._core.paths import Path, format_path
+from .._core.spec import ChildSpec, Kind, Supervisor
+from .._core.status import ChildInfo, Status
+from .clock import TimerHandle
+from .incarnation import Completion, Incarnation, Runtime, WorkerIncarnation
+from .process import ProcessIncarnation
+
+logger = logging.getLogger("supervision")
+
+
+class SupervisorIncarnation(Incarnation):
+    """A nested supervisor: a runner of its own."""
+
+    kind = "supervisor"
+    __slots__ = ("child",)
+
+    def start(self) -> Completion | Awaitable[Completion]:
+        spec = self.spec.start
+        assert isinstance(spec, Supervisor)
+        runtime = self.runner.runtime
+        self.child = SupervisorRunner(runtime, spec, self.path, self._on_exit)
+        self.child.feed(runtime.init(self.path, spec))
+        if self.child.init_done:
+            return self._init_result()
+        return self._wait_started()
+
+    def _init_result(self) -> Completion:
+        error = self.child.init_error
+        return self._done() if error is None else self._failed(error)
+
+    async def _wait_started(self) -> Completion:
+        await asyncio.shield(self.child.started)
+        return self._init_result()
+
+    def _on_exit(self, exit: Exit) -> None:
+        if self.started and not self.stopping:
+            self.runner.child_exited(self, Outcome(exit.reason, exit.error))
+
+    def stop(self) -> StopDone | Awaitable[StopDone]:
+        self.stopping = True
+        if self.child.finished is None:
+            self.child.feed(StopSupervisor())
+        if self.child.finished is not None:
+            return self._stopped(self._outcome())
+        return self._wait_stopped()
+
+    def update(self, token: int, plan: Plan) -> UpdateDone | Awaitable[UpdateDone]:
+        """Forward a reload's plan to this supervisor's runner (its ``Update`` job)."""
+        if self.child.finished is not None:
+            return UpdateDone(self.id, token, None)
+        reply = self.child.request(Update(plan.new, plan))
+        if reply.done():  # every start and stop it needed completed at once
+            return self._updated(token, reply)
+        done: asyncio.Future[UpdateDone] = self.runner.runtime.loop.create_future()
+        reply.add_done_callback(lambda reply: done.set_result(self._updated(token, reply)))
+        return done
+
+    def _updated(self, token: int, reply: asyncio.Future[Any]) -> UpdateDone:
+        # No applied result if it stopped meanwhile (it gave up): its exit follows.
+        if reply.cancelled() or reply.exception() is not None:
+            return UpdateDone(self.id, token, None)
+        return UpdateDone(self.id, token, reply.result())
+
+    def _outcome(self) -> Outcome:
+        finished = self.child.finished
+        assert finished is not None
+        return Outcome(finished.reason, finished.error)
+
+    async def _wait_stopped(self) -> StopDone:
+        await asyncio.shield(self.child.done)
+        return self._stopped(self._outcome())
+
+    def crash(self, error: BaseException) -> None:
+        """Stop the supervisor's children, then report it crashed with ``error``."""
+        if self.child.finished is None and self.started and not self.stopping:
+            self.stopping = True
+
+            async def crash() -> None:
+                self.child.feed(StopSupervisor())
+                await asyncio.shield(self.child.done)
+                self.runner.child_exited(self, Outcome(ExitReason.CRASH, error))
+
+            self.runner.runtime.spawn(crash(), name=f"crash {format_path(self.path)}")
+
+
+class SupervisorRunner:
+    """Runs one supervisor: feeds its core and executes the effects."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        spec: Supervisor,
+        path: Path,
+        on_exit: Callable[[Exit], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.path = path
+        self.core = SupervisorCore(spec, path, runtime.rng)
+        self.on_exit = on_exit
+        self.incarnations: dict[str, Incarnation] = {}
+        self.init_done = False
+        self.init_error: StartError | None = None
+        self.finished: Exit | None = None
+        loop = runtime.loop
+        self.started: asyncio.Future[None] = loop.create_future()
+        self.done: asyncio.Future[Exit] = loop.create_future()
+        self._timers: dict[int, TimerHandle] = {}
+        self._replies: dict[Command, asyncio.Future[Any]] = {}
+        self._feeding = False
+        self._backlog: deque[Input] = deque()
+        self._starting: dict[str, asyncio.Task[None]] = {}  # id -> the task completing its start
+        self.aborting = False
+
+    @property
+    def spec(self) -> Supervisor:
+        return self.core.spec
+
+    # -- input ------------------------------------------------------------------
+
+    async def call(self, command: Command) -> Any:
+        """Send a command to the core and wait for its reply."""
+        if self.finished is not None:
+            raise SupervisorNotRunning.at(self.path, "supervisor is not running")
+        return await self.request(command)
+
+    def request(self, command: Command) -> asyncio.Future[Any]:
+        """Send a command to the core; the future of its reply (done already
+        if the core could answer at once)."""
+        future: asyncio.Future[Any] = self.runtime.loop.create_future()
+        if self.finished is not None:
+            future.set_exception(SupervisorNotRunning.at(self.path, "supervisor is not running"))
+            return future
+        self._replies[command] = future
+        self.feed(command)
+        return future
+
+    def child_exited(self, incarnation: Incarnation, outcome: Outcome) -> None:
+        self.feed(Exited(incarnation.id, incarnation.token, outcome))
+
+    def feed(self, message: Input) -> None:
+        if self._feeding:  # re-entered from an effect: handle after the current input
+            self._backlog.append(message)
+            return
+        self._feeding = True
+        try:
+            next_message: Input | None = message
+            while next_message is not None:
+                self._process(next_message)
+                next_message = self._backlog.popleft() if self._backlog else None
+        finally:
+            self._feeding = False
+
+    def _process(self, message: Input | None) -> None:
+        runtime = self.runtime
+        core = self.core
+        core.observed = runtime.hub.observed or bool(runtime.observers)
+        while message is not None:
+            effects = core.handle(message, runtime.clock.now())
+            message = None
+            for effect in effects:
+                kind = type(effect)
+                if kind is Emit:
+                    event = effect.event  # type: ignore[union-attr]
+                    for observer in runtime.observers:
+                        observer(event)
+                    runtime.hub.publish(event)
+                elif kind is Start:
+                    message = self._start(effect)  # type: ignore[arg-type]
+                elif kind is Adopt:
+                    message = self._adopt(effect)  # type: ignore[arg-type]
+                elif kind is Stop:
+                    message = self._stop(effect)  # type: ignore[arg-type]
+                elif kind is UpdateSupervisor:
+                    message = self._update(effect)  # type: ignore[arg-type]
+                elif kind is SetTimer:
+                    self._set_timer(effect)  # type: ignore[arg-type]
+                elif kind is CancelTimer:
+                    handle = self._timers.pop(effect.token, None)  # type: ignore[union-attr]
+                    if handle is not None:
+                        handle.cancel()
+                elif kind is Reply:
+                    self._reply(effect)  # type: ignore[arg-type]
+                elif kind is Forget:
+                    self._forget(effect)  # type: ignore[arg-type]
+                elif kind is Ready:
+                    self._init_finished(None)
+                elif kind is Exit:
+                    self._exit(effect)  # type: ignore[arg-type]
+                else:
+                    raise AssertionError(f"unknown effect {effect!r}")
+
+    # -- effects ----------------------------------------------------------------
+
+    def _start(self, effect: Start) -> Completion | None:
+        spec = effect.spec
+        path = effect.path or (*self.path, effect.id)
+        store = self.runtime.store
+        starts = store.count_start(path)
+        incarnation = self._incarnation(effect.id, effect.token, spec, path, starts)
+        self.incarnations[effect.id] = incarnation
+        try:
+            store.prepare_start(path, spec.state_version, spec.migrate)  # a reload may have changed it
+        except Exception as exc:  # a migrate that raises: the start fails, the snapshot is kept
+            return incarnation._failed(exc)
+        return self._complete(incarnation.start(), incarnation, stopping=False)
+
+    def _incarnation(self, id: str, token: int, spec: ChildSpec, path: Path, starts: int) -> Incarnation:
+        """A new incarnation for the child's kind: the closed set, dispatched here."""
+        kind = spec.kind
+        if kind is Kind.WORKER:
+            return WorkerIncarnation(self, id, token, spec, path, starts)
+        if kind is Kind.PROCESS:
+            return ProcessIncarnation(self, id, token, spec, path, starts)
+        return SupervisorIncarnation(self, id, token, spec, path, starts)
+
+    def _adopt(self, effect: Adopt) -> Completion | None:
+        """Re-exec: take over the child at ``effect.path``: the OS process the old
+        image handed over, or a nested supervisor (rebuilt from its own initial
+        state). Not a start: its start count stays as the old image left it."""
+        path = effect.path
+        runtime = self.runtime
+        starts = runtime.store.starts.get(path, 0)
+        adoption = runtime.resume.adoptions.pop(path, None) if runtime.resume is not None else None
+        incarnation: Incarnation
+        if adoption is not None:
+            incarnation = ProcessIncarnation(
+                self, effect.id, effect.token, effect.spec, path, starts, adoption=adoption
+            )
+        else:
+            incarnation = self._incarnation(effect.id, effect.token, effect.spec, path, starts)
+        self.incarnations[effect.id] = incarnation
+        return self._complete(incarnation.start(), incarnation, stopping=False)
+
+    def _update(self, effect: UpdateSupervisor) -> Completion | None:
+        incarnation = self.incarnations[effect.id]
+        assert isinstance(incarnation, SupervisorIncarnation) and incarnation.token == effect.token, effect
+        incarnation.spec = effect.spec
+        return self._complete(incarnation.update(effect.token, effect.plan), incarnation, stopping=False)
+
+    def _stop(self, effect: Stop) -> Completion | None:
+        incarnation = self.incarnations[effect.id]
+        assert incarnation.token == effect.token, (incarnation.token, effect)
+        return self._complete(incarnation.stop(), incarnation, stopping=True)
+
+    def _complete(
+        self, result: Completion | Awaitable[Completion], incarnation: Incarnation, *, stopping: bool
+    ) -> Completion | None:
+        if isinstance(result, (StartDone, StartFailed, StopDone, UpdateDone)):
+            return result
+        if isinstance(result, asyncio.Future):  # resolved by the incarnation's own callbacks
+            result.add_done_callback(lambda future: self.feed(future.result()))
+            return None
+        name = f"supervision {'stop' if stopping else 'start'} {format_path(incarnation.path)}"
+        task = self.runtime.spawn(self._finish(result, incarnation, stopping), name=name)
+        if not stopping and not self.init_done:
+            self._starting[incarnation.id] = task
+        return None
+
+    async def _finish(self, operation: Awaitable[Completion], incarnation: Incarnation, stopping: bool) -> None:
+        completion: Completion
+        try:
+            completion = await operation
+        except asyncio.CancelledError:
+            if stopping or not self.aborting:
+                raise
+            # abort_start(): the start is abandoned; what it got running is stopped
+            # before the core hears that it failed (then stops the others).
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()
+            stopped = incarnation.stop()
+            if not isinstance(stopped, StopDone):
+                await stopped
+            completion = incarnation._failed(asyncio.CancelledError("the start was cancelled"))
+        except Exception as exc:  # a bug in a child kind: report it, never hang the core
+            logger.exception("%s: internal error", format_path(incarnation.path))
+            crashed = Outcome(ExitReason.CRASH, exc)
+            completion = incarnation._stopped(crashed) if stopping else incarnation._failed(exc)
+        finally:
+            if self._starting.get(incarnation.id) is asyncio.current_task():
+                del self._starting[incarnation.id]
+        self.feed(completion)
+
+    def abort_start(self) -> None:
+        """Give up this supervisor's start (its caller was cancelled): the child
+        being started fails, after being stopped if it was running already (a
+        nested supervisor gives up its own start first), so the start job stops
+        the children started before it, right to left, and the supervisor fails
+        to start. Does nothing once the start is over."""
+        if self.init_done or self.finished is not None:
+            return
+        self.aborting = True
+        for id, task in list(self._starting.items()):
+            incarnation = self.incarnations.get(id)
+            if isinstance(incarnation, SupervisorIncarnation):
+                incarnation.child.abort_start()  # its start fails: the completion follows
+            else:
+                task.cancel()
+
+    def _set_timer(self, effect: SetTimer) -> None:
+        token = effect.token
+
+        def fire() -> None:
+            if self._timers.pop(token, None) is not None:
+                self.feed(TimerFired(token))
+
+        self._timers[token] = self.runtime.clock.call_at(effect.at, fire)
+
+    def _reply(self, effect: Reply) -> None:
+        future = self._replies.pop(effect.command, None)
+        if future is None or future.done():
+            return
+        if effect.error is not None:
+            future.set_exception(effect.error)
+        else:
+            future.set_result(effect.value)
+
+    def _forget(self, effect: Forget) -> None:
+        self.runtime.store.forget((*self.path, effect.id), subtree=effect.subtree)
+        self.incarnations.pop(effect.id, None)
+
+    def _init_finished(self, error: StartError | None) -> None:
+        self.init_done = True
+        self.init_error = error
+        if not self.started.done():
+            self.started.set_result(None)
+
+    def _exit(self, effect: Exit) -> None:
+        self.finished = effect
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if effect.start_failed:
+            assert isinstance(effect.error, StartError)
+            self._init_finished(effect.error)
+        if not self.done.done():
+            self.done.set_result(effect)
+        for future in self._replies.values():
+            if not future.done():
+                future.set_exception(SupervisorNotRunning.at(self.path, "supervisor stopped"))
+        self._replies.clear()
+        if self.on_exit is not None:
+            self.on_exit(effect)
+
+    # -- reads ------------------------------------------------------------------
+
+    def children(self) -> Iterator[tuple[Child, Incarnation | None]]:
+        """The core's record of each child, in start order, with its current
+        incarnation (None if it has none: never started, or removed since)."""
+        incarnations = self.incarnations
+        for child in self.core.children.values():
+            incarnation = incarnations.get(child.spec.id)
+            if incarnation is not None and incarnation.token != child.token:
+                incarnation = None
+            yield child, incarnation
+
+    def child(self, id: str) -> tuple[Child, Incarnation | None] | None:
+        """One child's record and current incarnation, or None if there is no such child."""
+        child = self.core.children.get(id)
+        if child is None:
+            return None
+        incarnation = self.incarnations.get(id)
+        return child, incarnation if incarnation is not None and incarnation.token == child.token else None
+
+    def info(self, child: Child, incarnation: Incarnation | None) -> ChildInfo:
+        """What ``which_children()`` says of one child."""
+        running = child.status is Status.RUNNING
+        pid = incarnation.pid if incarnation is not None and running else None
+        return ChildInfo(
+            child.spec.id, child.spec.kind, child.status, self.runtime.store.starts.get(child.path, 0), pid
+        )
+
+    def child_runner(self, id: str) -> SupervisorRunner | None:
+        incarnation = self.incarnations.get(id)
+        if isinstance(incarnation, SupervisorIncarnation) and incarnation.child.finished is None:
+            return incarnation.child
+        return None

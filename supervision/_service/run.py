@@ -1,0 +1,474 @@
+"""``sv.run``: the blocking entry point for a program whose job is to run a tree.
+
+Under ``run`` the tree gets what a long-running service needs:
+
+- **signals**: SIGTERM and SIGINT stop the tree in order; a second SIGINT while
+  it stops sends SIGKILL to every OS process child still running (to its whole
+  process group), so no ``shutdown`` timeout of a process is waited out (in-process
+  workers are still cancelled in order: a task cannot be killed); a third SIGINT
+  kills them again and exits at once (status 130). SIGHUP reloads the tree.
+- **the control socket** (``server``, ``commands``): ``supervision status``,
+  ``restart``, ``stop``, ``start``, ``reload``, ``logs``, ``reexec``.
+- **re-exec in place** (``_reload.reexec``): the control socket, the connection that
+  asked, uptimes, last exits and recent output lines are handed over with the
+  tree; the new image serves the same socket and answers that request.
+- **systemd** (``systemd``): ``READY=1``, ``RELOADING=1``, ``STOPPING=1``,
+  ``STATUS=``, watchdog pings, when ``NOTIFY_SOCKET`` / ``WATCHDOG_USEC`` are set.
+- **bookkeeping for the command line** (``recorder``): uptime and last exit per
+  path from the tree's events (observed as the tree emits them, so a status is one
+  snapshot), and the recent output lines of process children.
+
+Exit status: 0 after an orderly stop, 1 when the tree fails to start or the root
+gives up (or the control socket is taken), 130 after a forced stop (second SIGINT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .._core.errors import ReloadError, RequestError, StartError, SupervisionError, TooManyRestarts
+from .._core.paths import format_path
+from .._core.spec import Supervisor
+from .._process.output import DRAIN_AT_EXIT, Output, drain_sinks, non_blocking, write_prefixed
+from .._process.proc import kill_other_sessions
+from .._process.reaper import claim_orphans, existing_reaper
+from .._reload.reexec import Handover, attach
+from .._reload.reexec import pending as pending_handover
+from .._reload.services import is_services_file
+from .._reload.target import Source, Target, is_file_target, split_target
+from .._runtime.tree import Tree, start_with_output
+from .commands import Commands
+from .protocol import ServiceState, check_name, default_path
+from .recorder import OutputLog, Recorder
+from .server import ControlServer, current_request
+from .systemd import Notifier, Watchdog, watchdog_interval
+
+logger = logging.getLogger("supervision")
+
+_DEFAULT: Any = object()
+
+_STOP = "supervision stop"  # the task that stops the tree: awaited, never cancelled
+FORCED_EXIT = 130  # 128 + SIGINT, as shells report a program stopped by Ctrl-C
+
+
+def _configure_logging() -> None:
+    """INFO to stderr, unless the application configured logging itself."""
+    root = logging.getLogger()
+    if not root.handlers:
+        # Through a sink when stderr is the real one: a stderr nobody reads must
+        # not block the event loop on a log line (see ``_output.Sink``).
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=non_blocking(sys.stderr),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+
+def run(target: Target, *, control: Any = _DEFAULT, name: str | None = None) -> None:
+    """Run a tree until it stops: the blocking entry point.
+
+    SIGTERM and SIGINT stop the tree in order (a second SIGINT kills the OS
+    processes that are left); SIGHUP reloads it (for a builder or a string
+    target). The control socket (``supervision status`` and friends) is served
+    at ``control`` (default: ``$XDG_RUNTIME_DIR/supervision/NAME.sock``; None
+    turns it off); ``name`` defaults to the target's module or file name. Speaks
+    sd_notify when ``NOTIFY_SOCKET`` is set. Logs go to stderr at INFO unless
+    logging is already configured. Exits with status 1 when the root gives up
+    or fails to start.
+
+    >>> if __name__ == "__main__":
+    ...     sv.run(build)          # or: sv.run("myapp.tree:build")
+    """
+    _configure_logging()
+    claim_orphans()  # this process is the supervisor: what its subreaper inherits is the tree's
+    name = check_name(name) if name is not None else default_name(target)
+    path: str | None
+    if control is _DEFAULT:
+        path = default_path(name)
+    elif control is None:
+        path = None
+    else:
+        path = os.fspath(control)
+    try:
+        code = asyncio.run(Service(target, name).main(path))
+    finally:
+        drain_sinks(DRAIN_AT_EXIT)
+    if code:
+        raise SystemExit(code)
+
+
+def default_name(target: Target) -> str:
+    """The tree's name when none is given: ``pkg.module`` or the file's stem."""
+    if isinstance(target, str):
+        module, _ = (target, "") if is_services_file(target) else split_target(target)
+        is_file = is_services_file(module) or is_file_target(module)
+        raw = os.path.splitext(os.path.basename(module))[0] if is_file else module
+    elif isinstance(target, Supervisor):
+        raw = "supervision"
+    else:
+        raw = getattr(target, "__module__", None) or "supervision"
+        if raw == "__main__":
+            raw = os.path.splitext(os.path.basename(sys.argv[0] or "main"))[0]
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in raw).lstrip(".")
+    return cleaned or "supervision"
+
+
+class Service:
+    """One ``sv.run``: the tree, its control socket, its signals and its systemd link.
+
+    It is also the ``Host`` the control commands run against.
+    """
+
+    def __init__(self, target: Target, name: str) -> None:
+        self.target_value = target
+        self.name = name
+        self.target = Source(target).describe()
+        self.state = ServiceState.STARTING
+        self.tree: Tree | None = None
+        self.recorder: Recorder | None = None
+        self.output = OutputLog()
+        self.notifier = Notifier.from_environ()
+        self.forced = False
+        self._started_at = 0.0
+        self._stop_pending = False
+        self._interrupts = 0
+        self._reload_lock: asyncio.Lock | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: ControlServer | None = None
+        self._reply_to: Any = None  # the connection of a reexec request, handed over
+        self._handover: Handover | None = None
+
+    def _output(self, record: Output) -> None:
+        """The tree's output sink: each record kept for ``supervision logs``, and
+        written out as ``path | line``."""
+        self.output.record(record)
+        write_prefixed(record)
+
+    # -- the Host protocol --------------------------------------------------------
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def uptime(self) -> float:
+        return self.now() - self._started_at
+
+    def request_stop(self) -> None:
+        """Begin an orderly stop (once). Before the tree is up, it stops as soon as it is."""
+        if self.state is ServiceState.STOPPING:
+            return
+        self.state = ServiceState.STOPPING
+        self.notifier.stopping("stopping")
+        if self.tree is None:
+            self._stop_pending = True
+        else:
+            self._spawn(self.tree.stop(), _STOP)
+
+    async def reload(self) -> dict[str, Any]:
+        """Reload the tree (SIGHUP, ``supervision reload``) and return what changed.
+        A rejected reload raises ``RequestError("ReloadError", why)``."""
+        tree = self.tree
+        if tree is None or self.state is not ServiceState.RUNNING:
+            raise RequestError("NotRunning", f"cannot reload: the tree is {self.state}")
+        reload = getattr(tree, "reload", None)
+        if reload is None:
+            raise RequestError("NotSupported", "this version of supervision cannot reload")
+        assert self._reload_lock is not None
+        async with self._reload_lock:  # one at a time: SIGHUPs may come in bursts
+            if self.state is not ServiceState.RUNNING:
+                raise RequestError("NotRunning", f"cannot reload: the tree is {self.state}")
+            self.state = ServiceState.RELOADING
+            self.notifier.reloading()
+            status = "reload rejected"
+            try:
+                result = applied_json(await reload())
+                status = "reloaded: " + summary(result)
+                return result
+            except ReloadError as exc:
+                reason = rejection(exc)
+                status = f"reload rejected: {reason}"
+                raise RequestError("ReloadError", reason) from exc
+            finally:
+                if self.state is ServiceState.RELOADING:
+                    self.state = ServiceState.RUNNING
+                    self.notifier.ready(status)
+
+    async def reexec(self) -> dict[str, Any]:
+        """Re-execute in place (``supervision reexec``). On success this never
+        returns: the new image answers the request, on the same connection. A
+        refused re-exec raises ``RequestError("ReexecRejected", why)``."""
+        tree = self.tree
+        if tree is None or self.state is not ServiceState.RUNNING:
+            raise RequestError("NotRunning", f"cannot re-exec: the tree is {self.state}")
+        assert self._reload_lock is not None
+        async with self._reload_lock:  # never during a reload
+            if self.state is not ServiceState.RUNNING:
+                raise RequestError("NotRunning", f"cannot re-exec: the tree is {self.state}")
+            self.state = ServiceState.REEXECUTING
+            self.notifier.reloading()
+            self._reply_to = current_request()
+            status = "re-exec rejected"
+            try:
+                await tree.reexec()
+            except ReloadError as exc:
+                reason = rejection(exc)
+                status = f"re-exec rejected: {reason}"
+                logger.error("%s", status)
+                raise RequestError("ReexecRejected", reason) from exc
+            finally:
+                self._reply_to = None
+                if self.state is ServiceState.REEXECUTING:
+                    self.state = ServiceState.RUNNING
+                    self.notifier.ready(status)
+
+    # -- re-exec: the _reexec.Host protocol -----------------------------------------
+
+    def handover(self) -> tuple[dict[str, Any], list[int]]:
+        state: dict[str, Any] = {"started_at": self._started_at, "output": self.output.handover()}
+        fds: list[int] = []
+        if self.recorder is not None:
+            state["recorder"] = self.recorder.handover()
+        if self._server is not None:
+            state["control"], fds = self._server.handover(self._reply_to)
+        return state, fds
+
+    def cancel_reason(self) -> str | None:
+        return None if self.state is ServiceState.REEXECUTING else f"the tree is {self.state}"
+
+    def _resume(self, handover: Handover) -> None:
+        """The new image of a re-exec: take back what the old one handed over,
+        before the tree starts (the tree takes its own part in ``sv.start``)."""
+        state = handover.host
+        self._handover = handover
+        self._started_at = float(state.get("started_at", self._started_at))
+        self.output.restore(state.get("output", []))
+
+    def _resumed(self, tree: Tree | None, error: str | None = None) -> None:
+        """The new image's tree is up (or failed to start): the bookkeeping of the
+        old image, and the answer to the ``reexec`` request."""
+        handover = self._handover
+        if handover is None:
+            return
+        self._handover = None
+        recorder = self.recorder
+        if recorder is not None and "recorder" in handover.host:
+            recorder.restore(handover.host["recorder"], kept=handover.resumed)
+        reply = (handover.host.get("control") or {}).pop("reply", None)
+        if reply is None:
+            return
+        if self._server is None:
+            os.close(int(reply["fd"]))
+        elif error is not None:
+            self._server.resume(reply, None, ("ReexecFailed", error))
+        else:
+            self._server.resume(reply, {"pid": os.getpid(), **handover.result})
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def main(self, path: str | None) -> int:
+        loop = asyncio.get_running_loop()
+        self._started_at = loop.time()
+        self._reload_lock = asyncio.Lock()
+        handover = pending_handover()  # this process was re-executed: take over
+        control: dict[str, Any] | None = None
+        if handover is not None:
+            self._resume(handover)
+            control = handover.host.get("control")
+        if path is not None:
+            server = ControlServer(path, Commands(self))
+            try:
+                if control is None or not server.adopt(control):
+                    server.bind()  # before anything starts: a second copy fails here
+            except (SupervisionError, OSError) as exc:
+                logger.error("control socket: %s", exc)
+                self._resumed(None, f"control socket: {exc}")
+                return 1
+            self._server = server
+        elif control is not None:
+            os.close(int(control["fd"]))
+        restore_streams = _install_sinks()
+        watchdog = None
+        interval = watchdog_interval() if self.notifier.enabled else None
+        if interval is not None:
+            watchdog = Watchdog(self.notifier, interval)
+            watchdog.start()
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        for signum in signals:
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        try:
+            if self._server is not None:
+                await self._server.start()
+                logger.info("control socket: %s", self._server.path)
+            return await self._run_tree()
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+            if watchdog is not None:
+                watchdog.stop()
+            await self._finish_tasks()
+            if self._server is not None:
+                await self._server.close()
+            restore_streams()
+            self.notifier.close()
+
+    async def _run_tree(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.notifier.status("starting")
+        try:
+            tree = await start_with_output(self.target_value, self._output)
+        except StartError as exc:
+            # Where it failed is in the message; the whole traceback only with --debug.
+            logger.error("%s", exc, exc_info=exc if logger.isEnabledFor(logging.DEBUG) else None)
+            self.notifier.stopping(f"failed to start: {exc}")
+            self._resumed(None, f"the new image failed to start the tree: {exc}")
+            return 1
+        self.tree = tree
+        attach(tree, self)
+        self.recorder = Recorder(since=loop.time())
+        self._resumed(tree)
+        tree._observe(self.recorder.observe)  # in step with the tree: a status is one snapshot
+        if self._stop_pending:
+            self._spawn(tree.stop(), _STOP)
+        else:
+            self.state = ServiceState.RUNNING
+            counts = tree.count_children()
+            self.notifier.ready(f"running: {counts.active} of {counts.specs} children")
+        try:
+            await tree.wait()
+        except TooManyRestarts as exc:
+            logger.error("%s", exc)
+            self.notifier.stopping(f"gave up: {exc}")
+            return 1
+        except Exception as exc:  # the root crashed: a broken custom plan()
+            logger.error("the root supervisor crashed", exc_info=exc)
+            self.notifier.stopping(f"crashed: {exc!r}")
+            return 1
+        finally:
+            self.state = ServiceState.STOPPING
+            await tree.stop()
+            await _kill_orphans()
+        return FORCED_EXIT if self.forced else 0
+
+    # -- signals ------------------------------------------------------------------
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            if self.state is not ServiceState.RUNNING:
+                logger.warning("SIGHUP: not reloading, the tree is %s", self.state)
+                return
+            logger.info("SIGHUP: reloading the tree")
+            self._spawn(self._reload_quietly(), "supervision reload")
+            return
+        if self.state is not ServiceState.STOPPING:
+            hint = " (SIGINT again to kill the OS processes at once)" if signum == signal.SIGINT else ""
+            logger.info("%s: stopping the tree%s", name, hint)
+            self.request_stop()
+            return
+        if signum != signal.SIGINT:
+            logger.info("%s: already stopping", name)
+            return
+        self._interrupts += 1
+        self.forced = True
+        killed = kill_other_sessions()
+        if self._interrupts == 1:
+            logger.warning("SIGINT again: killed %d process group(s); SIGINT once more exits at once", killed)
+            return
+        logger.warning("SIGINT a third time: exiting now, without waiting for the workers")
+        if self._server is not None:
+            self._server._unlink()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+        drain_sinks(DRAIN_AT_EXIT)
+        os._exit(FORCED_EXIT)
+
+    async def _reload_quietly(self) -> None:
+        try:
+            await self.reload()
+        except RequestError as exc:
+            if exc.type != "ReloadError":  # a rejected reload is logged by its event
+                logger.warning("SIGHUP: %s", exc)
+
+    # -- tasks --------------------------------------------------------------------
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    async def _finish_tasks(self) -> None:
+        """Let stop and reload tasks end (the tree has stopped: they end at once);
+        cancel what is left, such as a reload waiting for its turn."""
+        tasks = set(self._tasks)
+        for task in tasks:
+            if task.get_name() != _STOP:
+                task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("%s failed", task.get_name(), exc_info=task.exception())
+
+
+def rejection(error: ReloadError) -> str:
+    """Why a reload was rejected, in one line: the cause, not our wrapper."""
+    cause = error.__cause__
+    while isinstance(cause, ReloadError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    if cause is None or isinstance(cause, ReloadError):
+        return str(cause or error)
+    if isinstance(cause, SupervisionError):
+        return str(cause)
+    return f"{type(cause).__name__}: {cause}"
+
+
+def applied_json(applied: Any) -> dict[str, Any]:
+    """A ``ReloadApplied`` as the protocol's reload result (paths as ``"a/b"``)."""
+    fields = ("started", "stopped", "restarted", "updated", "reset")
+    return {field: [format_path(path) for path in getattr(applied, field, ())] for field in fields}
+
+
+def summary(result: dict[str, Any]) -> str:
+    parts = [f"{field} {', '.join(paths)}" for field, paths in result.items() if paths]
+    return "; ".join(parts) if parts else "nothing changed"
+
+
+async def _kill_orphans() -> None:
+    """The tree has stopped: whatever the subreaper still holds (a daemon no child
+    could be told apart as the parent of, see ``Reaper.leftovers``) is ours to end."""
+    found = existing_reaper()
+    if found is None:
+        return
+    orphans = found.orphans()
+    if orphans:
+        logger.info("killing %d orphaned process(es) left at the stop of the tree", len(orphans))
+        await found.kill_and_reap(orphans)
+
+
+def _install_sinks() -> Callable[[], None]:
+    """Our stdout and stderr through sinks while the tree runs (when they are the real
+    ones): the event loop must never block on its own output (see ``output.Sink``)."""
+    saved = (sys.stdout, sys.stderr)
+    out, err = non_blocking(sys.stdout), non_blocking(sys.stderr)
+    if out is not None:
+        sys.stdout = out
+    if err is not None:
+        sys.stderr = err
+
+    def restore() -> None:
+        # Only if nobody replaced them meanwhile.
+        if out is not None and sys.stdout is out:
+            sys.stdout = saved[0]
+        if err is not None and sys.stderr is err:
+            sys.stderr = saved[1]
+
+    return restore
