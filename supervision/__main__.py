@@ -2,7 +2,7 @@
 
 ::
 
-    supervision run TARGET [--name N] [--control PATH | --no-control] [--debug]
+    supervision run TARGET [--name N] [--control PATH | --no-control] [--fresh] [--no-store] [--debug]
     supervision status [PATH] [--json]
     supervision restart PATH
     supervision stop [PATH] [--no-wait]
@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("target", help="pkg.module:build, path/to/file.py[:name], or a services file (.toml)")
     run.add_argument("--no-control", action="store_true", help="serve no control socket")
     run.add_argument(
+        "--fresh", action="store_true", help="start without the snapshots saved by earlier runs (and forget them)"
+    )
+    run.add_argument(
+        "--no-store", action="store_true", help="keep snapshots in memory only (default: SQLite beside the socket)"
+    )
+    run.add_argument(
         "--debug", action="store_true", help="log at DEBUG, with whole tracebacks (a tree that fails to build, say)"
     )
     status = command("status", "show the tree: path, kind, status, pid, uptime, restarts, last exit")
@@ -120,7 +126,9 @@ def _run(args: argparse.Namespace) -> int:
             level=logging.DEBUG, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     control: Any = None if args.no_control else args.control
-    kwargs: dict[str, Any] = {"name": args.name}
+    kwargs: dict[str, Any] = {"name": args.name, "fresh": args.fresh}
+    if args.no_store:
+        kwargs["store"] = None
     if control is not None or args.no_control:
         kwargs["control"] = control
     try:
@@ -228,7 +236,7 @@ def format_status(status: dict[str, Any]) -> str:
             (
                 "  " * depth + node["path"],
                 node["kind"],
-                node["status"],
+                f"{node['status']} ({_role(node)})" if node.get("role") else node["status"],
                 str(node["pid"]) if node["pid"] is not None else "-",
                 duration(node["uptime"]) if node["uptime"] is not None else "-",
                 str(node["restarts"]),
@@ -247,6 +255,11 @@ def format_status(status: dict[str, Any]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows
     ]
     return "\n".join([header, *(line.rstrip() for line in lines)])
+
+
+def _role(node: dict[str, Any]) -> str:
+    """A leader-gated supervisor's role: ``leader, fence 42`` or ``standby``."""
+    return f"leader, fence {node['fence']}" if node["role"] == "leader" else str(node["role"])
 
 
 def last_exit(found: dict[str, Any] | None) -> str:

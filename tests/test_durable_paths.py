@@ -11,9 +11,10 @@ from pyrsistent import pmap
 
 import supervision as sv
 import supervision.stores as stores
-from supervision.lease._gate import MARGIN, leader_problem, spec_stop_time
+from supervision._core.durable import DurablePaths, Route
+from supervision._core.leader import MARGIN, leader_problem
+from supervision._core.spec import stop_time as spec_stop_time
 from supervision.stores import Fence, Record
-from supervision.stores._paths import DurablePaths, Route
 
 
 async def test_saves_adoptions_and_forgets_reach_the_store(tmp_path: Path) -> None:
@@ -24,7 +25,7 @@ async def test_saves_adoptions_and_forgets_reach_the_store(tmp_path: Path) -> No
     paths.save(("sup", "b"), pmap({"n": 2}))
     paths.save(("sup", "c"), pmap({"n": 3}))
     paths.versions[("a",)] = 1
-    paths.adopt(("a",), 2, lambda old, version: old.set("migrated", version))  # a reload changed the version
+    paths.prepare_start(("a",), 2, lambda old, version: old.set("migrated", version))  # a reload changed the version
     paths.forget(("sup",), subtree=True)
     await store.close()
 

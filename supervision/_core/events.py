@@ -192,6 +192,24 @@ class ReloadRejected(Event):
     error: BaseException
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaderAcquired(Event):
+    """A leader-gated supervisor's root won its lease; its children start now.
+    ``fence`` is the term's fencing token (``ctx.fence``)."""
+
+    name: str
+    fence: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaderLost(Event):
+    """A leader-gated supervisor lost its lease (``reason``); its children were stopped."""
+
+    name: str
+    fence: int
+    reason: str
+
+
 def describe(event: Event) -> str:
     """A one-line human description, used for logging."""
     where = "/".join(event.path) or "/"

@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .leader import Role
 from .spec import Kind
 
 
@@ -58,6 +59,10 @@ class ChildInfo:
     status: Status
     starts: int
     pid: int | None = None
+    role: Role | None = None
+    """For a running leader-gated supervisor (``leader=``): ``"leader"`` or ``"standby"``."""
+    fence: int | None = None
+    """For a leader: the fencing token of its term."""
 
 
 class ChildCounts(NamedTuple):

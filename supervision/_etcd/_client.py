@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._errors import SupervisionError
+from .._core.errors import SupervisionError
 
 if TYPE_CHECKING:
     import aiohttp

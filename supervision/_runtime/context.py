@@ -6,6 +6,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from .._core.durable import DurablePaths
 from .._core.paths import Path
 from .._core.snapshot import check_immutable
 
@@ -58,6 +59,17 @@ class Context:
         check_immutable(value)
         if self._alive:
             self._store.save(self.path, value)
+
+    @property
+    def fence(self) -> int | None:
+        """The fencing token of the term this child runs under, if a supervisor
+        above it is leader-gated (``leader=``), else None. It grows from term to
+        term across every root: pass it with each write to a system that rejects
+        tokens smaller than the largest it has seen (docs/distributed.md). OS
+        processes get it as ``SUPERVISION_FENCE``."""
+        store = self._store
+        fence = store.fence(self.path) if isinstance(store, DurablePaths) else None
+        return fence.revision if fence is not None else None
 
     def ready(self) -> None:
         """Tell the supervisor this worker has started (for ``ready=True`` children)."""

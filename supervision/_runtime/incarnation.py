@@ -21,6 +21,7 @@ from .._core.messages import Init, Outcome, StartDone, StartFailed, StopDone, Up
 from .._core.paths import Path
 from .._core.snapshot import PathStore
 from .._core.spec import BRUTAL_KILL, INFINITY, ChildSpec, ShutdownSpec, Supervisor
+from .._core.store import SnapshotStore
 from .._process.output import OutputSink, write_prefixed
 from .clock import Clock
 from .context import Context, _current
@@ -42,6 +43,9 @@ class Runtime:
         self.clock = clock
         self.rng = rng
         self.store = PathStore()
+        self.snapshot_store: SnapshotStore | None = None
+        """Where the snapshots in ``store`` are written (``sv.start(store=...)``);
+        closed once the tree has stopped."""
         self.hub = EventHub()
         self.context = contextvars.copy_context()
         self.operations: set[asyncio.Task[Any]] = set()

@@ -19,6 +19,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from .. import ready as _ready
+from .._core.durable import DurablePaths
 from .._core.errors import ProcessExited, ProcessLost
 from .._core.events import ExitReason
 from .._core.messages import Outcome, StopDone
@@ -104,6 +105,10 @@ class ProcessIncarnation(Incarnation):
         invocation = secrets.token_hex(16)
         self.marker = f"{INVOCATION_VARIABLE}={invocation}".encode()
         env = environment(spec, invocation)
+        paths = self.runner.runtime.store
+        fence = paths.fence(self.path) if isinstance(paths, DurablePaths) else None
+        if fence is not None:  # a leader-gated child: the fencing token of its term
+            env[b"SUPERVISION_FENCE"] = str(fence.revision).encode()
         label = format_path(self.path)
         log_fd = -1
         try:

@@ -35,6 +35,7 @@ from typing import Any
 from .._core.errors import ReloadError, RequestError, StartError, SupervisionError, TooManyRestarts
 from .._core.paths import format_path
 from .._core.spec import Supervisor
+from .._core.store import SnapshotStore, memory
 from .._process.output import DRAIN_AT_EXIT, Output, drain_sinks, non_blocking, write_prefixed
 from .._process.proc import kill_other_sessions
 from .._process.reaper import claim_orphans, existing_reaper
@@ -47,6 +48,7 @@ from .commands import Commands
 from .protocol import ServiceState, check_name, default_path
 from .recorder import OutputLog, Recorder
 from .server import ControlServer, current_request
+from .sqlite import sqlite
 from .systemd import Notifier, Watchdog, watchdog_interval
 
 logger = logging.getLogger("supervision")
@@ -70,7 +72,14 @@ def _configure_logging() -> None:
         )
 
 
-def run(target: Target, *, control: Any = _DEFAULT, name: str | None = None) -> None:
+def run(
+    target: Target,
+    *,
+    control: Any = _DEFAULT,
+    name: str | None = None,
+    store: Any = _DEFAULT,
+    fresh: bool = False,
+) -> None:
     """Run a tree until it stops: the blocking entry point.
 
     SIGTERM and SIGINT stop the tree in order (a second SIGINT kills the OS
@@ -81,6 +90,11 @@ def run(target: Target, *, control: Any = _DEFAULT, name: str | None = None) -> 
     sd_notify when ``NOTIFY_SOCKET`` is set. Logs go to stderr at INFO unless
     logging is already configured. Exits with status 1 when the root gives up
     or fails to start.
+
+    Snapshots go to ``store``: by default a SQLite database beside the control
+    socket (``NAME.db``; docs/distributed.md says where that is and what a crash
+    can lose); ``None`` keeps them in memory. ``fresh`` starts without the
+    snapshots of earlier runs (``supervision run --fresh``).
 
     >>> if __name__ == "__main__":
     ...     sv.run(build)          # or: sv.run("myapp.tree:build")
@@ -95,8 +109,17 @@ def run(target: Target, *, control: Any = _DEFAULT, name: str | None = None) -> 
         path = None
     else:
         path = os.fspath(control)
+    if fresh and pending_handover() is not None:
+        fresh = False  # re-executed with the same arguments: the snapshots came along
+    if store is _DEFAULT:
+        beside = path if path is not None else default_path(name)
+        store = sqlite(os.path.splitext(beside)[0] + ".db", fresh=fresh)
+    elif store is None:
+        store = memory()
+    elif fresh:
+        raise ValueError("fresh=True goes with the default store; call store.clear() on your own")
     try:
-        code = asyncio.run(Service(target, name).main(path))
+        code = asyncio.run(Service(target, name, store).main(path))
     finally:
         drain_sinks(DRAIN_AT_EXIT)
     if code:
@@ -125,9 +148,10 @@ class Service:
     It is also the ``Host`` the control commands run against.
     """
 
-    def __init__(self, target: Target, name: str) -> None:
+    def __init__(self, target: Target, name: str, store: SnapshotStore | None = None) -> None:
         self.target_value = target
         self.name = name
+        self.store = store
         self.target = Source(target).describe()
         self.state = ServiceState.STARTING
         self.tree: Tree | None = None
@@ -320,7 +344,7 @@ class Service:
         loop = asyncio.get_running_loop()
         self.notifier.status("starting")
         try:
-            tree = await start_with_output(self.target_value, self._output)
+            tree = await start_with_output(self.target_value, self._output, self.store)
         except StartError as exc:
             # Where it failed is in the message; the whole traceback only with --debug.
             logger.error("%s", exc, exc_info=exc if logger.isEnabledFor(logging.DEBUG) else None)

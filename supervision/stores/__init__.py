@@ -7,7 +7,7 @@
 - :func:`sqlite` keeps them in a file on this host (the default of ``supervision run``);
 - :func:`etcd` keeps them in an etcd cluster, shared between hosts (``supervision[etcd]``).
 
-The durable stores hold the snapshot as JSON written by :mod:`supervision.stores._codec`
+The durable stores hold the snapshot as JSON written by :mod:`supervision._core.codec`
 (pyrsistent structures, tuples, frozensets, bytes and atoms; never pickle), refuse a
 snapshot larger than ``max_bytes`` (1 MiB by default) with :class:`SnapshotTooLarge`,
 and write saves in batches at most ``flush_interval`` (100 ms) after they are made.
@@ -16,9 +16,8 @@ See docs/distributed.md.
 
 from __future__ import annotations
 
-from ._codec import CodecError, decode, encode
-from ._etcd import EtcdStore, etcd
-from ._interface import (
+from .._core.codec import CodecError, decode, encode
+from .._core.store import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_BYTES,
     Fence,
@@ -30,7 +29,8 @@ from ._interface import (
     StoreError,
     memory,
 )
-from ._sqlite import SqliteStore, sqlite
+from .._service.sqlite import SqliteStore, sqlite
+from ._etcd import EtcdStore, etcd
 
 __all__ = [
     "DEFAULT_FLUSH_INTERVAL",

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._core.store import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BYTES, Fence, Path, StaleFence
 from .._etcd import EtcdClient, b64, unb64
-from ._base import WriteBehindStore
-from ._interface import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BYTES, Fence, Path, StaleFence
+from .._runtime.writebehind import WriteBehindStore
 
 _TXN_OPS = 100
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import SupervisionError
+from .errors import SupervisionError
 
 Path = tuple[str, ...]
 

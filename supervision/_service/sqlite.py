@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from ._base import WriteBehindStore
-from ._interface import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BYTES, Fence, Path, StoreError
+from .._core.store import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BYTES, Fence, Path, StoreError
+from .._runtime.writebehind import WriteBehindStore
 
 T = TypeVar("T")
 

@@ -8,8 +8,8 @@ import contextlib
 import logging
 from collections.abc import Mapping
 
-from ._codec import decode, encode
-from ._interface import Fence, Path, Record, SnapshotStore, SnapshotTooLarge, StaleFence, StoreError
+from .._core.codec import decode, encode
+from .._core.store import Fence, Path, Record, SnapshotStore, SnapshotTooLarge, StaleFence, StoreError
 
 log = logging.getLogger("supervision.stores")
 

@@ -20,32 +20,13 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
-from .._events import Event
-from ..stores._interface import Fence, SnapshotStore
+from .events import LeaderAcquired, LeaderLost
+from .store import Fence, SnapshotStore
 
 MARGIN = 1.0
 """Seconds of slack between the children being stopped and the lease expiring on etcd."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LeaderAcquired(Event):
-    """A leader-gated supervisor's root won its lease; its children start now.
-    ``fence`` is the term's fencing token (``ctx.fence``)."""
-
-    name: str
-    fence: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LeaderLost(Event):
-    """A leader-gated supervisor lost its lease (``reason``); its children were stopped."""
-
-    name: str
-    fence: int
-    reason: str
 
 
 class LeaderTerm(Protocol):
@@ -120,20 +101,15 @@ def leader_problem(stop: float, ttl: int) -> str | None:
     )
 
 
-def spec_stop_time(children: Iterable[object]) -> float:
-    """:func:`stop_time` of a supervisor's child specs. A nested supervisor
-    with ``shutdown=INFINITY`` takes as long as its own children."""
-    from .._spec import BRUTAL_KILL, INFINITY, ChildSpec, Supervisor
-
-    def one(child: object) -> float:
-        assert isinstance(child, ChildSpec)
-        nested = child.start if isinstance(child.start, Supervisor) else None
-        if child.shutdown is BRUTAL_KILL:
-            return 0.0
-        if child.shutdown is INFINITY:
-            return spec_stop_time(nested.children) if nested is not None else math.inf
-        if nested is not None:
-            return min(float(child.shutdown), spec_stop_time(nested.children))
-        return float(child.shutdown)
-
-    return stop_time(one(child) for child in children)
+__all__ = [
+    "MARGIN",
+    "LeaderAcquired",
+    "LeaderElection",
+    "LeaderLost",
+    "LeaderTerm",
+    "Lease",
+    "Role",
+    "guard",
+    "leader_problem",
+    "stop_time",
+]

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._snapshot import PathStore
-from ._interface import Fence, Path, Record, SnapshotStore
+from .snapshot import PathStore
+from .store import Fence, Path, Record, SnapshotStore
 
 
 @dataclass(slots=True)
@@ -77,9 +77,9 @@ class DurablePaths(PathStore):
             store.stage(key, Record(value, self.versions.get(path, 0)), fence=fence)
         self.snapshots[path] = value
 
-    def adopt(self, path: Path, version: int, migrate: Callable[[Any, int], Any] | None) -> None:
+    def prepare_start(self, path: Path, version: int, migrate: Callable[[Any, int], Any] | None) -> None:
         before = self.snapshots.get(path, _MISSING)
-        super().adopt(path, version, migrate)
+        super().prepare_start(path, version, migrate)
         after = self.snapshots.get(path, _MISSING)
         if after is before:
             return
