@@ -116,8 +116,7 @@ async def _until(condition: object) -> None:
         await asyncio.sleep(0.02)
 
 
-TREE = (
-    """
+TREE = """
 import asyncio, os
 import supervision as sv
 
@@ -139,9 +138,7 @@ def build():
     lease = sv.lease.etcd("e2e", os.environ["ETCD"].split(","), ttl=@TTL@)
     singletons = sv.Supervisor([sv.child("counter", singleton, shutdown=0.5)], leader=lease)
     return sv.Supervisor([sv.child("singletons", singletons)])
-"""
-    % TTL
-)
+""".replace("@TTL@", str(TTL))
 
 
 class Root:
