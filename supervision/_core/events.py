@@ -195,7 +195,13 @@ class ReloadRejected(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LeaderAcquired(Event):
     """A leader-gated supervisor's root won its lease; its children start now.
-    ``fence`` is the term's fencing token (``ctx.fence``)."""
+    ``fence`` is the term's fencing token (``ctx.fence``). See docs/distributed.md.
+
+    >>> import supervision as sv
+    >>> event = sv.LeaderAcquired(path=("singletons",), time=0.0, name="billing", fence=42)
+    >>> event.fence
+    42
+    """
 
     name: str
     fence: int
@@ -203,7 +209,15 @@ class LeaderAcquired(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LeaderLost(Event):
-    """A leader-gated supervisor lost its lease (``reason``); its children were stopped."""
+    """A leader-gated supervisor lost its lease (``reason``: the lease expired or
+    was revoked, keep-alives went unanswered, or ``"stopped"``); its children
+    were stopped, and it campaigns again unless it was stopped.
+
+    >>> import supervision as sv
+    >>> event = sv.LeaderLost(path=("singletons",), time=9.0, name="billing", fence=42, reason="stopped")
+    >>> event.reason
+    'stopped'
+    """
 
     name: str
     fence: int
