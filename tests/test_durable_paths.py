@@ -3,6 +3,7 @@ and the pure rules of leader-gated supervisors."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 
@@ -78,3 +79,27 @@ def test_the_stop_time_of_a_gated_supervisor_adds_its_children_up() -> None:
     problem = leader_problem(3.5, 6)
     assert problem is not None and "ttl=6s" in problem and f"{6 * 2 / 3 - MARGIN:g}s" in problem
     assert "never stop" in (leader_problem(math.inf, 60) or "")
+
+
+@pytest.mark.parametrize("durable", [False, True])
+async def test_a_tree_with_a_store_still_refuses_mutable_snapshots(tmp_path: Path, durable: bool) -> None:
+    refused: list[BaseException] = []
+
+    async def saver(ctx: sv.Context) -> None:
+        try:
+            ctx.save([1, 2])  # a list: mutable
+        except TypeError as exc:
+            refused.append(exc)
+        ctx.save(pmap({"ok": True}))
+        ctx.ready()
+        await asyncio.Event().wait()
+
+    store = stores.sqlite(tmp_path / "s.db") if durable else stores.memory()
+    async with sv.start(sv.Supervisor([sv.child("a", saver, ready=True)]), store=store) as tree:
+        assert tree.state("a") == pmap({"ok": True})
+    assert len(refused) == 1 and "immutable plain data" in str(refused[0])
+    if durable:
+        again = stores.sqlite(tmp_path / "s.db")
+        await again.open()
+        assert dict(await again.items()) == {("a",): Record(pmap({"ok": True}))}
+        await again.close()

@@ -78,7 +78,11 @@ def _encode(value: Any) -> Any:
         return {"$l": [_encode(item) for item in value]}
     if isinstance(value, PDeque):
         return {"$dq": [_encode(item) for item in value], "maxlen": value.maxlen}
-    raise CodecError(f"cannot encode a snapshot containing {type(value).__name__}: {value!r}")
+    # What ctx.save refuses (check_immutable's words): a store that encodes is the check.
+    raise TypeError(
+        f"a snapshot must be immutable plain data (pyrsistent, tuple, frozenset, "
+        f"str, int, float, bool, None, bytes); got {type(value).__name__}: {value!r}"
+    )
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})

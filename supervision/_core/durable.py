@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .snapshot import PathStore
+from .snapshot import PathStore, check_immutable
 from .store import Fence, Path, Record, SnapshotStore
 
 
@@ -71,6 +71,8 @@ class DurablePaths(PathStore):
 
     def save(self, path: Path, value: Any) -> None:
         store, key, fence = self.route(path)
+        if store is None or not store.validates:
+            check_immutable(value)
         if store is not None:
             # Staged first: a snapshot over the store's limit raises here, and the
             # tree keeps the last one that was accepted.

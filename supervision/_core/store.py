@@ -89,6 +89,10 @@ class SnapshotStore(abc.ABC):
     """Seconds a change may stay staged before it is written (0: written at once)."""
     max_bytes: int | None = None
     """The largest encoded snapshot accepted, or None for no limit (no encoding)."""
+    validates: bool = False
+    """True if ``stage`` refuses, with ``TypeError``, a value that is not immutable
+    plain data (a store that encodes does, in the same pass): the tree then skips
+    its own check, which ``ctx.save`` would otherwise pay for twice."""
 
     async def open(self) -> None:  # noqa: B027  (optional hook)
         """Connect or create what the store needs."""

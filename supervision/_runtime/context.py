@@ -56,9 +56,10 @@ class Context:
         ``value`` must be immutable plain data (pyrsistent structures, tuples,
         frozensets, str, int, float, bool, None, bytes), else ``TypeError``.
         """
-        check_immutable(value)
         if self._alive:
-            self._store.save(self.path, value)
+            self._store.save(self.path, value)  # checks the value (or its store's codec does)
+        else:
+            check_immutable(value)
 
     @property
     def fence(self) -> int | None:

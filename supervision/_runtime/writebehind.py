@@ -25,6 +25,8 @@ class WriteBehindStore(SnapshotStore):
     last ``flush_interval`` (plus the time of the write under way).
     """
 
+    validates = True  # the codec refuses what is not immutable plain data
+
     def __init__(self, *, flush_interval: float, max_bytes: int | None) -> None:
         if flush_interval < 0:
             raise ValueError(f"flush_interval must be >= 0, got {flush_interval!r}")

@@ -97,10 +97,11 @@ class SqliteStore(WriteBehindStore):
             executor.shutdown(wait=False)
 
     async def _write(self, batch: Mapping[Path, tuple[bytes | None, Fence | None]]) -> None:
-        rows = [(_key(path), data) for path, (data, _) in batch.items() if data is not None]
-        gone = [(_key(path),) for path, (data, _) in batch.items() if data is None]
-
+        # The batch is the flusher's until this returns (new saves go to another
+        # dict), so the rows are built on the store's thread, not the event loop.
         def write(db: sqlite3.Connection) -> None:
+            rows = [(_key(path), data) for path, (data, _) in batch.items() if data is not None]
+            gone = [(_key(path),) for path, (data, _) in batch.items() if data is None]
             with db:  # one transaction: BEGIN ... COMMIT, or ROLLBACK on error
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany("INSERT OR REPLACE INTO snapshots (path, data) VALUES (?, ?)", rows)
