@@ -70,7 +70,7 @@ def test_the_codec_refuses_what_it_cannot_decode_safely() -> None:
 
     with pytest.raises(stores.CodecError, match="serialize"):
         stores.encode(Point(x=1))
-    with pytest.raises(TypeError, match="immutable plain data.*list"):
+    with pytest.raises(TypeError, match=r"immutable plain data.*list"):
         stores.encode(pmap({"a": [1]}))
     for junk in (
         b"not json",
