@@ -1,7 +1,7 @@
 """A process that campaigns for an etcd lease and, while it leads, writes to a
-fencing service with its fencing token. Used by tests/test_failover.py.
+fencing service with its fencing token. Used by tests/distributed/test_failover.py.
 
-    python tests/lease_candidate.py NAME WRITER TTL GUARD SERVICE_PORT ENDPOINT...
+    python tests/distributed/lease_candidate.py NAME WRITER TTL GUARD SERVICE_PORT ENDPOINT...
 
 Prints one line per change, flushed: ``LEADER <fence>``, ``LOST <fence> <reason>``,
 ``STALE <fence>`` (the service refused a write). Before every write it checks

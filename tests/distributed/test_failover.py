@@ -1,7 +1,7 @@
 """Failover between separate processes through an etcd lease, on a real 3-member cluster.
 
-Each candidate (tests/lease_candidate.py) campaigns with ``sv.lease.etcd`` and,
-while it leads, writes to a fencing service (tests/fencing.py) with its
+Each candidate (tests/distributed/lease_candidate.py) campaigns with ``sv.lease.etcd`` and,
+while it leads, writes to a fencing service (tests/distributed/fencing.py) with its
 fencing token. The service is the judge: it must never accept two writers for
 one token, nor a token smaller than one it accepted before.
 """
@@ -17,9 +17,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from .candidates import Candidate, candidates, leaders, wait_until
-from .etcd_cluster import EtcdCluster, etcd_cluster, require_etcd
-from .fencing import FencingService
+from tests.distributed.candidates import Candidate, candidates, leaders, wait_until
+from tests.distributed.etcd_cluster import EtcdCluster, etcd_cluster, require_etcd
+from tests.distributed.fencing import FencingService
 
 TTL = 5
 GUARD = 0.5

@@ -1,7 +1,7 @@
 """Saves a counter through the SQLite store every 10 ms, forever, printing
-``<time.monotonic()> <n>`` after each save. tests/test_stores.py SIGKILLs it.
+``<time.monotonic()> <n>`` after each save. tests/distributed/test_stores.py SIGKILLs it.
 
-    python tests/sqlite_writer.py DATABASE
+    python tests/distributed/sqlite_writer.py DATABASE
 """
 
 from __future__ import annotations

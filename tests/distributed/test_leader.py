@@ -18,12 +18,11 @@ from pathlib import Path
 import pytest
 
 import supervision as sv
+from tests.distributed.candidates import wait_until
+from tests.distributed.etcd_cluster import EtcdCluster, etcd_cluster, require_etcd
+from tests.distributed.fencing import FencingService
 
-from .candidates import wait_until
-from .etcd_cluster import EtcdCluster, etcd_cluster, require_etcd
-from .fencing import FencingService
-
-ROOT = str(Path(__file__).resolve().parent.parent)
+ROOT = str(Path(__file__).resolve().parents[2])
 TTL = 5
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "stores.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "stores.py"
 
 
 @pytest.mark.timeout(120)

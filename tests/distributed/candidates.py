@@ -1,4 +1,4 @@
-"""Processes that campaign for a lease (tests/lease_candidate.py), and what they said."""
+"""Processes that campaign for a lease (tests/distributed/lease_candidate.py), and what they said."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 SCRIPT = str(Path(__file__).with_name("lease_candidate.py"))
-ROOT = str(Path(__file__).resolve().parent.parent)
+ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class Candidate:
