@@ -11,6 +11,7 @@ the operation and feeds its completion back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
@@ -480,6 +481,25 @@ class GatedIncarnation(SupervisorIncarnation):
         return self.term.fence if self.term is not None and self.role is Role.LEADER else None
 
     async def _session(self, lease: Lease) -> None:
+        try:
+            await self._lead(lease)
+        finally:
+            # However the session ends (a bug, etcd refusing the store), no child
+            # of this supervisor may run on without the lease.
+            runner = self.child
+            if runner.finished is None and runner.core.phase is not Phase.NEW:
+                runner.feed(StopSupervisor())
+                await asyncio.shield(runner.done)
+
+    async def _flush_shared(self, shared: SnapshotStore, seconds: float) -> None:
+        """Write the subtree's last saves to the shared store, waiting at most
+        ``seconds`` (etcd may be out of reach: what is left is retried, and
+        refused by the fence once another term began)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await shared.flush()
+
+    async def _lead(self, lease: Lease) -> None:
         runtime = self.runner.runtime
         shared = self.shared
         assert shared is not None
@@ -521,7 +541,6 @@ class GatedIncarnation(SupervisorIncarnation):
             if runner.finished is None:
                 runner.feed(StopSupervisor())
                 await asyncio.shield(runner.done)
-            await shared.flush()  # refused by etcd if the lease is really gone
             self.role = Role.STANDBY
             runtime.hub.publish(
                 LeaderLost(
@@ -533,14 +552,16 @@ class GatedIncarnation(SupervisorIncarnation):
                 )
             )
             self.child = SupervisorRunner(runtime, spec, self.path)
+            await self._flush_shared(shared, lease.ttl)  # refused by etcd if the lease is really gone
 
     async def _release(self) -> None:
         """Resign, and close the election and the shared store (once)."""
         if self.shared is None:
             return
         shared, self.shared = self.shared, None
+        lease = getattr(self.spec.start, "leader", None)
         try:
-            await shared.flush()  # the last saves, while the fence still holds
+            await self._flush_shared(shared, getattr(lease, "ttl", 2))  # the last saves, while the fence holds
         finally:
             await self.election.close()
             await shared.close()
