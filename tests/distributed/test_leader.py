@@ -236,6 +236,27 @@ def test_three_supervision_run_roots_fail_over_a_singleton(cluster: EtcdCluster,
             wait_until(lambda: successor.role() == "standby", 15, "the resumed root is a standby again")
             late = [w for w in fencing.accepted() if w.writer == successor.id and w.time >= takeover]
             assert not late, late
+
+            # Two of the three etcd members killed: the leader steps down, nobody runs the
+            # singleton; once they are back, exactly one root does (of the two still alive).
+            alive = [r for r in roots if r is not leader]
+            cluster.kill(1)
+            cluster.kill(2)
+            try:
+                wait_until(lambda: all(r.role() != "leader" for r in alive), TTL + 10, "the leader steps down")
+                quiet = time.monotonic()
+                wait_until(lambda: time.monotonic() - quiet > TTL, 2 * TTL, "a ttl passes")
+                assert all(r.role() == "standby" for r in alive)
+                assert not [w for w in fencing.accepted() if w.time > quiet], "a write while nobody leads"
+            finally:
+                cluster.start_member(1)
+                cluster.start_member(2)
+                cluster.wait_healthy([0, 1, 2])
+            wait_until(
+                lambda: sorted(str(r.role()) for r in alive) == ["leader", "standby"],
+                6 * TTL,
+                "one leader after healing",
+            )
             fencing.check()
         finally:
             for root in roots:
