@@ -20,6 +20,9 @@ Scenarios:
 5. in-process restart cycle and 100 000-worker start (``bench/inproc.py``);
 6. reload of a 10 000-worker tree with one change (``bench/reload.py`` when present);
 7. re-exec handover with 100 OS children (when ``Tree.reexec`` exists);
+8. many identical children (``bench/dynamic.py``): ``start_child`` of 100 000 workers
+   against bare ``asyncio.create_task``, and scaling 100 process instances against
+   circus's ``incr``/``decr``;
 and a breakdown of supervision's respawn time (logging, output pipes, exec helper off
 one at a time).
 
@@ -731,6 +734,14 @@ def _reexec_script(bench: Bench, scenario: str) -> dict[str, Any]:
     }
 
 
+def dynamic_section(plan: Plan) -> dict[str, str]:
+    """Scenario 8: ``bench/dynamic.py`` in a process of its own; its Markdown report."""
+    argv = [sys.executable, str(BENCH / "dynamic.py"), *(["--quick"] if plan.quick else [])]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=1800, check=False)
+    text = done.stdout.strip() if done.returncode == 0 else f"bench/dynamic.py failed:\n\n    {done.stderr[-500:]}"
+    return {"title": "Many identical children (`bench/dynamic.py`)", "text": text}
+
+
 def _median(values: list[float]) -> float:
     return float(statistics.median(values))
 
@@ -1089,7 +1100,7 @@ def run(plan: Plan, only: set[str] | None = None, observe: bool = True) -> dict[
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
     workdir = Path(tempfile.mkdtemp(prefix="sv-bench-"))
     bench = Bench(plan, observer, workdir)
-    wanted = only or {"respawn", "breakdown", "bringup", "idle", "inproc", "reload", "reexec"}
+    wanted = only or {"respawn", "breakdown", "bringup", "idle", "inproc", "reload", "reexec", "dynamic"}
     results: dict[str, Any] = {"process_rows": [], "inproc_rows": [], "other_rows": []}
     try:
         respawn: dict[str, dict[str, dict[str, report.Cell]]] = {}
@@ -1124,6 +1135,9 @@ def run(plan: Plan, only: set[str] | None = None, observe: bool = True) -> dict[
                 results["sections"] = [{"title": "Reload in detail (`bench/reload.py`)", "text": script_report}]
         if "reexec" in wanted:
             results["other_rows"].append(reexec_row(bench))
+        if "dynamic" in wanted:
+            log("many identical children (bench/dynamic.py)")
+            results.setdefault("sections", []).append(dynamic_section(plan))
 
     finally:
         for daemon in list(bench.live):  # the run was cut short (an error, ^C, SIGTERM)
@@ -1208,7 +1222,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         help="comma-separated, of: respawn, breakdown (where supervision's respawn time goes), bringup, idle,"
-        " inproc, reload, reexec",
+        " inproc, reload, reexec, dynamic",
     )
     parser.add_argument(
         "--priority",

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from . import lease as lease
     from . import ready as ready
     from . import stores as stores
+    from ._core.dynamic import DynamicSupervisor as DynamicSupervisor
     from ._core.errors import AlreadyPresent as AlreadyPresent
     from ._core.errors import AlreadyStarted as AlreadyStarted
     from ._core.errors import ChildRestarting as ChildRestarting
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from ._core.errors import StartError as StartError
     from ._core.errors import SupervisionError as SupervisionError
     from ._core.errors import SupervisorNotRunning as SupervisorNotRunning
+    from ._core.errors import TooManyChildren as TooManyChildren
     from ._core.errors import TooManyRestarts as TooManyRestarts
     from ._core.events import ChildExited as ChildExited
     from ._core.events import ChildStarted as ChildStarted
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from ._core.events import RestartScheduled as RestartScheduled
     from ._core.events import SupervisorGaveUp as SupervisorGaveUp
     from ._core.events import SupervisorStopped as SupervisorStopped
+    from ._core.settings import LogFile as LogFile
     from ._core.spec import BRUTAL_KILL as BRUTAL_KILL
     from ._core.spec import INFINITY as INFINITY
     from ._core.spec import AutoShutdown as AutoShutdown
@@ -61,6 +64,8 @@ if TYPE_CHECKING:
     from ._core.status import ChildCounts as ChildCounts
     from ._core.status import ChildInfo as ChildInfo
     from ._core.status import Status as Status
+    from ._process.logfile import log_file as log_file
+    from ._process.logfile import prefixed as prefixed
     from ._process.spec import process as process
     from ._runtime.clock import Clock as Clock
     from ._runtime.clock import LoopClock as LoopClock
@@ -89,12 +94,14 @@ __all__ = [
     "ChildStarted",
     "Clock",
     "Context",
+    "DynamicSupervisor",
     "Event",
     "EventStream",
     "ExitReason",
     "Handle",
     "LeaderAcquired",
     "LeaderLost",
+    "LogFile",
     "LoopClock",
     "NotFound",
     "ProcessExited",
@@ -114,11 +121,14 @@ __all__ = [
     "SupervisorGaveUp",
     "SupervisorNotRunning",
     "SupervisorStopped",
+    "TooManyChildren",
     "TooManyRestarts",
     "Tree",
     "child",
     "current",
     "lease",
+    "log_file",
+    "prefixed",
     "process",
     "ready",
     "run",
@@ -143,7 +153,9 @@ _WHERE: dict[str, str] = {
     "StartError": "._core.errors",
     "SupervisionError": "._core.errors",
     "SupervisorNotRunning": "._core.errors",
+    "TooManyChildren": "._core.errors",
     "TooManyRestarts": "._core.errors",
+    "DynamicSupervisor": "._core.dynamic",
     "ChildExited": "._core.events",
     "ChildStartFailed": "._core.events",
     "ChildStarted": "._core.events",
@@ -168,6 +180,9 @@ _WHERE: dict[str, str] = {
     "ChildCounts": "._core.status",
     "ChildInfo": "._core.status",
     "Status": "._core.status",
+    "LogFile": "._core.settings",
+    "log_file": "._process.logfile",
+    "prefixed": "._process.logfile",
     "process": "._process.spec",
     "Clock": "._runtime.clock",
     "LoopClock": "._runtime.clock",

@@ -3,13 +3,22 @@
 ::
 
     supervision run TARGET [--name N] [--control PATH | --no-control] [--fresh] [--no-store] [--debug]
+                           [--http ADDR] [--termination-log PATH] [--log-format FORMAT]
     supervision status [PATH] [--json]
-    supervision restart PATH
-    supervision stop [PATH] [--no-wait]
-    supervision start PATH
-    supervision reload
-    supervision logs PATH [-n LINES]
+    supervision top [--interval SECONDS]
+    supervision dashboard
+    supervision restart PATH... | all
+    supervision stop [PATH... | all] [--no-wait]
+    supervision start PATH... | all
+    supervision signal SIG [PATH...]
+    supervision reload [--dry-run]
+    supervision logs [PATH] [-n LINES] [-f]
+    supervision scale PATH N
     supervision reexec
+
+    supervision check TARGET
+    supervision simulate TARGET SCENARIO | -f FILE
+    supervision import-supervisord FILE... [-o OUT]
 
 The client commands find the tree's control socket by ``--control PATH``, by
 ``--name N`` (``$XDG_RUNTIME_DIR/supervision/N.sock``), or, given neither, as the
@@ -24,12 +33,15 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._core.errors import NotRunning, PathError, RequestError
+from ._core.errors import ConnectionLost, NotRunning, PathError, RequestError
 from ._process.proc import signal_name
 from ._service.client import Client, client_path
+from ._service.operate import parse_signal, select
+from ._tools import Handler, add_parsers
+from .observe import cli as observe
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -38,9 +50,12 @@ EXIT_NOT_RUNNING = 3
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script exits with it)."""
-    args = _parser().parse_args(argv)
+    parser, tools = _parser()
+    args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command in tools:  # no running tree involved
+        return tools[args.command](args)
     try:
         path = client_path(args.name, args.control)
         with Client(path) as client:
@@ -66,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     parser = argparse.ArgumentParser(
         prog="supervision",
         description="Run a supervision tree, or control a running one through its control socket.",
@@ -95,20 +110,36 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--debug", action="store_true", help="log at DEBUG, with whole tracebacks (a tree that fails to build, say)"
     )
-    status = command("status", "show the tree: path, kind, status, pid, uptime, restarts, last exit")
+    observe.add_run_options(run)
+    status = command("status", "show the tree: path, kind, status, pid, CPU %, RSS, uptime, restarts, last exit")
     status.add_argument("path", nargs="?", help="only this child and what is under it")
     status.add_argument("--json", action="store_true", help="print the status as JSON, for scripts")
-    command("restart", "stop a child (if it runs) and start it again").add_argument("path")
-    stop = command("stop", "stop a child (it stays stopped), or the whole tree without PATH")
-    stop.add_argument("path", nargs="?")
+    paths = "child paths, or all (every child of the root)"
+    command("restart", "stop children (if they run) and start them again").add_argument(
+        "paths", nargs="+", metavar="PATH", help=paths
+    )
+    stop = command("stop", "stop children (they stay stopped), or the whole tree without PATH")
+    stop.add_argument("paths", nargs="*", metavar="PATH", help=paths)
     stop.add_argument("--no-wait", action="store_true", help="do not wait until the tree has stopped")
-    command("start", "start a stopped child again").add_argument("path")
-    command("reload", "reload the tree's source and restart only what changed")
-    logs = command("logs", "print the recent output lines of a process child (or of those under PATH)")
-    logs.add_argument("path")
+    command("start", "start stopped children again").add_argument("paths", nargs="+", metavar="PATH", help=paths)
+    signal = command("signal", "send a signal to process children (to all of them without PATH)")
+    signal.add_argument("signal", metavar="SIG", help="a signal name (HUP, USR1, SIGTERM) or number")
+    signal.add_argument(
+        "paths", nargs="*", metavar="PATH", help="process children, or supervisors (every process under them)"
+    )
+    reload = command("reload", "reload the tree's source and restart only what changed")
+    reload.add_argument("--dry-run", action="store_true", help="print what a reload would do, and do nothing")
+    scale = command("scale", "run N instances of PATH (sv.process(..., instances=), numprocs)")
+    scale.add_argument("path", metavar="PATH")
+    scale.add_argument("count", metavar="N", type=_count, help="new instances start in order, the highest stop first")
+    logs = command("logs", "print the recent output lines of a process child, of those under PATH, or of all")
+    logs.add_argument("path", nargs="?", help="a child or a supervisor (default: every process child)")
     logs.add_argument("-n", "--lines", type=int, default=100, help="how many lines (default 100)")
+    logs.add_argument("-f", "--follow", action="store_true", help="then print new lines as they come, until Ctrl-C")
     command("reexec", "re-execute the supervisor in place (same pid), keeping its OS children running")
-    return parser
+    observe.add_commands(command)
+    tools = add_parsers(commands)
+    return parser, tools
 
 
 # -- run --------------------------------------------------------------------------
@@ -126,15 +157,18 @@ def _run(args: argparse.Namespace) -> int:
             level=logging.DEBUG, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     control: Any = None if args.no_control else args.control
-    kwargs: dict[str, Any] = {"name": args.name, "fresh": args.fresh}
+    kwargs: dict[str, Any] = {"name": args.name, "fresh": args.fresh, **observe.run_options(args)}
     if args.no_store:
         kwargs["store"] = None
     if control is not None or args.no_control:
         kwargs["control"] = control
     try:
         run(args.target, **kwargs)
-    except ValueError as exc:  # a bad --name
+    except ValueError as exc:  # a bad --name or --http
         _error(str(exc))
+        return EXIT_USAGE
+    except ImportError as exc:  # --http without the extra
+        _error(f"--http needs supervision[http] ({exc}): pip install 'supervision[http]'")
         return EXIT_USAGE
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_FAILED
@@ -153,17 +187,37 @@ def _status(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _each(client: Client, args: argparse.Namespace, action: str, done: Callable[[dict[str, Any]], str]) -> int:
+    """Carry out ``action`` on each path (``all``: every child of the root), one
+    request each; a failure is reported and the others go on."""
+    names = list(args.paths)
+    top: list[str] = []
+    if "all" in names:
+        top = [child["path"] for child in client.call("status")["children"]]
+    failed = False
+    for path in select(names, top, action):
+        try:
+            result = client.call(action, path=path)
+        except (RequestError, PathError) as exc:  # said on stderr; the other paths go on
+            _error(str(exc))
+            failed = True
+            continue
+        print(f"{result['path']}: {done(result)}")
+    return EXIT_FAILED if failed else 0
+
+
 def _restart(client: Client, args: argparse.Namespace) -> int:
-    result = client.call("restart", path=args.path)
-    print(f"{result['path']}: restarted{_pid(result)}")
-    return 0
+    return _each(client, args, "restart", lambda result: f"restarted{_pid(result)}")
 
 
 def _stop(client: Client, args: argparse.Namespace) -> int:
-    if args.path is not None:  # "" too: the server refuses it, only no argument means the tree
-        result = client.call("stop", path=args.path)
-        print(f"{result['path']}: {'stopped' if result['status'] == 'terminated' else result['status']}")
-        return 0
+    if args.paths:  # [""] too: the server refuses it; only no argument means the tree
+        return _each(
+            client,
+            args,
+            "stop",
+            lambda result: "stopped" if result["status"] == "terminated" else result["status"],
+        )
     client.call("stop")
     if args.no_wait:
         print("stopping")
@@ -174,12 +228,35 @@ def _stop(client: Client, args: argparse.Namespace) -> int:
 
 
 def _start(client: Client, args: argparse.Namespace) -> int:
-    result = client.call("start", path=args.path)
-    print(f"{result['path']}: started{_pid(result)}")
-    return 0
+    return _each(client, args, "start", lambda result: f"started{_pid(result)}")
+
+
+def _signal(client: Client, args: argparse.Namespace) -> int:
+    try:
+        parse_signal(args.signal)
+    except ValueError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    paths = [path for path in args.paths if path != "all"] if "all" not in args.paths else []
+    failed = False
+    for path in paths or [None]:
+        try:
+            result = client.call("signal", signal=args.signal, **({"path": path} if path else {}))
+        except (RequestError, PathError) as exc:
+            _error(str(exc))
+            failed = True
+            continue
+        for sent in result["signalled"]:
+            print(f"{sent['path']}: {result['signal']} sent (pid {sent['pid']})")
+    return EXIT_FAILED if failed else 0
 
 
 def _reload(client: Client, args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from ._core.plan import format_plan
+
+        print(format_plan(client.call("reload", dry_run=True)))
+        return 0
     result = client.call("reload")
     changes = [f"  {field}: {', '.join(paths)}" for field, paths in result.items() if paths]
     print("reloaded:" if changes else "reloaded: nothing changed")
@@ -188,13 +265,89 @@ def _reload(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
+    return value
+
+
+def _scale(client: Client, args: argparse.Namespace) -> int:
+    result = client.call("scale", path=args.path, count=args.count)
+    print(f"{result['path']}: {result['count']} instances")
+    return 0
+
+
 def _logs(client: Client, args: argparse.Namespace) -> int:
     result = client.call("logs", path=args.path, lines=args.lines)
-    lines = result["lines"]
-    single = all(line["path"] == result["path"] for line in lines)
+    _print_lines(result["path"], result["lines"])
+    if args.follow:
+        _follow(client, args, result)
+    return 0
+
+
+FOLLOW_INTERVAL = 0.25
+"""Seconds between two requests of ``logs -f`` (``tail -f`` waits a second)."""
+RECONNECT_FOR = 10.0
+"""Seconds ``logs -f`` tries to reconnect after losing the tree (a re-exec takes one)."""
+
+
+def _print_lines(path: str, lines: list[dict[str, Any]]) -> None:
+    """A child's own lines as they are; those of several children prefixed with their path."""
+    single = bool(path) and all(line["path"] == path for line in lines)
     for line in lines:
         print(line["text"] if single else f"{line['path']} | {line['text']}")
-    return 0
+    sys.stdout.flush()
+
+
+def _follow(client: Client, args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """``logs -f``: ask for the lines that follow, again and again, until Ctrl-C.
+    After a re-exec (a new epoch: lines numbered afresh) only lines newer than
+    the last one shown are printed."""
+    import time
+
+    after: int | None = result["seq"]
+    epoch = result["epoch"]
+    shown = max((line["time"] for line in result["lines"]), default=time.time())
+    owned: Client | None = None
+    try:
+        while True:
+            time.sleep(FOLLOW_INTERVAL)
+            try:
+                result = client.call("logs", path=args.path, lines=10_000, after=after or 0)
+            except (ConnectionLost, OSError):
+                if owned is not None:
+                    owned.close()
+                client = owned = _reconnect(args)
+                after = None
+                continue
+            lines = result["lines"]
+            if result["epoch"] != epoch or after is None:
+                lines = [line for line in lines if line["time"] > shown]
+                epoch = result["epoch"]
+            after = result["seq"]
+            if lines:
+                shown = max(shown, lines[-1]["time"])
+                _print_lines(result["path"], lines)
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+def _reconnect(args: argparse.Namespace) -> Client:
+    import time
+
+    deadline = time.monotonic() + RECONNECT_FOR
+    while True:
+        try:
+            return Client(client_path(args.name, args.control))
+        except NotRunning:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(FOLLOW_INTERVAL)
 
 
 def _reexec(client: Client, args: argparse.Namespace) -> int:
@@ -219,6 +372,10 @@ COMMANDS = {
     "reload": _reload,
     "logs": _logs,
     "reexec": _reexec,
+    "top": observe.top,
+    "dashboard": observe.dashboard,
+    "signal": _signal,
+    "scale": _scale,
 }
 
 
@@ -229,15 +386,18 @@ def format_status(status: dict[str, Any]) -> str:
     """The human view of a ``status`` result: a header, then one row per child,
     indented by depth."""
     header = f"{status['name']}: {status['state']}, pid {status['pid']}, up {duration(status['uptime'])}"
-    rows = [("PATH", "KIND", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST EXIT")]
+    rows = [("PATH", "KIND", "STATUS", "PID", "CPU%", "RSS", "UPTIME", "RESTARTS", "LAST EXIT")]
 
     def add(node: dict[str, Any], depth: int) -> None:
+        cpu, rss = observe.figures(node)
         rows.append(
             (
                 "  " * depth + node["path"],
                 node["kind"],
                 f"{node['status']} ({_role(node)})" if node.get("role") else node["status"],
                 str(node["pid"]) if node["pid"] is not None else "-",
+                cpu,
+                rss,
                 duration(node["uptime"]) if node["uptime"] is not None else "-",
                 str(node["restarts"]),
                 last_exit(node["last_exit"]),

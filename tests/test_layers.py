@@ -55,19 +55,25 @@ CORE = ("supervision._core", "supervision.ready")
 
 # What each layer may import inside ``supervision``: its own layer and those below.
 # A package not listed (``supervision.testing``, the public ``__init__``, the command
-# line, and layers added later on top, such as stores, leases or observability) is not
-# restricted here; since no listed layer may import it, it can only sit on top.
+# line, and layers added later on top, such as stores or leases) is not restricted
+# here; since no listed layer may import it, it can only sit on top.
+# ``supervision.observe`` (figures, metrics, the HTTP endpoint, top, log formats) is a
+# library the service composes (``sv.run(http=...)``, the figures of ``status``): it
+# works on the core's events and on plain data (the status JSON), so it sits below the
+# service and imports nothing but the core.
 LAYERS: dict[str, tuple[str, ...]] = {
     "supervision._core": CORE,
     "supervision.ready": CORE,
     "supervision._process": (*CORE, "supervision._process"),
     "supervision._reload": (*CORE, "supervision._process", "supervision._reload"),
     "supervision._runtime": (*CORE, "supervision._process", "supervision._reload", "supervision._runtime"),
+    "supervision.observe": (*CORE, "supervision.observe"),
     "supervision._service": (
         *CORE,
         "supervision._process",
         "supervision._reload",
         "supervision._runtime",
+        "supervision.observe",
         "supervision._service",
     ),
 }

@@ -1,7 +1,8 @@
 """The pure core: what a supervision tree is and how a supervisor decides, with no I/O.
 
 It owns the specs (``spec``), the typed events (``events``), every error (``errors``),
-paths (``paths``), the reload diff (``diff``) and the fingerprints it compares code with
+paths (``paths``), the reload diff (``diff``) and the plan it makes with a running
+tree's statuses (``plan``, for ``reload --dry-run``) and the fingerprints it compares code with
 (``fingerprint``), snapshots and their migration (``snapshot``), and one supervisor's
 restart logic as a state machine (``machine``), whose inputs and effects are values of
 their own (``messages``, ``status``), as h11 keeps its events apart from its state.

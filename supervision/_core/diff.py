@@ -27,6 +27,7 @@ import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from .dynamic import DynamicSupervisor
 from .fingerprint import Fingerprints
 from .paths import Path, format_path
 from .spec import ChildSpec, Supervisor, descendants
@@ -156,7 +157,7 @@ def diff(old: Supervisor, new: Supervisor, path: Path = (), fingerprints: Finger
         previous = before[n]
         if previous is spec:
             continue
-        if previous.kind == "supervisor" and spec.kind == "supervisor":
+        if previous.kind == "supervisor" and spec.kind == "supervisor" and _same_family(previous.start, spec.start):
             plan = diff(previous.start, spec.start, (*path, spec.id), fp)
             if not same_fields(previous, spec, fp):
                 plan = dataclasses.replace(plan, respec=True)
@@ -179,6 +180,12 @@ def diff(old: Supervisor, new: Supervisor, path: Path = (), fingerprints: Finger
         settings=not same_settings(old, new, fp),
         reordered=reordered,
     )
+
+
+def _same_family(old: Supervisor, new: Supervisor) -> bool:
+    """A dynamic supervisor's children come from a template, an ordinary one's from
+    its spec: one cannot become the other in place, it is restarted instead."""
+    return isinstance(old, DynamicSupervisor) == isinstance(new, DynamicSupervisor)
 
 
 def same_settings(old: Supervisor, new: Supervisor, fp: Fingerprints | None = None) -> bool:

@@ -14,7 +14,9 @@ child or a supervisor carries its ``.path``::
     │   ├── AlreadyStarted              id exists, running
     │   ├── ChildRunning                delete/restart of a running child
     │   ├── ChildRestarting             delete/restart of a child waiting for a retry
-    │   └── SupervisorNotRunning        the supervisor addressed has stopped
+    │   ├── SupervisorNotRunning        the supervisor addressed has stopped
+    │   ├── NotAProcess                 a signal for a child that runs no OS process
+    │   └── TooManyChildren             a dynamic supervisor is at its max_children
     ├── TooManyRestarts                 restart intensity exceeded (.path, __cause__)
     ├── ShutdownTimeout                 a worker ignored cancellation past its shutdown (.path)
     ├── ProcessExited                   an OS process exited non-zero or by a signal
@@ -25,7 +27,10 @@ child or a supervisor carries its ``.path``::
     ├── AlreadyRunning                  another live tree serves this control socket
     ├── NotRunning                      no tree serves this control socket
     ├── ConnectionLost (ConnectionError) the tree closed the connection before replying
-    └── SeveralTrees (ValueError)       several trees run and the client named none
+    ├── SeveralTrees (ValueError)       several trees run and the client named none
+    ├── SupervisordError (ValueError)   a supervisord file cannot be converted (.file, .line)
+    ├── ScenarioError (ValueError)      a simulate scenario cannot be read (.line, .column)
+    └── CheckError                      `supervision check`: the target builds no valid tree
 
 :class:`Shutdown` is not an error: a worker raises it to exit with reason
 ``"shutdown"`` (a transient child raising it is not restarted).
@@ -201,6 +206,24 @@ class SupervisorNotRunning(PathError):
     >>> asyncio.run(main())
     SupervisorNotRunning
     """
+
+
+class TooManyChildren(PathError):
+    """``start_child`` on a dynamic supervisor that has ``max_children`` children
+    already: ``.path`` is the supervisor's, ``.max_children`` its limit.
+
+    >>> error = TooManyChildren.reached(("conns",), 1000)
+    >>> str(error), error.path, error.max_children
+    ('conns: max_children=1000 reached', ('conns',), 1000)
+    """
+
+    def __init__(self, message: str, *, path: Path | None = None, max_children: int | None = None) -> None:
+        super().__init__(message, path=path)
+        self.max_children = max_children
+
+    @classmethod
+    def reached(cls, path: Path, max_children: int) -> TooManyChildren:
+        return cls(f"{format_path(path)}: max_children={max_children} reached", path=path, max_children=max_children)
 
 
 class TooManyRestarts(SupervisionError):
@@ -394,6 +417,46 @@ class ConnectionLost(SupervisionError, ConnectionError):
 
 class SeveralTrees(SupervisionError, ValueError):
     """A client gave no ``--name`` and several trees are running: bad usage."""
+
+
+class SupervisordError(SupervisionError, ValueError):
+    """A supervisord configuration file cannot be converted (``supervision
+    import-supervisord``): ``.file`` and ``.line`` (1-based, or None) say where."""
+
+    def __init__(self, file: str, line: int | None, message: str) -> None:
+        self.file = file
+        self.line = line
+        self.message = message
+        super().__init__(f"{file}:{line}: {message}" if line is not None else f"{file}: {message}")
+
+
+class ScenarioError(SupervisionError, ValueError):
+    """A scenario of ``supervision simulate`` cannot be read: ``.line`` and
+    ``.column`` (1-based) say where, ``excerpt()`` shows it."""
+
+    def __init__(self, text: str, offset: int, message: str) -> None:
+        self.text = text
+        self.offset = offset
+        self.line = text.count("\n", 0, offset) + 1
+        self.column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        self.message = message
+        super().__init__(f"{self.line}:{self.column}: {message}")
+
+    def excerpt(self) -> str:
+        """The line at fault with a caret under the place."""
+        start = self.text.rfind("\n", 0, self.offset) + 1
+        end = self.text.find("\n", self.offset)
+        line = self.text[start : end if end != -1 else len(self.text)]
+        return f"  {line}\n  {' ' * (self.column - 1)}^"
+
+
+class CheckError(SupervisionError):
+    """``supervision check``: a target does not build a valid tree; the message says where and why."""
+
+
+class NotAProcess(PathError):
+    """A signal was asked for a child that runs no OS process (a worker, or a
+    process that is not running), or a supervisor with none running under it."""
 
 
 # -- the wire form ------------------------------------------------------------------

@@ -179,6 +179,12 @@ class SupervisorCore:
         self._retries: dict[int, _Retry] = {}
         self._out: list[Effect] = []
 
+    def restarts_within(self, now: float) -> int:
+        """Restarts in the intensity window at ``now``: those the next restart
+        would be counted with (``add_restart`` drops only older ones)."""
+        period = self.spec.period
+        return sum(1 for when in self.restarts if now - when <= period)
+
     # -- the one entry point --------------------------------------------------
 
     def handle(self, message: Input, now: float) -> list[Effect]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from .diff import Plan
+from .dynamic import NO_ARGS, Args
 from .events import Event, ExitReason
 from .paths import Path
 from .spec import ChildSpec, Supervisor
@@ -68,6 +69,13 @@ class StopDone:
 
 
 @dataclass(slots=True)
+class AllStopped(StopDone):
+    """The ``StopAll`` with this token finished: each child's outcome, by id."""
+
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class TimerFired:
     token: int
 
@@ -92,6 +100,9 @@ class Init(Command):
     adopted: frozenset[str] = frozenset()
     terminated: frozenset[str] = frozenset()
     removed: frozenset[str] = frozenset()
+    restored: tuple[tuple[str, Args], ...] = ()
+    """A dynamic supervisor's children before the re-exec, in start order, with
+    their arguments: made again from its template (those in ``adopted`` adopted)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -127,6 +138,21 @@ class OperatorRestart(Command):
     as OTP's ``restart_child`` refuses one: its spec is gone once it stops."""
 
     id: str
+
+
+@dataclass(eq=False, slots=True)
+class StartDynamic(Command):
+    """``start_child(*args, **kwargs)`` on a dynamic supervisor: a child made from
+    its template with ``args``; the reply is its id."""
+
+    args: Args = NO_ARGS
+
+
+@dataclass(eq=False, slots=True)
+class Scale(Command):
+    """An instance group runs ``count`` instances; the reply is ``count``."""
+
+    count: int
 
 
 @dataclass(eq=False, slots=True)
@@ -202,6 +228,14 @@ class Stop:
     id: str
     token: int
     spec: ChildSpec
+
+
+@dataclass(slots=True)
+class StopAll(Stop):
+    """Stop all of ``stops`` at once (a dynamic supervisor's children); answer with
+    one ``AllStopped`` with the same ``id`` and ``token`` once every one has finished."""
+
+    stops: tuple[Stop, ...] = ()
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from .. import ready as _ready
 from .errors import SpecError
 from .leader import Lease, leader_problem
 from .paths import Path
+from .settings import NO_SETTINGS, OutputSpec, Settings
 from .snapshot import check_immutable
 
 
@@ -555,7 +556,9 @@ class Process:
 
     ``env`` holds the variables given to ``process()`` as sorted pairs (so the
     value is hashable and compares equal across reloads); ``output`` is
-    ``"prefix"``, ``"inherit"`` or an absolute file path.
+    ``"prefix"``, ``"inherit"``, an absolute file path, a ``LogFile`` or a
+    ``Prefixed``; ``settings`` the user, limits, environment files... to apply
+    at each start (``_core.settings``).
     """
 
     argv: tuple[str, ...]
@@ -564,5 +567,6 @@ class Process:
     inherit_env: bool = True
     stop_signal: int = 15  # SIGTERM
     ready: _ready.Check | None = None
-    output: str = "prefix"
+    output: OutputSpec = "prefix"
     pdeathsig: bool = True
+    settings: Settings = NO_SETTINGS

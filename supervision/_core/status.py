@@ -65,6 +65,14 @@ class ChildInfo:
     """For a leader: the fencing token of its term."""
 
 
+class IntensityFill(NamedTuple):
+    """``Handle.intensity()``: restarts within the last ``period`` seconds, against ``intensity``."""
+
+    restarts: int
+    intensity: int
+    period: float
+
+
 class ChildCounts(NamedTuple):
     """``count_children()``: specs, active (running), supervisors, workers (processes included).
 

@@ -33,7 +33,9 @@ from typing import Any
 
 from .. import ready as _ready
 from .._core.paths import Path, format_path
+from .._core.settings import LogFile, output_json
 from .._core.spec import BRUTAL_KILL, INFINITY, ChildSpec, Process, ShutdownSpec
+from .logfile import FileOutput
 from .notify import NotifySocket
 from .output import OutputSink, PrefixedOutput, write_prefixed
 from .proc import read_stat, set_done, signal_group, start_time
@@ -52,10 +54,23 @@ def launch(spec: ChildSpec) -> dict[str, Any]:
         "cwd": start.cwd,
         "env": None if start.env is None else [list(pair) for pair in start.env],
         "inherit_env": start.inherit_env,
-        "output": start.output,
+        "output": output_json(start.output),
         "pdeathsig": start.pdeathsig,
         "notify": isinstance(start.ready, _ready.Notify),
+        "settings": start.settings.to_json(),
     }
+
+
+def _adopt_output(loop: asyncio.AbstractEventLoop, record: ProcessRecord, sink: OutputSink) -> PrefixedOutput:
+    """The output pipes of a handed-over process, read the way its launch says: to
+    its log file, or prefixed (with timestamps or not)."""
+    assert record.output is not None
+    given = record.launch.get("output")
+    if isinstance(given, dict) and "file" in given:
+        spec = LogFile(given["file"], given.get("max_bytes"), given.get("backups", 5), bool(given.get("timestamps")))
+        return FileOutput.adopt_file(loop, record.path, record.output, record.partial, spec, sink)
+    timestamps = isinstance(given, dict) and bool(given.get("timestamps"))
+    return PrefixedOutput.adopt(loop, record.path, record.output, record.partial, sink, timestamps)
 
 
 def encode_shutdown(shutdown: ShutdownSpec) -> float | str | None:
@@ -175,7 +190,7 @@ class Adoption:
         self.output: PrefixedOutput | None = None
         self.notify: NotifySocket | None = None
         if record.output is not None:
-            self.output = PrefixedOutput.adopt(loop, record.path, record.output, record.partial, sink)
+            self.output = _adopt_output(loop, record, sink)
         if record.notify is not None:
             self.notify = NotifySocket(loop, label, _nothing, adopt=record.notify)
             self.notify.leader = record.pid

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import datetime
 import os
 import select
 import sys
@@ -218,6 +219,11 @@ class Output:
     path: Path
     stream: Literal["stdout", "stderr"]
     lines: tuple[str, ...]
+    time: str | None = None
+    """When the lines were read (ISO 8601), if the child's output asks for timestamps."""
+    file: str | None = None
+    """The log file the lines were written to (``sv.log_file``): the terminal sink
+    leaves them out, ``supervision logs`` still shows them."""
 
 
 OutputSink = Callable[[Output], None]
@@ -229,10 +235,14 @@ def write_prefixed(record: Output) -> None:
     child's stderr), never blocking the event loop under ``sv.run``. Output is
     dropped, never raised, if our own stream is gone."""
     target: TextIO | None = sys.stderr if record.stream == "stderr" else sys.stdout
-    if target is None:  # pythonw, or closed by the application
+    if target is None or record.file is not None:  # pythonw, or written to a log file
         return
     prefix = format_path(record.path)
-    text = "".join(f"{prefix} | {line}\n" for line in record.lines)
+    if record.time is not None:  # after the prefix, as `docker compose logs -t` writes it
+        prefix = f"{prefix} | {record.time}"
+        text = "".join(f"{prefix} {line}\n" for line in record.lines)
+    else:
+        text = "".join(f"{prefix} | {line}\n" for line in record.lines)
     if isinstance(target, SinkStream):  # sv.run's stdout/stderr: never blocks the loop
         target.sink.write(text.encode("utf-8", "replace"))
         return
@@ -244,6 +254,12 @@ def write_prefixed(record: Output) -> None:
         target.flush()
     except (OSError, ValueError):  # our own stdout is gone: drop, never crash the tree
         pass
+
+
+def timestamp() -> str:
+    """Now, in ISO 8601 with milliseconds and the local UTC offset
+    (``2025-01-31T12:00:00.123+01:00``)."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 class _Stream:
@@ -258,10 +274,13 @@ class _Stream:
 class PrefixedOutput:
     """Pipes for a child's stdout and stderr, read into :class:`Output` records."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, path: Path, sink: OutputSink = write_prefixed) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, path: Path, sink: OutputSink = write_prefixed, timestamps: bool = False
+    ) -> None:
         self.loop = loop
         self.path = path
         self.sink = sink
+        self.timestamps = timestamps
         out_read, self.child_stdout = os.pipe2(os.O_CLOEXEC)
         err_read, self.child_stderr = os.pipe2(os.O_CLOEXEC)
         self._streams = [_Stream(out_read, False), _Stream(err_read, True)]
@@ -276,6 +295,7 @@ class PrefixedOutput:
         fds: tuple[int, int],
         partial: tuple[bytes, bytes],
         sink: OutputSink = write_prefixed,
+        timestamps: bool = False,
     ) -> PrefixedOutput:
         """Re-exec: take over the read ends (``-1``: closed already) the previous
         image of this process read from, and the partial lines it held. Reading
@@ -284,6 +304,7 @@ class PrefixedOutput:
         self.loop = loop
         self.path = path
         self.sink = sink
+        self.timestamps = timestamps
         self.child_stdout = self.child_stderr = -1
         self._streams = []
         for fd, rest, to_stderr in zip(fds, partial, (False, True), strict=True):
@@ -352,7 +373,8 @@ class PrefixedOutput:
             for line in lines
             for i in range(0, max(len(line), 1), _MAX_LINE)
         )
-        self.sink(Output(self.path, "stderr" if stream.to_stderr else "stdout", pieces))
+        stamp = timestamp() if self.timestamps else None
+        self.sink(Output(self.path, "stderr" if stream.to_stderr else "stdout", pieces, stamp))
 
     def _close(self, stream: _Stream) -> None:
         if stream.fd >= 0:

@@ -21,19 +21,23 @@ method                                  small RSS   with 200 MB resident
 this module's exec helper (vfork)         440 us        510 us
 =====================================  ==========  ===========================
 
-The cheapest correct way is an *exec helper*: a 177-byte static x86-64 program,
-kept in a memfd, that the vfork fast path execs instead of the target. It calls
-``prctl(PR_SET_PDEATHSIG, SIGKILL)``, checks that its parent is still the
-supervisor (closing the race where the supervisor dies before the prctl: then
-it exits without running the program), marks the error pipe close-on-exec and
-``execve``\\ s the target; if that fails it writes ``errno`` to the error pipe, so a
-missing program is still a start failure with the OS error, as with ``Popen``.
+The cheapest correct way is an *exec helper*: a 380-byte static x86-64 program
+(``helper``), kept in a memfd, that the vfork fast path execs instead of the
+target. It applies the child's settings (``settings``: limits, nice, OOM score,
+umask, groups, uid), which the supervisor encodes as a list of system calls, then
+calls ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` (after the credential changes, which
+clear it), checks that its parent is still the supervisor (closing the race where
+the supervisor dies before the prctl: then it exits without running the program),
+and ``execve``\\ s the target; if a step or the exec fails it writes ``errno`` and
+the step to the error pipe, so a missing program is still a start failure with
+the OS error, as with ``Popen``, and a setting that cannot be applied says which.
 It costs one extra ``execve`` of a tiny static image (~60-90 us) instead of a
 full ``fork``. ``setpriv`` would cost 4x more (dynamic linking) and has the race.
 
 Where the helper cannot run (another architecture, memfd exec forbidden), we
-fall back to ``preexec_fn`` with a ctypes ``prctl`` and the same parent check.
-With ``pdeathsig=False`` we take the plain vfork path.
+fall back to ``preexec_fn`` with a ctypes ``prctl``, the same parent check and
+the same settings, applied in Python. With ``pdeathsig=False`` and no settings
+we take the plain vfork path.
 """
 
 from __future__ import annotations
@@ -43,48 +47,19 @@ import errno as _errno
 import logging
 import os
 import platform
-import signal
 import stat
 import struct
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 
+from .helper import HELPER_X86_64, spawn_preexec
+from .helper import spawn as spawn_helper
+from .settings import Step
+
 logger = logging.getLogger("supervision")
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
-
-# The exec helper (x86-64, Linux). Called as
-#   helper PARENT_PID ERRFD PATH ARGV0 ARGS...
-# It runs: prctl(PR_SET_PDEATHSIG, SIGKILL); fcntl(ERRFD, F_SETFD, FD_CLOEXEC);
-# if getppid() != PARENT_PID: exit(1); execve(PATH, &ARGV0, envp);
-# on failure: write(ERRFD, &errno, 4); exit(127).
-# Source (GNU as, intel syntax), assembled and checked with objdump:
-#   _start: mov r12, rsp                  ; r12 -> argc, argv[0..], NULL, envp
-#           mov edi, 1; mov esi, 9; xor edx, edx; xor r10d, r10d; xor r8d, r8d
-#           mov eax, 157; syscall         ; prctl(PR_SET_PDEATHSIG, SIGKILL)
-#           mov rsi, [r12+24]; call atoi; mov r13, rax        ; ERRFD
-#           mov rdi, r13; mov esi, 2; mov edx, 1; mov eax, 72; syscall  ; fcntl
-#           mov rsi, [r12+16]; call atoi; mov r14, rax        ; PARENT_PID
-#           mov eax, 110; syscall; cmp rax, r14; jne orphaned ; getppid
-#           mov rdi, [r12+32]; lea rsi, [r12+40]              ; PATH, &ARGV0
-#           mov rax, [r12]; lea rdx, [r12+rax*8+16]           ; envp
-#           mov eax, 59; syscall                              ; execve
-#           neg eax; push rax; mov rdi, r13; mov rsi, rsp; mov edx, 4
-#           mov eax, 1; syscall; mov edi, 127; jmp exit       ; write errno
-#   orphaned: mov edi, 1
-#   exit:   mov eax, 231; syscall                             ; exit_group
-#   atoi:   xor eax, eax
-#     1:    movzx ecx, byte ptr [rsi]; test ecx, ecx; jz 2f
-#           imul rax, rax, 10; sub ecx, 48; add rax, rcx; inc rsi; jmp 1b
-#     2:    ret
-_HELPER_X86_64 = bytes.fromhex(
-    "4989e4bf01000000be0900000031d24531d24531c0b89d0000000f05498b742418e872000000"
-    "4989c54c89efbe02000000ba01000000b8480000000f05498b742410e8510000004989c6b86e"
-    "0000000f054c39f07536498b7c2420498d742428498b0424498d54c410b83b0000000f05f7d8"
-    "504c89ef4889e6ba04000000b8010000000f05bf7f000000eb05bf01000000b8e70000000f05"
-    "31c00fb60e85c9740f486bc00a83e9304801c848ffc6ebeac3"
-)
 
 
 def _elf(code: bytes, machine: int) -> bytes:
@@ -119,7 +94,7 @@ class Spawner:
         if platform.machine() in ("x86_64", "AMD64") and hasattr(os, "memfd_create"):
             try:
                 fd = os.memfd_create("supervision-exec-helper", os.MFD_CLOEXEC)
-                os.write(fd, _elf(_HELPER_X86_64, 0x3E))
+                os.write(fd, _elf(HELPER_X86_64, 0x3E))
                 self._helper_fd = fd
                 self._probe()
                 return "helper"
@@ -153,10 +128,12 @@ class Spawner:
         *,
         pdeathsig: bool,
         method: str | None = None,
+        steps: Sequence[Step] = (),
     ) -> int:
         """Start ``argv`` in a new session; return its pid. The child's stdin is
-        ``/dev/null``. Raises ``OSError`` if the program cannot be executed or
-        ``cwd`` is bad (nothing is left running then)."""
+        ``/dev/null``; ``steps`` (``settings.prepare``) are applied in it before
+        exec. Raises ``OSError`` if the program cannot be executed, ``cwd`` is bad
+        or a step fails (``SettingFailed``); nothing is left running then."""
         method = method or self.method
         parent = os.getpid()
         common = {
@@ -168,41 +145,15 @@ class Spawner:
             "start_new_session": True,
             "close_fds": True,
         }
-        if not pdeathsig:
+        if not pdeathsig and not steps:
             return _released(subprocess.Popen(list(argv), **common))  # type: ignore[call-overload]
         if method == "preexec":
-            prctl = self._prctl()
-
-            def set_pdeathsig() -> None:  # runs in the forked child
-                prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-                if os.getppid() != parent:  # the supervisor died before the prctl
-                    os._exit(1)
-
-            return _released(subprocess.Popen(list(argv), preexec_fn=set_pdeathsig, **common))  # type: ignore[call-overload]
+            prctl = self._prctl() if pdeathsig else None
+            return spawn_preexec(argv, common, parent=parent, steps=steps, prctl=prctl)
         assert self._helper_fd is not None
         path = _resolve(argv[0], cwd, env)
-        read_end, write_end = os.pipe2(os.O_CLOEXEC)
-        try:
-            helper = f"/proc/{parent}/fd/{self._helper_fd}"
-            try:
-                popen = subprocess.Popen(  # type: ignore[call-overload]
-                    [helper, str(parent), str(write_end), path, *argv],
-                    executable=helper,
-                    pass_fds=(write_end,),
-                    **common,
-                )
-            finally:
-                os.close(write_end)
-            pid = _released(popen)
-            # EOF: the target was exec'd (the helper made the pipe close-on-exec).
-            data = os.read(read_end, 4)
-        finally:
-            os.close(read_end)
-        if data:
-            os.waitpid(pid, 0)  # the helper exits at once after reporting
-            code = struct.unpack("<i", data.ljust(4, b"\0"))[0]
-            raise OSError(code, os.strerror(code), argv[0])
-        return pid
+        helper = f"/proc/{parent}/fd/{self._helper_fd}"
+        return spawn_helper(helper, argv, path, common, parent=parent if pdeathsig else 0, steps=steps)
 
     def _prctl(self) -> Callable[..., int]:
         if self._libc is None:

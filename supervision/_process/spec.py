@@ -14,9 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from .. import ready as _ready
+from .._core.dynamic import instance_group
 from .._core.errors import SpecError
 from .._core.paths import Path
+from .._core.settings import LogFile, Prefixed, Settings
 from .._core.spec import Backoff, ChildSpec, Process, Restart, ShutdownSpec
+from .settings import settings
 
 OUTPUT_MODES = ("prefix", "inherit")
 
@@ -40,9 +43,17 @@ def check(spec: Process, path: Path) -> None:
                 path, "ready", f"must be sv.ready.notify(), .port(n), .delay(s) or None, got {spec.ready!r}"
             )
         spec.ready.check(path)
+    if not isinstance(spec.settings, Settings):
+        raise SpecError(path, "settings", f"must be a Settings value, got {spec.settings!r}")
     out = spec.output
+    if isinstance(out, (LogFile, Prefixed)):
+        return
     if not isinstance(out, str) or not out or "\0" in out:
-        raise SpecError(path, "output", f"must be 'prefix', 'inherit' or a file path, got {out!r}")
+        raise SpecError(
+            path,
+            "output",
+            f"must be 'prefix', 'inherit', a file path, sv.log_file(...) or sv.prefixed(...), got {out!r}",
+        )
     if out not in OUTPUT_MODES and not os.path.isabs(out):
         raise SpecError(path, "output", f"a file path must be absolute here, got {out!r}")
 
@@ -89,8 +100,15 @@ def process(
     stop_signal: int = _signal.SIGTERM,
     ready: _ready.Check | None = None,
     ready_timeout: float = 30.0,
-    output: Literal["prefix", "inherit"] | str | os.PathLike[str] = "prefix",
+    output: Literal["prefix", "inherit"] | str | os.PathLike[str] | LogFile | Prefixed = "prefix",
     pdeathsig: bool = True,
+    user: str | int | None = None,
+    group: str | int | None = None,
+    umask: int | str | None = None,
+    limits: Mapping[str, Any] | None = None,
+    env_file: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    nice: int | None = None,
+    oom_score_adj: int | None = None,
     significant: bool = False,
     state: Any = None,
     state_version: int = 0,
@@ -98,6 +116,7 @@ def process(
     intensity: int | None = None,
     period: float = 5.0,
     backoff: Backoff | None = None,
+    instances: int | None = None,
 ) -> ChildSpec:
     """Declare an OS process child.
 
@@ -115,12 +134,32 @@ def process(
       ``sv.ready.port(n)``, ``sv.ready.delay(s)`` or None (ready once ``exec``
       succeeded); ``ready_timeout`` bounds the wait.
     - ``output``: ``"prefix"`` (stdout and stderr written line by line to the
-      supervisor's, prefixed with the child's path), ``"inherit"``, or a file
-      path the two streams are appended to.
+      supervisor's, prefixed with the child's path), :func:`sv.prefixed(timestamps=True)
+      <supervision.prefixed>` (the same, with the time of each line),
+      ``"inherit"``, a file path the child appends the two streams to, or
+      :func:`sv.log_file(path, max_bytes=..., backups=..., timestamps=...)
+      <supervision.log_file>` (the supervisor writes the file, rotates it by size,
+      and reopens it on SIGUSR1).
     - ``pdeathsig``: the child gets SIGKILL if the supervisor dies (set
       ``False`` for services that must outlive it).
+    - ``user``, ``group``: a name or a numeric id to run as (the supervisor must be
+      root to run a child as another user); the supplementary groups are the user's.
+    - ``umask``: an integer (``0o027``) or octal digits (``"027"``).
+    - ``limits``: resource limits by name (``nofile``, ``nproc``, ``core``, ``as``,
+      ``cpu``, ``memlock``, ``stack``...), each a value or a ``(soft, hard)`` pair;
+      ``"infinity"`` for no limit.
+    - ``env_file``: a file (or a list) of ``KEY=VALUE`` lines read at each start as
+      systemd's ``EnvironmentFile=`` reads them; ``env`` wins over it; a missing
+      file fails the start unless its path begins with ``-``.
+    - ``nice`` (-20..19), ``oom_score_adj`` (-1000..1000).
+
+    All the settings are applied in the child before it executes the program.
     - ``intensity``, ``period``, ``backoff``: a restart limit and a backoff of the
       child's own, as for :func:`~supervision.child`.
+    - ``instances``: run N copies (supervisord's ``numprocs``): the child ``id``
+      is then a supervisor of the copies ``id/0`` ... ``id/N-1``, each with
+      ``{instance}`` substituted in ``argv``, ``env``, ``cwd`` and ``output``;
+      ``supervision scale`` changes N at runtime (see ``docs/processes.md``).
 
     >>> import supervision as sv
     >>> spec = process("web", ["python", "-m", "http.server", "8000"], ready=sv.ready.port(8000))
@@ -147,6 +186,16 @@ def process(
         "ready": ready,
         "output": output,
         "pdeathsig": pdeathsig,
+        "settings": settings(
+            path,
+            user=user,
+            group=group,
+            umask=umask,
+            limits=limits,
+            env_file=env_file,
+            nice=nice,
+            oom_score_adj=oom_score_adj,
+        ),
     }
     start = object.__new__(Process)
     for name, value in values.items():
@@ -169,4 +218,6 @@ def process(
     )
     if isinstance(ready, _ready.Delay) and ready.seconds >= spec.ready_timeout:
         raise SpecError(path, "ready", f"a delay of {ready.seconds:g}s never ends before ready_timeout")
+    if instances is not None:
+        return instance_group(spec, instances)
     return spec

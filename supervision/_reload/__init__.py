@@ -2,7 +2,8 @@
 replaced without losing its OS children.
 
 It owns targets (``target``: a spec, a builder, ``"pkg.module:build"``, a file),
-TOML services files (``services``), re-importing the tree's modules atomically
+TOML services files (``services``) and their conversion from supervisord's
+(``supervisord``), re-importing the tree's modules atomically
 (``modules``) and the re-exec handover (``reexec``: the pre-exec check, the handover
 document, ``execve``, and reading it back in the new image). It computes and carries
 data (a new spec, a handover) that the runtime applies; what it needs of a running

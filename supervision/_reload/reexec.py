@@ -77,11 +77,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
+from .._core.dynamic import Args, DynamicSupervisor
 from .._core.errors import ReloadError
 from .._core.paths import Path, format_path
 from .._core.snapshot import PathStore
 from .._core.spec import ChildSpec, Kind, Supervisor, descendants
 from .._process.adopt import Adoption, ProcessRecord, launch
+from .._process.logfile import drain as drain_log_files
 from .._process.output import OutputSink, drain_sinks
 from .._process.proc import kill_other_sessions, set_done
 from .._process.reaper import reaper
@@ -146,10 +148,12 @@ def document(
     terminated: list[Path],
     gone: list[Path],
     host: Host | None,
+    dynamic: list[tuple[Path, list[tuple[str, Args]]]] | None = None,
 ) -> tuple[dict[str, Any], list[int]]:
     """The handover document (JSON values) and the fds to keep open across the exec:
     the running tree's source, store and OS children, which declared children are
-    terminated or gone, and what the host (``sv.run``) adds."""
+    terminated or gone, the children of each dynamic supervisor with their
+    arguments, and what the host (``sv.run``) adds."""
     fds = [fd for record in processes for fd in record.fds()]
     host_state: dict[str, Any] = {}
     if host is not None:
@@ -163,9 +167,47 @@ def document(
         "processes": [record.to_json() for record in processes],
         "terminated": [list(path) for path in terminated],
         "gone": [list(path) for path in gone],
+        "dynamic": encode_dynamic(dynamic or []),
         "host": host_state,
     }
     return state, fds
+
+
+def encode_dynamic(dynamic: list[tuple[Path, list[tuple[str, Args]]]]) -> list[list[Any]]:
+    """Each dynamic supervisor's children: ``[path, [[id, arguments], ...]]``, the
+    arguments pickled (as snapshots are: this process writes it for itself). A
+    child whose arguments cannot be pickled (a socket, a connection) cannot be
+    started again in the new image: it is left out, with a warning; so are its
+    process and its snapshot."""
+    found: list[list[Any]] = []
+    for path, children in dynamic:
+        kept: list[list[str]] = []
+        for id, args in children:
+            try:
+                blob = pickle.dumps(args, protocol=_PICKLE_PROTOCOL)
+            except Exception as exc:
+                where = format_path((*path, id))
+                logger.warning("%s: re-exec: not carried over, its arguments cannot be: %r", where, exc)
+                continue
+            kept.append([id, base64.b64encode(blob).decode()])
+        found.append([list(path), kept])
+    return found
+
+
+def decode_dynamic(state: dict[str, Any]) -> dict[Path, list[tuple[str, Args]]]:
+    """The children of :func:`encode_dynamic`, by their supervisor's path; one whose
+    arguments cannot be read any more is dropped (logged)."""
+    found: dict[Path, list[tuple[str, Args]]] = {}
+    for raw, children in state.get("dynamic", []):
+        path = tuple(raw)
+        for id, blob in children:
+            try:
+                args = pickle.loads(base64.b64decode(blob))
+            except Exception as exc:
+                logger.error("%s: re-exec: dropped, its arguments cannot be read: %r", format_path((*path, id)), exc)
+                continue
+            found.setdefault(path, []).append((id, args))
+    return found
 
 
 def execute(
@@ -197,6 +239,7 @@ def execute(
             argv = [sys.executable, *sys.orig_argv[1:]]
             logger.info("re-exec: %s (%d OS children handed over)", " ".join(argv), len(state["processes"]))
             drain_sinks(_DRAIN_BEFORE_EXEC)  # the queued output, unless a stream is blocked
+            drain_log_files(_DRAIN_BEFORE_EXEC)  # and the lines queued for log files
             os.execve(sys.executable, argv, {**os.environ, ENV: str(memfd)})
         except OSError as exc:
             raise ReloadError(f"re-exec failed: {exc.strerror or exc} ({sys.executable})") from exc
@@ -401,6 +444,8 @@ class Resume:
     supervisors: set[Path] = field(default_factory=set)
     terminated: set[Path] = field(default_factory=set)
     removed: set[Path] = field(default_factory=set)
+    restored: dict[Path, list[tuple[str, Args]]] = field(default_factory=dict)
+    """By a dynamic supervisor's path: the children it ran, made again from its template."""
 
 
 class Handover:
@@ -456,6 +501,8 @@ class Handover:
         adoptions = [Adoption(record, loop, reap, sink) for record in self.records]
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.Signals(n) for n in self.state["blocked"]])
         declared = dict(descendants(spec))
+        resume = Resume()
+        resume.restored = _restore_dynamic(spec, declared, decode_dynamic(self.state))
         self.gone = {tuple(path) for path in self.state["gone"]}
         for raw in (*self.state["terminated"], *self.state["gone"]):
             path = tuple(raw)
@@ -463,7 +510,6 @@ class Handover:
                 self.held.append(path)
         held = set(self.held)
         leaving: list[tuple[Adoption, str]] = []
-        resume = Resume()
         for adoption in adoptions:
             path = adoption.record.path
             child = declared.get(path)
@@ -519,6 +565,29 @@ class Handover:
             len(lost),
             len(self.stopped),
         )
+
+
+def _restore_dynamic(
+    spec: Supervisor, declared: dict[Path, ChildSpec], handed: dict[Path, list[tuple[str, Args]]]
+) -> dict[Path, list[tuple[str, Args]]]:
+    """The children of the dynamic supervisors still there in the new spec, made
+    from its template with their arguments; each added to ``declared`` (so that its
+    process is adopted if it runs the same thing, and its snapshot kept)."""
+    restored: dict[Path, list[tuple[str, Args]]] = {}
+    for path, children in handed.items():
+        owner = spec if not path else declared.get(path)
+        sup = owner.start if isinstance(owner, ChildSpec) else owner
+        if not isinstance(sup, DynamicSupervisor):
+            continue  # gone from the code, or no longer dynamic: their processes are stopped
+        for id, args in children:
+            try:
+                child = sup.template.child(id, args)
+            except Exception as exc:  # arguments the new template cannot take
+                logger.error("%s: re-exec: dropped: %r", format_path((*path, id)), exc)
+                continue
+            declared.setdefault((*path, id), child)
+            restored.setdefault(path, []).append((id, args))
+    return restored
 
 
 def _restore_store(store: PathStore, state: dict[str, Any], declared: dict[Path, ChildSpec]) -> None:

@@ -16,6 +16,13 @@
     max_retries = 5                  # more than 5 restarts ...
     retry_window = 60                # ... within 60 s: the service gives up
     retry_delay = 1.0                # or a table: { initial = 0.5, maximum = 30 }
+    user = "www-data"                # also group, umask, limits, env_file, nice,
+    limits = { nofile = 65536 }      # oom_score_adj: see sv.process
+    output = "logs/web.log"          # written by the supervisor; SIGUSR1 reopens it
+    log_max_bytes = "10MB"           # rotated at 10 MB, keeping log_backups = 5 files
+    timestamps = true                # each line begins with its time (ISO 8601)
+    numprocs = 2                     # two copies, web/0 and web/1: {instance} in command,
+                                     # environment, cwd and output is the copy's number
 
 Each service becomes one process child of the root, at path ``NAME`` (its
 output is prefixed ``NAME``): ``max_retries``, ``retry_window`` and
@@ -47,7 +54,9 @@ from typing import Any
 
 from .. import ready as _ready
 from .._core.errors import ServicesError, SpecError
+from .._core.settings import LogFile, Prefixed
 from .._core.spec import Backoff, ChildSpec, Supervisor
+from .._process.logfile import log_file
 from .._process.spec import process
 
 KeyPath = tuple[str, ...]
@@ -66,7 +75,19 @@ SERVICE_FIELDS = (
     "stop_timeout",
     "stop_signal",
     "output",
+    "timestamps",
+    "log_max_bytes",
+    "log_backups",
+    "user",
+    "group",
+    "umask",
+    "limits",
+    "env_file",
+    "nice",
+    "oom_score_adj",
+    "numprocs",
 )
+SETTINGS_FIELDS = ("user", "group", "umask", "limits", "env_file", "nice", "oom_score_adj")
 SUPERVISOR_FIELDS = ("strategy", "max_retries", "retry_window", "retry_delay")
 RESTART = {"always": "permanent", "on-failure": "transient", "never": "temporary"}
 BACKOFF_FIELDS = ("initial", "maximum", "factor", "jitter", "reset_after")
@@ -152,9 +173,6 @@ class _Builder:
             raise self.error((*key, "restart"), f"unknown value {restart_name!r}; expected always, on-failure or never")
         restart = RESTART[restart_name]
         cwd = self.string((*key, "cwd"), table.get("cwd", "."))
-        output = self.string((*key, "output"), table.get("output", "prefix"))
-        if output not in ("prefix", "inherit"):
-            output = os.path.join(self.base, output)
         fields: dict[str, Any] = {
             "argv": self.command((*key, "command"), table["command"]),
             "cwd": os.path.normpath(os.path.join(self.base, cwd)),
@@ -164,18 +182,73 @@ class _Builder:
             "stop_signal": self.signal((*key, "stop_signal"), table.get("stop_signal", "TERM")),
             "ready": self.ready((*key, "ready"), table.get("ready")),
             "ready_timeout": self.seconds((*key, "start_timeout"), table.get("start_timeout", 30.0)),
-            "output": output,
+            "output": self.output(key, table),
+            **self.settings(key, table),
             # The service's own restart budget: a flapping service uses up its
             # own, not its neighbours' (the root's).
             "intensity": self.count((*key, "max_retries"), table.get("max_retries", 3)),
             "period": self.seconds((*key, "retry_window"), table.get("retry_window", 5.0)),
             "backoff": self.backoff((*key, "retry_delay"), table.get("retry_delay")),
+            # N copies, NAME/0 ... NAME/N-1, with {instance} substituted (supervisord's numprocs)
+            "instances": self.count((*key, "numprocs"), table["numprocs"]) if "numprocs" in table else None,
         }
         argv = fields.pop("argv")
         try:
             return process(name, argv, **fields)
         except SpecError as exc:
-            raise self.error((*key, _TOML_FIELD.get(exc.field, exc.field)), exc.message) from None
+            field = _TOML_FIELD.get(exc.field, exc.field)
+            raise self.error((*key, *field.split(".")), exc.message) from None
+
+    def output(self, key: KeyPath, table: dict[str, Any]) -> str | LogFile | Prefixed:
+        """``output`` with ``timestamps``, ``log_max_bytes`` and ``log_backups``. A
+        file is written by the supervisor (``sv.log_file``), as supervisord writes
+        its logs: rotated by size if asked, reopened on SIGUSR1."""
+        output = self.string((*key, "output"), table.get("output", "prefix"))
+        timestamps = table.get("timestamps", False)
+        if not isinstance(timestamps, bool):
+            raise self.error((*key, "timestamps"), f"must be true or false, got {_kind(timestamps)}")
+        if output in ("prefix", "inherit"):
+            for name in ("log_max_bytes", "log_backups"):
+                if name in table:
+                    raise self.error((*key, name), "only with output = a file path")
+            if output == "inherit":
+                if timestamps:
+                    raise self.error((*key, "timestamps"), "not with output = 'inherit' (the child writes directly)")
+                return output
+            return Prefixed(True) if timestamps else output
+        backups = table.get("log_backups", 5)
+        if isinstance(backups, bool) or not isinstance(backups, int):
+            raise self.error((*key, "log_backups"), f"must be an integer, got {_kind(backups)}")
+        try:
+            return log_file(
+                os.path.join(self.base, output),
+                max_bytes=table.get("log_max_bytes"),
+                backups=backups,
+                timestamps=timestamps,
+            )
+        except SpecError as exc:
+            field = {"output.max_bytes": "log_max_bytes", "output.backups": "log_backups"}.get(exc.field, "output")
+            raise self.error((*key, field), exc.message) from None
+
+    def settings(self, key: KeyPath, table: dict[str, Any]) -> dict[str, Any]:
+        """``user``, ``group``, ``umask``, ``limits``, ``env_file``, ``nice`` and
+        ``oom_score_adj``, as ``sv.process`` takes them (which checks the values);
+        environment files are relative to the services file's directory."""
+        found = {name: table[name] for name in SETTINGS_FIELDS if name in table}
+        if "limits" in found:
+            limits = self.table((*key, "limits"), found["limits"])
+            found["limits"] = {name: tuple(v) if isinstance(v, list) else v for name, v in limits.items()}
+        if "env_file" in found:
+            files = found["env_file"]
+            files = [files] if isinstance(files, str) else files
+            if not isinstance(files, list) or not all(isinstance(f, str) and f not in ("", "-") for f in files):
+                raise self.error(
+                    (*key, "env_file"), f"must be a path or a list of paths, got {_kind(found['env_file'])}"
+                )
+            found["env_file"] = [
+                ("-" if f.startswith("-") else "") + os.path.join(self.base, f.removeprefix("-")) for f in files
+            ]
+        return found
 
     # -- values -------------------------------------------------------------------
 
@@ -312,6 +385,7 @@ class _Builder:
 
 _TOML_FIELD = {
     "argv": "command",
+    "instances": "numprocs",
     "env": "environment",
     "shutdown": "stop_timeout",
     "ready_timeout": "start_timeout",

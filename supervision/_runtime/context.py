@@ -12,6 +12,8 @@ from .._core.snapshot import check_immutable
 
 if TYPE_CHECKING:
     from .._core.snapshot import PathStore
+    from .registry import Registry
+    from .tree import Tree
 
 _current: ContextVar[Context] = ContextVar("supervision.current")
 
@@ -24,7 +26,7 @@ class Context:
     ...     ctx.save(ctx.state.set("n", n + 1))
     """
 
-    __slots__ = ("_alive", "_default", "_on_ready", "_store", "id", "path", "starts")
+    __slots__ = ("_alive", "_default", "_on_ready", "_registry", "_store", "_tree", "id", "path", "starts")
 
     def __init__(
         self,
@@ -33,6 +35,8 @@ class Context:
         store: PathStore,
         default: Any,
         on_ready: Callable[[], None] | None = None,
+        registry: Registry | None = None,
+        tree: Any = None,
     ) -> None:
         self.id = path[-1]
         """The child's id."""
@@ -44,6 +48,8 @@ class Context:
         self._default = default
         self._on_ready = on_ready
         self._alive = True
+        self._registry = registry
+        self._tree = tree
 
     @property
     def state(self) -> Any:
@@ -71,6 +77,39 @@ class Context:
         store = self._store
         fence = store.fence(self.path) if isinstance(store, DurablePaths) else None
         return fence.revision if fence is not None else None
+
+    def register(self, value: Any, name: str | None = None) -> None:
+        """Publish ``value`` (a queue, a client, an object with methods) for others
+        to find with ``tree.whereis`` / ``tree.wait_for``: under this worker's path,
+        or under ``name``, unique across the tree (``AlreadyPresent`` if another
+        incarnation holds it). It is visible once this incarnation has started
+        (with ``ready=True``: once it called ``ready()``) and unregistered when it
+        ends, so nobody gets a dead incarnation's object. Registering again under
+        the same key replaces the value.
+
+        >>> async def orders(ctx):
+        ...     ctx.register(asyncio.Queue(), name="orders")
+        """
+        if self._registry is not None and self._alive:  # an ended incarnation publishes nothing
+            self._registry.register(self, self.path, value, name)
+
+    def unregister(self, name: str | None = None) -> None:
+        """Withdraw what :meth:`register` published under the path, or ``name``."""
+        if self._registry is not None:
+            self._registry.unregister(self, self.path, name)
+
+    @property
+    def tree(self) -> Tree:
+        """The running tree this worker belongs to: reach another supervisor with
+        ``ctx.tree.at("pool")``, find a registered value with ``ctx.tree.whereis(...)``.
+
+        >>> async def listener(ctx):
+        ...     await ctx.tree.at("conns").start_child(reader, writer)
+        """
+        if self._tree is None:
+            raise LookupError("this context belongs to no running tree")
+        tree: Tree = self._tree
+        return tree
 
     def ready(self) -> None:
         """Tell the supervisor this worker has started (for ``ready=True`` children)."""

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .._core.dynamic_machine import DynamicCore
 from .._core.errors import ReloadError, SupervisionError
 from .._core.messages import RestartChild, StopDone, TerminateChild
 from .._core.paths import Path, format_path
@@ -30,6 +31,7 @@ from .incarnation import WorkerIncarnation
 from .process import ProcessIncarnation
 
 if TYPE_CHECKING:
+    from .runner import SupervisorRunner
     from .tree import Tree
 
 logger = logging.getLogger("supervision")
@@ -87,11 +89,14 @@ def collect(tree: Tree, host: Host | None) -> tuple[dict[str, Any], list[int]]:
     processes: list[ProcessRecord] = []
     terminated: list[Path] = []
     gone: list[Path] = []
-    _walk(tree, processes, terminated, gone)
-    return document(tree.source, tree.store, processes, terminated, gone, host)
+    runners = _walk(tree, processes, terminated, gone)
+    dynamic = [(runner.path, runner.core.children_args()) for runner in runners if isinstance(runner.core, DynamicCore)]
+    return document(tree.source, tree.store, processes, terminated, gone, host, dynamic)
 
 
-def _walk(tree: Tree, processes: list[ProcessRecord], terminated: list[Path], gone: list[Path]) -> None:
+def _walk(
+    tree: Tree, processes: list[ProcessRecord], terminated: list[Path], gone: list[Path]
+) -> list[SupervisorRunner]:
     root = tree.runner_at(())
     runners = [root]
     for runner, child, incarnation in tree.walk():
@@ -109,6 +114,7 @@ def _walk(tree: Tree, processes: list[ProcessRecord], terminated: list[Path], go
     # Declared, but gone from the running supervisor (deleted, or temporary and exited).
     for runner in runners:
         gone.extend((*runner.path, spec.id) for spec in runner.spec.children if runner.child(spec.id) is None)
+    return runners
 
 
 def _workers(tree: Tree) -> Iterator[WorkerIncarnation]:

@@ -173,7 +173,10 @@ class EventHub:
             return
         level = _level(event)
         if logger.isEnabledFor(level):
-            logger.log(level, "%s", describe(event), exc_info=_traceback(event, level))
+            # The event travels with the record: --log-format json/journal show its fields.
+            logger.log(
+                level, "%s", describe(event), exc_info=_traceback(event, level), extra={"supervision_event": event}
+            )
 
     def close(self) -> None:
         """The tree has stopped: every stream ends after its queued events."""

@@ -26,10 +26,12 @@ from .._process.output import OutputSink, write_prefixed
 from .clock import Clock
 from .context import Context, _current
 from .hub import EventHub
+from .registry import Registry
 
 if TYPE_CHECKING:
     from .._reload.reexec import Resume
     from .runner import SupervisorRunner
+    from .tree import Tree
 
 
 Completion = StartDone | StartFailed | StopDone | UpdateDone
@@ -47,6 +49,10 @@ class Runtime:
         """Where the snapshots in ``store`` are written (``sv.start(store=...)``);
         closed once the tree has stopped."""
         self.hub = EventHub()
+        self.registry = Registry()
+        """Values the workers published (``ctx.register``), found by ``tree.whereis``."""
+        self.tree: Tree | None = None
+        """The Tree these runners make up (``ctx.tree``), once made."""
         self.context = contextvars.copy_context()
         self.operations: set[asyncio.Task[Any]] = set()
         self.abandoned: set[asyncio.Task[Any]] = set()
@@ -67,13 +73,21 @@ class Runtime:
         resume = self.resume
         if resume is None:
             return Init()
-        ids = [(child.id, (*path, child.id)) for child in spec.children]
+        restored = tuple(resume.restored.get(path, ()))  # a dynamic supervisor's children
+        ids = [(id, (*path, id)) for id in [*(child.id for child in spec.children), *(id for id, _ in restored)]]
         running = resume.adoptions.keys() | resume.supervisors
         return Init(
             adopted=frozenset(id for id, at in ids if at in running),
             terminated=frozenset(id for id, at in ids if at in resume.terminated),
             removed=frozenset(id for id, at in ids if at in resume.removed),
+            restored=restored,
         )
+
+    def emit(self, event: Event) -> None:
+        """Tell the observers, then the ``events()`` readers and the log."""
+        for observer in self.observers:
+            observer(event)
+        self.hub.publish(event)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = self.loop.create_task(coroutine, name=name)
@@ -147,7 +161,9 @@ class WorkerIncarnation(Incarnation):
             self.ready_future = runtime.loop.create_future()
             on_ready = self._on_ready
         default = spec.initial_state
-        self.ctx = ctx = Context(self.path, self.starts, runtime.store, default, on_ready)
+        self.ctx = ctx = Context(
+            self.path, self.starts, runtime.store, default, on_ready, runtime.registry, runtime.tree
+        )
         context = runtime.context.copy()
         context.run(_current.set, ctx)
         try:
@@ -161,6 +177,11 @@ class WorkerIncarnation(Incarnation):
         if self.ready_future is None:
             return self._done()
         return self._wait_ready()
+
+    def _done(self) -> StartDone:
+        if self.ctx._alive:  # what it registered is visible from now on
+            self.runner.runtime.registry.started(self.ctx, self.task)
+        return super()._done()
 
     def _on_ready(self) -> None:
         if self.ready_future is not None and not self.ready_future.done():
@@ -203,6 +224,7 @@ class WorkerIncarnation(Incarnation):
 
     def _on_task_done(self, task: asyncio.Task[Any]) -> None:
         self.ctx._alive = False
+        self.runner.runtime.registry.ended(self.ctx)  # before anyone hears of the exit
         if self.started and not self.stopping:
             self._report_exit()
         elif not task.cancelled():
@@ -243,6 +265,7 @@ class WorkerIncarnation(Incarnation):
 
     def _abandon(self) -> ShutdownTimeout:
         self.ctx._alive = False
+        self.runner.runtime.registry.ended(self.ctx)
         self.runner.runtime.abandoned.add(self.task)
         self.task.add_done_callback(self.runner.runtime.abandoned.discard)
         return ShutdownTimeout(self.path, _timeout(self.spec.shutdown) or 0.0)

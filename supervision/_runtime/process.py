@@ -24,12 +24,15 @@ from .._core.errors import ProcessExited, ProcessLost
 from .._core.events import ExitReason
 from .._core.messages import Outcome, StopDone
 from .._core.paths import format_path
+from .._core.settings import LogFile, Prefixed
 from .._core.spec import BRUTAL_KILL, INFINITY, Process
 from .._process.adopt import Adoption, ProcessRecord, encode_shutdown, launch
+from .._process.logfile import FileOutput
 from .._process.notify import NotifySocket
 from .._process.output import PrefixedOutput
 from .._process.proc import set_done, signal_group, signal_name, start_time
 from .._process.reaper import Reaper, reaper, spawner
+from .._process.settings import NOTHING, Prepared, prepare
 from .incarnation import Completion, Incarnation
 
 logger = logging.getLogger("supervision")
@@ -38,14 +41,17 @@ INVOCATION_VARIABLE = "SUPERVISION_INVOCATION_ID"
 _MAX_CLEANUP_ROUNDS = 5
 
 
-def environment(spec: Process, invocation: str) -> dict[bytes, bytes]:
+def environment(spec: Process, invocation: str, settings: Prepared = NOTHING) -> dict[bytes, bytes]:
     """The child's environment: ours (without our own ``NOTIFY_SOCKET``) or
-    nothing, then ``spec.env``, then its invocation id.
+    nothing, then what its settings add (the user's ``HOME``..., then its
+    environment files), then ``spec.env``, then its invocation id.
 
     Built as bytes: copying ``os.environb`` is several times cheaper than
     decoding ``os.environ`` and encoding it again, once per spawn."""
     env = dict(os.environb) if spec.inherit_env else {}
     env.pop(b"NOTIFY_SOCKET", None)  # the supervisor's (systemd's), never the child's
+    for key, value in settings.env.items():
+        env[os.fsencode(key)] = os.fsencode(value)
     if spec.env:
         for key, value in spec.env:
             env[os.fsencode(key)] = os.fsencode(value)
@@ -104,27 +110,36 @@ class ProcessIncarnation(Incarnation):
         self.reaper: Reaper = reaper()
         invocation = secrets.token_hex(16)
         self.marker = f"{INVOCATION_VARIABLE}={invocation}".encode()
-        env = environment(spec, invocation)
-        paths = self.runner.runtime.store
-        fence = paths.fence(self.path) if isinstance(paths, DurablePaths) else None
-        if fence is not None:  # a leader-gated child: the fencing token of its term
-            env[b"SUPERVISION_FENCE"] = str(fence.revision).encode()
         label = format_path(self.path)
         log_fd = -1
         try:
+            settings = prepare(spec.settings)  # OSError: no such user, a missing env file
+            env = environment(spec, invocation, settings)
+            paths = self.runner.runtime.store
+            fence = paths.fence(self.path) if isinstance(paths, DurablePaths) else None
+            if fence is not None:  # a leader-gated child: the fencing token of its term
+                env[b"SUPERVISION_FENCE"] = str(fence.revision).encode()
             if isinstance(spec.ready, _ready.Notify):
                 self.ready_future = loop.create_future()
                 self.notify = NotifySocket(loop, label, self._on_notify_ready)
                 env[b"NOTIFY_SOCKET"] = os.fsencode(self.notify.address)
             stdout: int | None = None
             stderr: int | None = None
-            if spec.output == "prefix":
-                self.output = PrefixedOutput(loop, self.path, self.runner.runtime.output)
-                stdout, stderr = self.output.child_stdout, self.output.child_stderr
-            elif spec.output != "inherit":
+            output = spec.output
+            if isinstance(output, LogFile):
+                self.output = FileOutput(loop, self.path, output, self.runner.runtime.output)
+            elif output == "prefix" or isinstance(output, Prefixed):
+                timestamps = isinstance(output, Prefixed) and output.timestamps
+                self.output = PrefixedOutput(loop, self.path, self.runner.runtime.output, timestamps)
+            elif output != "inherit":
                 flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-                log_fd = stdout = stderr = os.open(spec.output, flags, 0o644)
-            pid = spawner().spawn(spec.argv, spec.cwd, env, stdout, stderr, pdeathsig=spec.pdeathsig)
+                log_fd = os.open(output, flags, 0o644)
+                stdout = stderr = log_fd
+            if self.output is not None:
+                stdout, stderr = self.output.child_stdout, self.output.child_stderr
+            pid = spawner().spawn(
+                spec.argv, spec.cwd, env, stdout, stderr, pdeathsig=spec.pdeathsig, steps=settings.steps
+            )
             try:
                 self._born = self.reaper.watch(pid, self._on_reaped)
             except OSError:  # no pidfd (EMFILE...): do not leave it running unwatched

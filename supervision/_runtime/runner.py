@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
@@ -19,12 +20,14 @@ from typing import Any
 
 from .._core.diff import Plan
 from .._core.durable import DurablePaths, Route
+from .._core.dynamic_machine import make_core
 from .._core.errors import StartError, SupervisorNotRunning
 from .._core.events import ExitReason, LeaderAcquired, LeaderLost
 from .._core.leader import LeaderElection, LeaderTerm, Lease, Role, guard
 from .._core.machine import Child, SupervisorCore
 from .._core.messages import (
     Adopt,
+    AllStopped,
     CancelTimer,
     Command,
     Emit,
@@ -41,6 +44,7 @@ from .._core.messages import (
     StartDone,
     StartFailed,
     Stop,
+    StopAll,
     StopDone,
     StopSupervisor,
     TimerFired,
@@ -134,6 +138,10 @@ class SupervisorIncarnation(Incarnation):
             self.runner.runtime.spawn(crash(), name=f"crash {format_path(self.path)}")
 
 
+async def _wait(operation: Awaitable[StopDone]) -> StopDone:
+    return await operation
+
+
 class SupervisorRunner:
     """Runs one supervisor: feeds its core and executes the effects."""
 
@@ -146,7 +154,7 @@ class SupervisorRunner:
     ) -> None:
         self.runtime = runtime
         self.path = path
-        self.core = SupervisorCore(spec, path, runtime.rng)
+        self.core: SupervisorCore = make_core(spec, path, runtime.rng)
         self.on_exit = on_exit
         self.incarnations: dict[str, Incarnation] = {}
         self.init_done = False
@@ -211,16 +219,15 @@ class SupervisorRunner:
             for effect in effects:
                 kind = type(effect)
                 if kind is Emit:
-                    event = effect.event  # type: ignore[union-attr]
-                    for observer in runtime.observers:
-                        observer(event)
-                    runtime.hub.publish(event)
+                    runtime.emit(effect.event)  # type: ignore[union-attr]
                 elif kind is Start:
                     message = self._start(effect)  # type: ignore[arg-type]
                 elif kind is Adopt:
                     message = self._adopt(effect)  # type: ignore[arg-type]
                 elif kind is Stop:
                     message = self._stop(effect)  # type: ignore[arg-type]
+                elif kind is StopAll:
+                    message = self._stop_all(effect)  # type: ignore[arg-type]
                 elif kind is UpdateSupervisor:
                     message = self._update(effect)  # type: ignore[arg-type]
                 elif kind is SetTimer:
@@ -294,6 +301,45 @@ class SupervisorRunner:
         incarnation = self.incarnations[effect.id]
         assert incarnation.token == effect.token, (incarnation.token, effect)
         return self._complete(incarnation.stop(), incarnation, stopping=True)
+
+    def _stop_all(self, effect: StopAll) -> Completion | None:
+        """Stop the children of ``effect`` all at once (a dynamic supervisor's
+        stop): one ``AllStopped`` once the last has finished. Callbacks, not a
+        task per child, where the incarnation offers a future (workers)."""
+        outcomes: dict[str, Outcome] = {}
+        pending: list[tuple[str, Awaitable[StopDone]]] = []
+        for stop in effect.stops:
+            incarnation = self.incarnations[stop.id]
+            assert incarnation.token == stop.token, (incarnation.token, stop)
+            result = incarnation.stop()
+            if isinstance(result, StopDone):
+                outcomes[stop.id] = result.outcome
+            else:
+                pending.append((stop.id, result))
+
+        def all_stopped() -> AllStopped:
+            return AllStopped(effect.id, effect.token, Outcome(ExitReason.SHUTDOWN), outcomes)
+
+        if not pending:
+            return all_stopped()
+        left = len(pending)
+
+        def one_stopped(id: str, future: asyncio.Future[StopDone]) -> None:
+            nonlocal left
+            error = None if future.cancelled() else future.exception()
+            if future.cancelled() or error is not None:  # a bug in a child kind: never hang the core
+                logger.error("%s: internal error while stopping: %r", format_path((*self.path, id)), error)
+                outcomes[id] = Outcome(ExitReason.CRASH, error)
+            else:
+                outcomes[id] = future.result().outcome
+            left -= 1
+            if left == 0:
+                self.feed(all_stopped())
+
+        for id, result in pending:
+            future = result if isinstance(result, asyncio.Future) else self.runtime.spawn(_wait(result), f"stop {id}")
+            future.add_done_callback(functools.partial(one_stopped, id))
+        return None
 
     def _complete(
         self, result: Completion | Awaitable[Completion], incarnation: Incarnation, *, stopping: bool

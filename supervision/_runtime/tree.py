@@ -11,7 +11,16 @@ from typing import Any, NoReturn
 
 from .._core.diff import diff
 from .._core.durable import DurablePaths
-from .._core.errors import NotFound, ReloadError, SpecError, StartError, SupervisorNotRunning, TooManyRestarts
+from .._core.dynamic import NO_ARGS, DynamicSupervisor, pack_args
+from .._core.errors import (
+    NotFound,
+    ReloadError,
+    SpecError,
+    StartError,
+    SupervisionError,
+    SupervisorNotRunning,
+    TooManyRestarts,
+)
 from .._core.events import Event, ExitReason, ReloadApplied, ReloadRejected
 from .._core.machine import Child
 from .._core.messages import (
@@ -19,15 +28,18 @@ from .._core.messages import (
     DeleteChild,
     Exit,
     RestartChild,
+    Scale,
     StartChild,
+    StartDynamic,
     StopSupervisor,
     TerminateChild,
     Update,
 )
 from .._core.paths import Path, format_path, parse_path
+from .._core.plan import DryRun, explain
 from .._core.snapshot import PathStore, plan_migrations
 from .._core.spec import ChildSpec, Kind, Supervisor
-from .._core.status import ChildCounts, ChildInfo, Status
+from .._core.status import ChildCounts, ChildInfo, IntensityFill, Status
 from .._core.store import SnapshotStore, memory
 from .._process.output import OutputSink
 from .._reload.modules import Reloader, Swap
@@ -84,13 +96,56 @@ class Handle:
         active = sum(1 for c in children if c.status is Status.RUNNING)
         return ChildCounts(len(children), active, supervisors, len(children) - supervisors)
 
-    async def start_child(self, spec: ChildSpec) -> None:
-        """Add a dynamic child (appended last) and start it. ``StartError`` if it
-        fails (then it is not added); ``AlreadyStarted``/``AlreadyPresent`` if
-        the id exists."""
-        if not isinstance(spec, ChildSpec):
-            raise TypeError(f"start_child() takes a child spec (sv.child, sv.process), got {spec!r}")
-        await self._runner().call(StartChild(spec))
+    def intensity(self) -> IntensityFill:
+        """How full this supervisor's intensity window is now: the restarts within
+        its last ``period`` seconds, against its ``intensity``. One more restart
+        than ``intensity`` in the window and it gives up."""
+        runner = self._runner()
+        spec = runner.spec
+        return IntensityFill(runner.core.restarts_within(runner.runtime.clock.now()), spec.intensity, spec.period)
+
+    async def start_child(self, *args: Any, **kwargs: Any) -> str:
+        """Start a dynamic child; its id.
+
+        On a :class:`~supervision.DynamicSupervisor`: a child made from its
+        template with these arguments, under a fresh id (``TooManyChildren`` at
+        ``max_children``). On any other supervisor: ``start_child(spec)`` adds
+        the child ``spec`` (appended last) and starts it; ``AlreadyStarted`` /
+        ``AlreadyPresent`` if the id exists. ``StartError`` if the child fails
+        to start (then it is not added).
+
+        >>> async def accepted(tree, reader, writer):
+        ...     conn_id = await tree.at("conns").start_child(reader, writer)
+        """
+        runner = self._runner()
+        if isinstance(runner.spec, DynamicSupervisor):
+            # request(), not call(): a worker's start completes at once, and this is
+            # the path of every connection, job or tenant (bench/dynamic.py).
+            reply = runner.request(StartDynamic(pack_args(args, kwargs) if args or kwargs else NO_ARGS))
+            id: str = reply.result() if reply.done() else await reply
+            return id
+        if len(args) != 1 or kwargs or not isinstance(args[0], ChildSpec):
+            shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+            raise TypeError(f"start_child() takes a child spec (sv.child, sv.process), got {shown}")
+        spec = args[0]
+        await runner.call(StartChild(spec))
+        return spec.id
+
+    async def scale(self, count: int) -> int:
+        """Run ``count`` instances of the instance group this handle names
+        (``sv.process(..., instances=N)``): the missing ones are started in order,
+        those beyond stopped, the highest-numbered first. Returns ``count``.
+        The command line's ``supervision scale PATH N``.
+
+        >>> async def busy(tree):
+        ...     await tree.at("web").scale(8)
+        """
+        runner = self._runner()
+        spec = runner.spec
+        if not isinstance(spec, DynamicSupervisor) or spec.instances is None:
+            raise SupervisionError(f"{format_path(self.path)}: not an instance group (sv.process(..., instances=N))")
+        result: int = await runner.call(Scale(count))
+        return result
 
     async def terminate_child(self, id: str) -> None:
         """Stop a child and keep its spec (a temporary child is deleted). Not a restart."""
@@ -150,6 +205,7 @@ class Tree(Handle):
 
     def __init__(self, runtime: Runtime, runner: SupervisorRunner, source: Source) -> None:
         self._runtime = runtime
+        runtime.tree = self
         self._root = runner
         self.source = source
         super().__init__(self, ())
@@ -228,6 +284,51 @@ class Tree(Handle):
             assert swap.spec is not None
             return await self._apply(swap.spec, swap)
 
+    async def plan_reload(self) -> DryRun:
+        """What ``reload()`` would do now, without doing it (``reload --dry-run``).
+
+        The source is re-imported and the spec built as for a reload, diffed
+        against the running tree, and the modules put back as they were. Raises
+        ``ReloadError`` where ``reload()`` would reject the reload (no event is
+        emitted: nothing happened).
+        """
+        async with self._reloading:
+            if self._reloader is None:
+                assert self._not_reloadable is not None
+                raise self._not_reloadable
+            try:
+                swap = self._reloader.load()
+            except Exception as exc:
+                error = ReloadError(f"reload rejected: {exc!r}")
+                raise error from exc
+            try:
+                assert swap.spec is not None
+                if not isinstance(swap.spec, Supervisor):
+                    raise SpecError((), "spec", f"a reload needs a Supervisor, got {swap.spec!r}")
+                if self._root.finished is not None:
+                    raise SupervisorNotRunning("the tree has stopped")
+                return self.plan_update(swap.spec)
+            except ReloadError:
+                raise
+            except Exception as exc:
+                raise ReloadError(f"reload rejected: {exc!r}") from exc
+            finally:
+                swap.rollback()
+
+    def plan_update(self, spec: Supervisor) -> DryRun:
+        """What ``update(spec)`` would do now, without doing it (see ``_plan``)."""
+        found: dict[Path, Status] = {}
+
+        def walk(handle: Handle) -> None:
+            for info in handle.which_children():
+                path = (*handle.path, info.id)
+                found[path] = info.status
+                if info.kind == "supervisor" and info.status is Status.RUNNING:
+                    walk(handle.at(info.id))
+
+        walk(self)
+        return explain(self.spec, spec, found.get)
+
     async def update(self, spec: Supervisor) -> ReloadApplied:
         """Apply the diff between the running tree and ``spec``, as ``reload()``
         does with the spec it builds (see there), and return ``ReloadApplied``."""
@@ -266,7 +367,7 @@ class Tree(Handle):
             updated=tuple(dict.fromkeys(applied.updated)),
             reset=reset,
         )
-        runtime.hub.publish(event)
+        runtime.emit(event)
         return event
 
     def _reject(self, cause: Exception) -> NoReturn:
@@ -276,13 +377,31 @@ class Tree(Handle):
         else:
             error = ReloadError(f"reload rejected: {cause!r}")
             error.__cause__ = cause
-        self._runtime.hub.publish(ReloadRejected(path=(), time=self._runtime.clock.now(), error=error))
+        self._runtime.emit(ReloadRejected(path=(), time=self._runtime.clock.now(), error=error))
         raise error
+
+    def whereis(self, key: str | Path) -> Any:
+        """The value registered (``ctx.register``) by the incarnation running now
+        at a path (``"db/pool"``, ``("db", "pool")``) or under a name, or None.
+        A plain string is a name if one is registered, else a child of the root.
+        Never a value of an incarnation that has ended."""
+        return self._runtime.registry.whereis(key)
+
+    async def wait_for(self, key: str | Path) -> Any:
+        """The value under ``key`` (see :meth:`whereis`) once it is registered by
+        an incarnation that has started; after a restart, the new incarnation's.
+        ``SupervisorNotRunning`` if the tree stops first.
+
+        >>> async def place(tree, order):
+        ...     orders = await tree.wait_for("orders")
+        ...     await orders.put(order)
+        """
+        return await self._runtime.registry.wait_for(key)
 
     def _observe(self, callback: Callable[[Event], None]) -> None:
         """For the service around a root: call ``callback`` with each event of the
         tree synchronously, as its state changes (an ``events()`` reader runs
-        later, in its own task). What ``callback`` records then agrees with a
+        later, in its own task), reloads included. What ``callback`` records then agrees with a
         snapshot of the tree taken at any moment, as ``supervision status`` needs."""
         self._runtime.observers.append(callback)
 
@@ -436,6 +555,7 @@ def _root_exited(runtime: Runtime) -> Callable[[Exit], None]:
     def on_exit(exit: Exit) -> None:
         if exit.reason is ExitReason.CRASH:  # no parent reports it: say it here
             logger.error("/: the root supervisor crashed: %r", exit.error, exc_info=exit.error)
+        runtime.registry.close()
         runtime.hub.close()
 
     return on_exit

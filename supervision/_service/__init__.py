@@ -2,7 +2,8 @@
 
 It owns ``sv.run`` and the service's lifecycle and signals (``run``), the control
 protocol (``protocol``), its server (``server``) and its blocking client (``client``),
-the commands carried out on a running tree (``commands``), the bookkeeping behind
+the commands carried out on a running tree (``commands``, with ``operate`` for
+signals and ``all``), ``supervision check`` (``check``), the bookkeeping behind
 ``status`` and ``logs`` (``recorder``) and systemd's notify protocol and watchdog
 (``systemd``).
 

@@ -11,20 +11,26 @@ the tree through its public API.
 from __future__ import annotations
 
 import os
+import signal as _signal
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from .._core.dynamic import DynamicSupervisor
 from .._core.errors import NotFound, RequestError, SupervisionError
-from .._core.messages import OperatorRestart, RestartChild, TerminateChild
+from .._core.messages import OperatorRestart, RestartChild, Scale, TerminateChild
 from .._core.paths import Path, format_path
 from .._core.status import ChildInfo, Status
 from .._runtime.runner import SupervisorRunner
-from .._runtime.tree import Tree
+from .._runtime.tree import Handle, Tree
+from ..observe.figures import intensity
+from ..observe.observer import Observer
+from .operate import parse_signal, signal_processes
 from .protocol import VERSION, ServiceState
 from .recorder import OutputLog, Recorder
 
 _MAX_PATH = 4096
 _MAX_LOG_LINES = 10_000
+_MAX_INSTANCES = 100_000
 
 
 class Host(Protocol):
@@ -37,6 +43,16 @@ class Host(Protocol):
     recorder: Recorder | None
     output: OutputLog
 
+    @property
+    def observer(self) -> Observer | None:
+        """The figures a status carries beyond the tree's own (``observe``)."""
+        ...
+
+    @property
+    def http_url(self) -> str | None:
+        """The URL of the HTTP endpoint (``sv.run(http=...)``), if it serves one."""
+        ...
+
     def now(self) -> float: ...
 
     def uptime(self) -> float: ...
@@ -44,6 +60,8 @@ class Host(Protocol):
     def request_stop(self) -> None: ...
 
     async def reload(self) -> dict[str, Any]: ...
+
+    async def plan_reload(self) -> dict[str, Any]: ...
 
     async def reexec(self) -> dict[str, Any]: ...
 
@@ -62,6 +80,8 @@ class Commands:
             "reload": self.reload,
             "reexec": self.reexec,
             "logs": self.logs,
+            "scale": self.scale,
+            "signal": self.signal,
         }
 
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -75,28 +95,39 @@ class Commands:
 
     async def ping(self, request: dict[str, Any]) -> dict[str, Any]:
         host = self.host
-        return {"version": VERSION, "name": host.name, "pid": os.getpid(), "state": host.state}
+        return {"version": VERSION, "name": host.name, "pid": os.getpid(), "state": host.state, "http": host.http_url}
 
     async def status(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The tree, with the figures of ``observe`` (``"resources": false``
+        skips the /proc readings: the probes of the HTTP endpoint need none)."""
         host = self.host
         path = _path(request, required=False)
+        resources = request.get("resources", True)
+        if not isinstance(resources, bool):
+            raise RequestError("BadRequest", "'resources' must be true or false")
         tree = host.tree
         children: list[dict[str, Any]] = []
+        fill = None
         if tree is not None and not tree.stopped:
             if path:
                 children = [self._node(path[:-1], self._info(self._supervisor_of(path), path))]
             else:
                 children = [self._node((), info) for info in tree.which_children()]
+            fill = _intensity(tree)
         elif path:
             raise NotFound.at(path, f"the tree is {host.state}")
-        return {
+        result = {
             "name": host.name,
             "pid": os.getpid(),
             "target": host.target,
             "state": host.state,
             "uptime": round(host.uptime(), 3),
+            "intensity": fill,
             "children": children,
         }
+        if host.observer is not None:
+            await host.observer.decorate(result, resources=resources)
+        return result
 
     async def restart(self, request: dict[str, Any]) -> dict[str, Any]:
         """Stop the child if it runs (or cancel its pending retry), then start it:
@@ -126,8 +157,46 @@ class Commands:
         await runner.call(RestartChild(path[-1]))
         return self._brief(runner, path)
 
+    async def scale(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Run ``count`` instances of the instance group at ``path``: the new ones
+        started in order, or the highest-numbered stopped first."""
+        path = _path(request)
+        count = request.get("count")
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= _MAX_INSTANCES:
+            raise RequestError("BadRequest", f"'count' must be an integer in 0..{_MAX_INSTANCES}")
+        runner = self._tree().runner_at(path)
+        spec = runner.spec
+        if not isinstance(spec, DynamicSupervisor) or spec.instances is None:
+            what = "not an instance group (sv.process(..., instances=N), numprocs = N)"
+            raise RequestError("BadRequest", f"{format_path(path)}: {what}", path=path)
+        await runner.call(Scale(count))
+        return {"path": format_path(path), "count": count}
+
     async def reload(self, request: dict[str, Any]) -> dict[str, Any]:
+        dry_run = request.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise RequestError("BadRequest", "'dry_run' must be true or false")
+        if dry_run:
+            return await self.host.plan_reload()
         return await self.host.reload()
+
+    async def signal(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send a signal to the process at ``path``, or to every process under it
+        (no path: the whole tree)."""
+        tree = self._tree()
+        path = _path(request, required=False)
+        value = request.get("signal")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise RequestError("BadRequest", "'signal' must be a signal name or number")
+        try:
+            signum = parse_signal(str(value))
+        except ValueError as exc:
+            raise RequestError("BadSignal", str(exc)) from None
+        sent = signal_processes(tree, path, signum)  # NotFound, NotAProcess: the tree refuses
+        return {
+            "signal": _signal.Signals(signum).name,
+            "signalled": [{"path": format_path(s.path), "pid": s.pid} for s in sent],
+        }
 
     async def reexec(self, request: dict[str, Any]) -> dict[str, Any]:
         return await self.host.reexec()
@@ -137,11 +206,20 @@ class Commands:
         limit = request.get("lines", 100)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= _MAX_LOG_LINES:
             raise RequestError("BadRequest", f"'lines' must be an integer in 0..{_MAX_LOG_LINES}")
+        after = request.get("after", 0)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise RequestError("BadRequest", "'after' must be a sequence number >= 0")
         tree = self.host.tree
         if path and tree is not None and not tree.stopped:
             self._supervisor_of(path)  # NotFound for a path the tree does not have
-        lines = self.host.output.lines(format_path(path), limit)
-        return {"path": format_path(path), "lines": [line.to_json() for line in lines]}
+        log = self.host.output
+        lines = log.lines(format_path(path), limit, after)
+        return {
+            "path": format_path(path),
+            "lines": [line.to_json() for line in lines],
+            "seq": log.seq,  # ask for what follows this (``logs -f``)
+            "epoch": log.epoch,  # another epoch: another image (a re-exec), numbered afresh
+        }
 
     # -- helpers ------------------------------------------------------------------
 
@@ -200,11 +278,23 @@ class Commands:
                 tree = self.host.tree
                 assert tree is not None
                 try:
-                    children = [self._node(path, child) for child in tree.at(path).which_children()]
+                    handle = tree.at(path)
+                    children = [self._node(path, child) for child in handle.which_children()]
+                    node["intensity"] = _intensity(handle)
                 except SupervisionError:
                     children = []  # it stopped meanwhile
+            node.setdefault("intensity", None)
             node["children"] = children
         return node
+
+
+def _intensity(handle: Handle) -> dict[str, Any] | None:
+    """A supervisor's intensity fill, as the status carries it (None if it stopped meanwhile)."""
+    try:
+        fill = handle.intensity()
+    except SupervisionError:
+        return None
+    return intensity(fill.restarts, fill.intensity, fill.period)
 
 
 def _path(request: dict[str, Any], *, required: bool = True) -> Path:

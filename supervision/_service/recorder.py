@@ -12,6 +12,7 @@ Lines of children started with ``output="inherit"`` or a file are not seen.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable
@@ -127,7 +128,7 @@ class Line:
     text: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"time": self.time, "path": self.path, "stream": self.stream, "text": self.text}
+        return {"seq": self.seq, "time": self.time, "path": self.path, "stream": self.stream, "text": self.text}
 
 
 class OutputLog:
@@ -149,6 +150,13 @@ class OutputLog:
         self._lines: OrderedDict[str, deque[Line]] = OrderedDict()
         self._bytes = 0
         self._seq = 0
+        self.epoch = secrets.token_hex(8)
+        """Names this log: the sequence numbers of another (a re-exec's new image) start again."""
+
+    @property
+    def seq(self) -> int:
+        """The sequence number of the last line kept (``supervision logs -f`` asks for what follows)."""
+        return self._seq
 
     def record(self, output: Output) -> None:
         """Keep the lines of one output record (an ``OutputSink``)."""
@@ -196,11 +204,13 @@ class OutputLog:
             for line in queue:
                 self.add(line.path, line.stream, line.text, at=line.time)
 
-    def lines(self, path: str, limit: int) -> list[Line]:
-        """The last ``limit`` lines of ``path`` and of the process children under it."""
+    def lines(self, path: str, limit: int, after: int = 0) -> list[Line]:
+        """The last ``limit`` lines of ``path`` and of the process children under it
+        (every process child for ``""``), in order; only those after sequence
+        number ``after``, if given."""
         if path in ("", "/"):
             selected = list(self._lines.values())
         else:
             selected = [lines for p, lines in self._lines.items() if p == path or p.startswith(path + "/")]
-        merged = sorted((line for lines in selected for line in lines), key=lambda line: line.seq)
+        merged = sorted((line for lines in selected for line in lines if line.seq > after), key=lambda line: line.seq)
         return merged[-limit:] if limit > 0 else []

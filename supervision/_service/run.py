@@ -6,7 +6,8 @@ Under ``run`` the tree gets what a long-running service needs:
   it stops sends SIGKILL to every OS process child still running (to its whole
   process group), so no ``shutdown`` timeout of a process is waited out (in-process
   workers are still cancelled in order: a task cannot be killed); a third SIGINT
-  kills them again and exits at once (status 130). SIGHUP reloads the tree.
+  kills them again and exits at once (status 130). SIGHUP reloads the tree; SIGUSR1 reopens
+  the log files (``sv.log_file``), after an external logrotate.
 - **the control socket** (``server``, ``commands``): ``supervision status``,
   ``restart``, ``stop``, ``start``, ``reload``, ``logs``, ``reexec``.
 - **re-exec in place** (``_reload.reexec``): the control socket, the connection that
@@ -17,6 +18,9 @@ Under ``run`` the tree gets what a long-running service needs:
 - **bookkeeping for the command line** (``recorder``): uptime and last exit per
   path from the tree's events (observed as the tree emits them, so a status is one
   snapshot), and the recent output lines of process children.
+- **observability** (``supervision.observe``): per-child CPU, memory and fds on
+  ``status``; with ``http=``, ``/metrics``, ``/healthz``, ``/readyz``, ``/api/tree``
+  and the dashboard; the termination message when the root gives up; the log format.
 
 Exit status: 0 after an orderly stop, 1 when the tree fails to start or the root
 gives up (or the control socket is taken), 130 after a forced stop (second SIGINT).
@@ -36,6 +40,9 @@ from .._core.errors import ReloadError, RequestError, StartError, SupervisionErr
 from .._core.paths import format_path
 from .._core.spec import Supervisor
 from .._core.store import SnapshotStore, memory
+from .._process.logfile import DRAIN_AT_EXIT as LOG_FILES_AT_EXIT
+from .._process.logfile import drain as drain_log_files
+from .._process.logfile import reopen as reopen_log_files
 from .._process.output import DRAIN_AT_EXIT, Output, drain_sinks, non_blocking, write_prefixed
 from .._process.proc import kill_other_sessions
 from .._process.reaper import claim_orphans, existing_reaper
@@ -44,6 +51,9 @@ from .._reload.reexec import pending as pending_handover
 from .._reload.services import is_services_file
 from .._reload.target import Source, Target, is_file_target, split_target
 from .._runtime.tree import Tree, start_with_output
+from ..observe import logs
+from ..observe.observer import Observer
+from ..observe.service import Observability
 from .commands import Commands
 from .protocol import ServiceState, check_name, default_path
 from .recorder import OutputLog, Recorder
@@ -59,17 +69,15 @@ _STOP = "supervision stop"  # the task that stops the tree: awaited, never cance
 FORCED_EXIT = 130  # 128 + SIGINT, as shells report a program stopped by Ctrl-C
 
 
-def _configure_logging() -> None:
-    """INFO to stderr, unless the application configured logging itself."""
+def _configure_logging(log_format: str = "auto", name: str = "supervision") -> None:
+    """INFO to stderr in ``log_format`` (``observe.logs``: text, JSON lines or
+    journald's fields), unless the application configured logging itself."""
     root = logging.getLogger()
     if not root.handlers:
         # Through a sink when stderr is the real one: a stderr nobody reads must
         # not block the event loop on a log line (see ``_output.Sink``).
-        logging.basicConfig(
-            level=logging.INFO,
-            stream=non_blocking(sys.stderr),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        root.addHandler(logs.handler(log_format, non_blocking(sys.stderr), identifier=name))
+        root.setLevel(logging.INFO)
 
 
 def run(
@@ -79,6 +87,9 @@ def run(
     name: str | None = None,
     store: Any = _DEFAULT,
     fresh: bool = False,
+    http: str | None = None,
+    termination_log: Any = _DEFAULT,
+    log_format: str = "auto",
 ) -> None:
     """Run a tree until it stops: the blocking entry point.
 
@@ -96,12 +107,25 @@ def run(
     can lose); ``None`` keeps them in memory. ``fresh`` starts without the
     snapshots of earlier runs (``supervision run --fresh``).
 
+    Observability (``docs/observability.md``): ``http="127.0.0.1:9464"`` serves
+    ``/metrics``, ``/healthz``, ``/readyz``, ``/api/tree`` and the dashboard (a
+    bare port listens on loopback; needs ``supervision[http]``);
+    ``termination_log`` is where the reason of a give-up is written (default
+    ``/dev/termination-log`` when it exists, None: nowhere); ``log_format`` is
+    ``"auto"`` (journald's fields under systemd, else text), ``"text"``,
+    ``"json"`` or ``"journal"``.
+
     >>> if __name__ == "__main__":
     ...     sv.run(build)          # or: sv.run("myapp.tree:build")
     """
-    _configure_logging()
-    claim_orphans()  # this process is the supervisor: what its subreaper inherits is the tree's
     name = check_name(name) if name is not None else default_name(target)
+    _configure_logging(log_format, name)
+    claim_orphans()  # this process is the supervisor: what its subreaper inherits is the tree's
+    options: dict[str, Any] = {"http": http}
+    if termination_log is not _DEFAULT:
+        options["termination_log"] = termination_log
+    # A bad address or a missing extra fails here, before anything starts.
+    observability = Observability(lambda: asyncio.get_running_loop().time(), **options)
     path: str | None
     if control is _DEFAULT:
         path = default_path(name)
@@ -119,9 +143,10 @@ def run(
     elif fresh:
         raise ValueError("fresh=True goes with the default store; call store.clear() on your own")
     try:
-        code = asyncio.run(Service(target, name, store).main(path))
+        code = asyncio.run(Service(target, name, observability, store).main(path))
     finally:
         drain_sinks(DRAIN_AT_EXIT)
+        drain_log_files(LOG_FILES_AT_EXIT)
     if code:
         raise SystemExit(code)
 
@@ -148,7 +173,13 @@ class Service:
     It is also the ``Host`` the control commands run against.
     """
 
-    def __init__(self, target: Target, name: str, store: SnapshotStore | None = None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        name: str,
+        observability: Observability | None = None,
+        store: SnapshotStore | None = None,
+    ) -> None:
         self.target_value = target
         self.name = name
         self.store = store
@@ -167,6 +198,7 @@ class Service:
         self._server: ControlServer | None = None
         self._reply_to: Any = None  # the connection of a reexec request, handed over
         self._handover: Handover | None = None
+        self.observability = observability if observability is not None else Observability(self.now)
 
     def _output(self, record: Output) -> None:
         """The tree's output sink: each record kept for ``supervision logs``, and
@@ -175,6 +207,22 @@ class Service:
         write_prefixed(record)
 
     # -- the Host protocol --------------------------------------------------------
+
+    @property
+    def observer(self) -> Observer:
+        return self.observability.observer
+
+    @property
+    def http_url(self) -> str | None:
+        return self.observability.url
+
+    def events(self) -> Any:
+        """The tree's events from now on (the HTTP endpoint's event stream);
+        before the tree is up, an empty stream (the page connects again)."""
+        tree = self.tree
+        if tree is None or tree.stopped:
+            return _no_events()
+        return tree.events()
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -221,6 +269,19 @@ class Service:
                 if self.state is ServiceState.RELOADING:
                     self.state = ServiceState.RUNNING
                     self.notifier.ready(status)
+
+    async def plan_reload(self) -> dict[str, Any]:
+        """What a reload would do (``supervision reload --dry-run``), without doing it.
+        A reload that would be rejected raises ``RequestError("ReloadError", why)``."""
+        tree = self.tree
+        if tree is None or self.state != "running":
+            raise RequestError("NotRunning", f"cannot plan a reload: the tree is {self.state}")
+        assert self._reload_lock is not None
+        async with self._reload_lock:  # not while a reload or re-exec runs
+            try:
+                return (await tree.plan_reload()).to_json()
+            except ReloadError as exc:
+                raise RequestError("ReloadError", rejection(exc)) from exc
 
     async def reexec(self) -> dict[str, Any]:
         """Re-execute in place (``supervision reexec``). On success this never
@@ -303,8 +364,9 @@ class Service:
         if handover is not None:
             self._resume(handover)
             control = handover.host.get("control")
+        commands = Commands(self)
         if path is not None:
-            server = ControlServer(path, Commands(self))
+            server = ControlServer(path, commands)
             try:
                 if control is None or not server.adopt(control):
                     server.bind()  # before anything starts: a second copy fails here
@@ -321,13 +383,19 @@ class Service:
         if interval is not None:
             watchdog = Watchdog(self.notifier, interval)
             watchdog.start()
-        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         for signum in signals:
             loop.add_signal_handler(signum, self._on_signal, signum)
         try:
             if self._server is not None:
                 await self._server.start()
                 logger.info("control socket: %s", self._server.path)
+            try:
+                await self.observability.start(commands, self.events, path)
+            except OSError as exc:
+                logger.error("http: cannot listen on %s: %s", self.observability.http, exc.strerror or exc)
+                self._resumed(None, f"http: {exc}")
+                return 1
             return await self._run_tree()
         finally:
             for signum in signals:
@@ -335,6 +403,7 @@ class Service:
             if watchdog is not None:
                 watchdog.stop()
             await self._finish_tasks()
+            await self.observability.close()
             if self._server is not None:
                 await self._server.close()
             restore_streams()
@@ -356,6 +425,7 @@ class Service:
         self.recorder = Recorder(since=loop.time())
         self._resumed(tree)
         tree._observe(self.recorder.observe)  # in step with the tree: a status is one snapshot
+        tree._observe(self.observability.observe)
         if self._stop_pending:
             self._spawn(tree.stop(), _STOP)
         else:
@@ -367,6 +437,7 @@ class Service:
         except TooManyRestarts as exc:
             logger.error("%s", exc)
             self.notifier.stopping(f"gave up: {exc}")
+            self.observability.gave_up(exc)
             return 1
         except Exception as exc:  # the root crashed: a broken custom plan()
             logger.error("the root supervisor crashed", exc_info=exc)
@@ -382,6 +453,10 @@ class Service:
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
+        if signum == signal.SIGUSR1:  # after an external logrotate, as supervisord and nginx
+            logger.info("SIGUSR1: reopening the log files")
+            reopen_log_files()
+            return
         if signum == signal.SIGHUP:
             if self.state is not ServiceState.RUNNING:
                 logger.warning("SIGHUP: not reloading, the tree is %s", self.state)
@@ -410,6 +485,7 @@ class Service:
             if stream is not None:
                 stream.flush()
         drain_sinks(DRAIN_AT_EXIT)
+        drain_log_files(DRAIN_AT_EXIT)
         os._exit(FORCED_EXIT)
 
     async def _reload_quietly(self) -> None:
@@ -436,6 +512,11 @@ class Service:
                 task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+
+
+async def _no_events() -> Any:
+    return
+    yield  # an async generator that ends at once
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

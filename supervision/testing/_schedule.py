@@ -24,8 +24,9 @@ What each step does, when the tree cannot do it:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
+from .._core.dynamic import DynamicSupervisor
 from .._core.events import ExitReason
 from .._core.paths import Path, format_path
 from .._core.spec import ChildSpec
@@ -260,6 +261,60 @@ class StartChild:
 
 
 @dataclass(frozen=True, eq=True)
+class StartDynamic:
+    """``start_child(*args)`` on the dynamic supervisor at ``parent``: a child made
+    from its template, with the next id (``TooManyChildren`` at ``max_children``).
+
+    >>> import supervision as sv
+    >>> from supervision.testing import Simulator, StartDynamic
+    >>> async def conn(ctx, peer): ...
+    >>> spec = sv.Supervisor([sv.child("conns", sv.DynamicSupervisor(conn, max_children=1))])
+    >>> sim = Simulator(spec)
+    >>> sim.start()
+    >>> sim.apply(StartDynamic("conns", ("10.0.0.1",))), sim.apply(StartDynamic("conns", ("10.0.0.2",)))
+    (None, TooManyChildren('conns: max_children=1 reached'))
+    >>> [c.id for c in sim.which_children("conns")]
+    ['1']
+    """
+
+    parent: Path
+    args: tuple[Any, ...] = ()
+
+    def __init__(self, parent: str | Path, args: tuple[Any, ...] = ()) -> None:
+        _set(self, "parent", to_path(parent))
+        _set(self, "args", tuple(args))
+
+    def __repr__(self) -> str:
+        more = f", {self.args!r}" if self.args else ""
+        return f"StartDynamic({format_path(self.parent)!r}{more})"
+
+
+@dataclass(frozen=True, eq=True)
+class Scale:
+    """``scale(count)`` on the instance group at ``path``: instances ``count`` and
+    above stopped, the highest first; the missing ones below started in order.
+
+    >>> import supervision as sv
+    >>> from supervision.testing import Scale, Simulator
+    >>> sim = Simulator(sv.Supervisor([sv.process("web", ["sleep", "{instance}"], instances=2)]))
+    >>> sim.start()
+    >>> sim.apply(Scale("web", 4))
+    >>> [c.id for c in sim.which_children("web")]
+    ['0', '1', '2', '3']
+    """
+
+    path: Path
+    count: int
+
+    def __init__(self, path: str | Path, count: int) -> None:
+        _set(self, "path", to_path(path))
+        _set(self, "count", count)
+
+    def __repr__(self) -> str:
+        return f"Scale({format_path(self.path)!r}, {self.count})"
+
+
+@dataclass(frozen=True, eq=True)
 class StartTree:
     """The tree starts here (children left to right). Without this step, a
     schedule starts the tree before its first step; with it, the steps before it
@@ -299,6 +354,8 @@ Step: TypeAlias = (
     | RestartChild
     | DeleteChild
     | StartChild
+    | StartDynamic
+    | Scale
     | StartTree
     | StopTree
 )
@@ -307,7 +364,7 @@ Step: TypeAlias = (
 >>> from supervision.testing import Advance, Crash, Step
 >>> schedule: list[Step] = [Crash("db"), Advance(1.0)]
 """
-COMMANDS = (TerminateChild, RestartChild, DeleteChild, StartChild, StopTree)
+COMMANDS = (TerminateChild, RestartChild, DeleteChild, StartChild, StartDynamic, Scale, StopTree)
 
 
 def describe_child(spec: ChildSpec) -> str:
@@ -350,5 +407,10 @@ def describe_supervisor(spec: object) -> str:
             settings += f"~{b.jitter:g}"
         if b.reset_after is not None:
             settings += f",reset={b.reset_after:g}"
+    if isinstance(spec, DynamicSupervisor):  # its children come from the template
+        name = "dynamic" if spec.instances is None else f"instances={spec.instances}"
+        if spec.max_children is not None:
+            settings += f",max={spec.max_children}"
+        return f"{name}({settings}){{*{describe_child(spec.template.spec)}}}"
     children = ",".join(describe_child(c) for c in spec.children)
     return f"{name}({settings}){{{children}}}"

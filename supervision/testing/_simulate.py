@@ -27,7 +27,8 @@ from collections import deque
 from collections.abc import Iterable
 
 from .._core import messages as core
-from .._core.errors import NotFound, StartError, SupervisorNotRunning
+from .._core.dynamic_machine import DynamicCore, make_core
+from .._core.errors import NotFound, StartError, SupervisionError, SupervisorNotRunning
 from .._core.events import Event, ExitReason
 from .._core.machine import SupervisorCore
 from .._core.paths import Path, format_path
@@ -42,9 +43,11 @@ from ._schedule import (
     Exit,
     FailNextStart,
     RestartChild,
+    Scale,
     SimulatedCrash,
     SimulatedStartFailure,
     StartChild,
+    StartDynamic,
     StartTree,
     Step,
     StopTree,
@@ -188,7 +191,7 @@ class Simulator:
         """Start the tree (children left to right); the ``StartError`` if it failed."""
         if self.root is not None:
             raise RuntimeError("the tree was already started")
-        self.root = _Node(SupervisorCore(self.spec, (), self.rng), None, "", 0)
+        self.root = _Node(make_core(self.spec, (), self.rng), None, "", 0)
         self._deliver(self.root, core.Init())
         self._settle()
         exit = self.root.exit
@@ -234,6 +237,17 @@ class Simulator:
             return self._call(self.root, core.StopSupervisor())
         if isinstance(step, StartChild):
             target, command = step.parent, core.StartChild(step.spec)
+        elif isinstance(step, (StartDynamic, Scale)):
+            target = step.parent if isinstance(step, StartDynamic) else step.path
+            try:
+                node = self._resolve(target)
+            except (NotFound, SupervisorNotRunning) as error:
+                return error
+            if not isinstance(node.core, DynamicCore):
+                return SupervisionError(f"{format_path(target)}: not a dynamic supervisor")
+            if isinstance(step, StartDynamic):
+                return self._call(node, core.StartDynamic((step.args, ())))
+            return self._call(node, core.Scale(step.count))
         elif isinstance(step, TerminateChild):
             target, command = step.path[:-1], core.TerminateChild(step.path[-1])
         elif isinstance(step, RestartChild):
@@ -315,6 +329,11 @@ class Simulator:
                     message = self._start(node, effect)  # type: ignore[arg-type]
                 elif kind is core.Stop:
                     message = self._stop(node, effect)  # type: ignore[arg-type]
+                elif kind is core.StopAll:  # a dynamic supervisor's children, all at once
+                    stops = effect.stops  # type: ignore[union-attr]
+                    outcomes = {stop.id: self._stop(node, stop).outcome for stop in stops}
+                    shutdown = core.Outcome(ExitReason.SHUTDOWN)
+                    message = core.AllStopped(effect.id, effect.token, shutdown, outcomes)  # type: ignore[union-attr]
                 elif kind is core.SetTimer:
                     self._set_timer(node, effect)  # type: ignore[arg-type]
                 elif kind is core.CancelTimer:
@@ -342,7 +361,7 @@ class Simulator:
             return core.StartFailed(effect.id, effect.token, starts, error)
         spec = effect.spec.start
         if isinstance(spec, Supervisor):
-            nested = _Node(SupervisorCore(spec, path, self.rng), node, effect.id, effect.token)
+            nested = _Node(make_core(spec, path, self.rng), node, effect.id, effect.token)
             self._feed(nested, core.Init())
             if not nested.started:
                 assert nested.exit is not None and nested.exit.error is not None

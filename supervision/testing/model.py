@@ -61,6 +61,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from .._core.dynamic import DynamicSupervisor
 from .._core.errors import (
     AlreadyPresent,
     AlreadyStarted,
@@ -69,7 +70,9 @@ from .._core.errors import (
     NotFound,
     SpecError,
     StartError,
+    SupervisionError,
     SupervisorNotRunning,
+    TooManyChildren,
     TooManyRestarts,
 )
 from .._core.events import (
@@ -92,9 +95,11 @@ from ._schedule import (
     Exit,
     FailNextStart,
     RestartChild,
+    Scale,
     SimulatedCrash,
     SimulatedStartFailure,
     StartChild,
+    StartDynamic,
     StartTree,
     Step,
     StopTree,
@@ -114,6 +119,8 @@ API_ERRORS = (
     ChildRestarting,
     SpecError,
     StartError,
+    TooManyChildren,
+    SupervisionError,  # start_child(*args) or scale on a supervisor that takes neither
 )
 
 __all__ = ["Kid", "Model", "Retry", "Sup"]
@@ -146,6 +153,17 @@ class Sup:
     kids: list[Kid]  # in start order
     restarts: list[float] = field(default_factory=list)  # when each counted restart was decided
     alive: bool = True
+    next_id: int = 1  # a dynamic supervisor: the id its next start_child(*args) gets
+
+    @property
+    def dynamic(self) -> bool:
+        """A dynamic supervisor whose children come and go with start_child (not an instance group)."""
+        return isinstance(self.spec, DynamicSupervisor) and self.spec.instances is None
+
+    @property
+    def group(self) -> bool:
+        """An instance group: children 0 .. N-1, changed by scale."""
+        return isinstance(self.spec, DynamicSupervisor) and self.spec.instances is not None
 
     def find(self, id: str) -> Kid | None:
         for kid in self.kids:
@@ -251,6 +269,10 @@ class Model:
                     self.delete_child(step.path)
                 elif isinstance(step, StartChild):
                     self.start_child(step.parent, step.spec)
+                elif isinstance(step, StartDynamic):
+                    self.start_dynamic(step.parent, step.args)
+                elif isinstance(step, Scale):
+                    self.scale(step.path, step.count)
                 else:
                     raise TypeError(f"not a schedule step: {step!r}")
             except API_ERRORS as error:
@@ -376,6 +398,8 @@ class Model:
         restart = kid.spec.restart is Restart.PERMANENT or (
             kid.spec.restart is Restart.TRANSIENT and reason is ExitReason.CRASH
         )
+        if not restart and self.removes_ended(sup) and kid in sup.kids:
+            self.remove(sup, kid)
         if not restart:
             # "auto_shutdown: when a significant child exits (any, or the last of them)
             # by itself, the supervisor stops its other children and exits normally."
@@ -600,7 +624,7 @@ class Model:
         else:
             self.cancel_retry(kid, hand_off=True)
             kid.status = TERMINATED
-        if kid.spec.restart is Restart.TEMPORARY:
+        if kid.spec.restart is Restart.TEMPORARY or (self.removes_ended(sup) and kid in sup.kids):
             self.remove(sup, kid)
 
     def restart_child(self, path: Path) -> None:
@@ -627,6 +651,8 @@ class Model:
     def start_child(self, parent: Path, spec: ChildSpec) -> None:
         """A dynamic child, "appended last". If its start fails it is not added."""
         sup = self.resolve(parent)
+        if sup.group or sup.dynamic:  # "starts a child from the template", only
+            raise SupervisionError(f"{format_path(parent)}: its children come from its template")
         existing = sup.find(spec.id)
         if existing is not None:
             if existing.status is RUNNING:
@@ -640,6 +666,70 @@ class Model:
         if error is not None:
             self.remove(sup, kid)
             raise error
+
+    def start_dynamic(self, parent: Path, args: tuple[object, ...]) -> str:
+        """``start_child(*args)`` on a dynamic supervisor: "starts a child from the
+        template with those arguments, and returns its id"; ids are never reused
+        within an incarnation (1, 2, ..., skipping one a start_child(spec) took);
+        "max_children is enforced with a clear error". A child that fails to start
+        is not added."""
+        sup = self.resolve(parent)
+        spec = sup.spec
+        if not sup.dynamic:
+            raise SupervisionError(f"{format_path(parent)}: not a dynamic supervisor")
+        assert isinstance(spec, DynamicSupervisor)
+        if not self.has_room(sup, spec.max_children):
+            raise TooManyChildren.reached(parent, spec.max_children or 0)
+        while sup.find(str(sup.next_id)) is not None:
+            sup.next_id += 1
+        id = str(sup.next_id)
+        sup.next_id += 1
+        kid = Kid(spec.template.child(id, (tuple(args), ())), dynamic=True)
+        sup.kids.append(kid)
+        error = self.start_kid(sup, kid)
+        if error is not None:
+            self.remove(sup, kid)
+            raise error
+        return id
+
+    def removes_ended(self, sup: Sup) -> bool:
+        """Whether a child that ended without a restart, or that terminate_child
+        stopped, is removed: in a dynamic supervisor, as in OTP's simple_one_for_one,
+        it is ("a dynamic supervisor keeps no terminated children")."""
+        return sup.dynamic
+
+    def has_room(self, sup: Sup, max_children: int | None) -> bool:
+        """ "max_children bounds the children it has at once": all of them count,
+        running or restarting."""
+        return max_children is None or len(sup.kids) < max_children
+
+    def scale(self, path: Path, count: int) -> None:
+        """``scale(count)`` on an instance group: "when scaling down, it stops the
+        highest-numbered first"; "it starts the new ones in order". A new one
+        that fails to start is not added, and the scale stops there."""
+        sup = self.resolve(path)
+        spec = sup.spec
+        if not sup.group:
+            raise SupervisionError(f"{format_path(path)}: not an instance group")
+        assert isinstance(spec, DynamicSupervisor)
+
+        def number(kid: Kid) -> int:
+            return int(kid.id) if kid.id.isdigit() else -1
+
+        for kid in sorted((k for k in sup.kids if number(k) < 0 or number(k) >= count), key=number, reverse=True):
+            if kid.status is RUNNING:
+                self.stop_kid(sup, kid)
+            self.remove(sup, kid)
+        for n in range(count):
+            if sup.find(str(n)) is not None:
+                continue
+            kid = Kid(spec.template.child(str(n)), dynamic=True)
+            sup.kids.append(kid)
+            sup.kids.sort(key=number)
+            error = self.start_kid(sup, kid)
+            if error is not None:
+                self.remove(sup, kid)
+                raise error
 
     # == bookkeeping ===================================================================
 
@@ -685,3 +775,5 @@ def _refuse_child_limits(spec: Supervisor, path: Path = ()) -> None:
             raise ValueError(f"{where}: the model does not cover a child's own intensity or backoff")
         if isinstance(child.start, Supervisor):
             _refuse_child_limits(child.start, (*path, child.id))
+    if isinstance(spec, DynamicSupervisor):
+        _refuse_child_limits(Supervisor([spec.template.spec]), (*path, "*"))

@@ -30,6 +30,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from .._core.dynamic import DynamicSupervisor
 from .._core.paths import Path
 from .._core.spec import AutoShutdown, Backoff, ChildSpec, Restart, Strategy, Supervisor, child
 from ._schedule import (
@@ -39,7 +40,9 @@ from ._schedule import (
     Exit,
     FailNextStart,
     RestartChild,
+    Scale,
     StartChild,
+    StartDynamic,
     Step,
     StopTree,
     TerminateChild,
@@ -109,6 +112,7 @@ _RESTARTS = st.sampled_from([Restart.PERMANENT, Restart.TRANSIENT, Restart.TEMPO
 # Hypothesis shrinks integers towards 0: let 0 be the simple case everywhere, so
 # that minimal examples are flat trees of workers without backoff.
 _NESTED = st.integers(0, 2)  # 2: this child is a nested supervisor (where depth allows)
+_DYNAMIC = st.integers(0, 2)  # 2: that nested supervisor is a dynamic one (or an instance group)
 _SIGNIFICANT = st.booleans()
 _INTENSITY = st.integers(0, 4)
 _PERIOD = st.sampled_from(PERIODS)
@@ -176,7 +180,7 @@ def _supervisors(
             significant = significant and draw(_SIGNIFICANT)
             start: Any = idle
             if nested is not None and draw(_NESTED) == 2:
-                start = draw(nested)
+                start = draw(_dynamic_supervisors(backoff)) if draw(_DYNAMIC) == 2 else draw(nested)
             children.append(child(id, start, restart=restart, significant=significant))
         settings: dict[str, Any] = {
             "intensity": draw(intensity),
@@ -191,6 +195,34 @@ def _supervisors(
     return draw_supervisor()
 
 
+def dynamic_supervisors(*, backoff: bool = True) -> st.SearchStrategy[DynamicSupervisor]:
+    """A ``DynamicSupervisor`` of idle workers (every restart type, sometimes a
+    ``max_children``, sometimes a backoff) or an instance group of 0 to 3 of them.
+    :func:`supervisors` puts some in its trees; the schedules start their children
+    (``StartDynamic``) and scale the groups (``Scale``)."""
+    return _dynamic_supervisors(backoff)
+
+
+@functools.cache
+def _dynamic_supervisors(backoff: bool) -> st.SearchStrategy[DynamicSupervisor]:
+    """A dynamic supervisor of idle workers (every restart type, sometimes a
+    ``max_children``), or an instance group of 0 to 3 of them."""
+
+    @st.composite
+    def draw_dynamic(draw: st.DrawFn) -> DynamicSupervisor:
+        template = child("t", idle, restart=draw(_RESTARTS))
+        settings: dict[str, Any] = {
+            "intensity": draw(_INTENSITY),
+            "period": draw(_PERIOD),
+            "backoff": draw(_BACKOFF) if backoff and draw(_WITH_BACKOFF) == 3 else None,
+        }
+        if draw(st.booleans()):
+            return DynamicSupervisor(template, instances=draw(st.integers(0, 3)), **settings)
+        return DynamicSupervisor(template, max_children=draw(st.sampled_from([None, 1, 2, 3])), **settings)
+
+    return draw_dynamic()
+
+
 # -- schedules ------------------------------------------------------------------------
 
 
@@ -203,6 +235,8 @@ def paths_of(spec: Supervisor) -> tuple[list[Path], list[Path]]:
 
     def walk(path: Path, sup: Supervisor) -> None:
         sups.append(path)
+        if isinstance(sup, DynamicSupervisor):  # the children start_child(*args) or scale may add
+            children.extend((*path, str(n)) for n in range(5))
         for c in sup.children:
             children.append((*path, c.id))
             if isinstance(c.start, Supervisor):
@@ -214,6 +248,14 @@ def paths_of(spec: Supervisor) -> tuple[list[Path], list[Path]]:
 
     walk((), spec)
     return children, sups
+
+
+def _dynamic_supervisors_of(spec: Supervisor, path: Path = ()) -> list[tuple[Path, DynamicSupervisor]]:
+    found = [(path, spec)] if isinstance(spec, DynamicSupervisor) else []
+    for c in spec.children:
+        if isinstance(c.start, Supervisor):
+            found += _dynamic_supervisors_of(c.start, (*path, c.id))
+    return found
 
 
 def static_paths(spec: Supervisor) -> list[Path]:
@@ -258,6 +300,9 @@ def _templates(stop_tree: bool, commands: bool) -> st.SearchStrategy[tuple[Any, 
             st.tuples(st.just("restart"), _WHICH, _INDEX),
             st.tuples(st.just("delete"), _WHICH, _INDEX),
             st.tuples(st.just("start_child"), _INDEX, _DYNAMIC_SPEC),
+            st.tuples(st.just("start_dynamic"), _INDEX, st.integers(0, 2)),
+            st.tuples(st.just("start_dynamic"), _INDEX, st.integers(0, 2)),
+            st.tuples(st.just("scale"), _INDEX, st.integers(0, 4)),
         ]
     if stop_tree:  # rare: it ends the run
         options.append(st.one_of(st.tuples(st.just("stop")), advance, advance, advance))
@@ -293,6 +338,9 @@ class Paths:
         self.static = [p for p in children if DYNAMIC_WORKER not in p and DYNAMIC_SUPERVISOR not in p]
         self.dynamic = [p for p in children if p not in self.static]
         self.taken = sorted({c.id for c in spec.children}) or [DYNAMIC_WORKER]
+        dynamic = dict(_dynamic_supervisors_of(spec))
+        self.dynamic_sups = [path for path, sup in dynamic.items() if sup.instances is None] or self.sups
+        self.groups = [path for path, sup in dynamic.items() if sup.instances is not None] or self.sups
 
     def path(self, which: int, index: int, live: Sequence[Path] | None = None) -> Path:
         pool: Sequence[Path]
@@ -353,6 +401,10 @@ class Paths:
             return DeleteChild(self.path(template[1], template[2], live))
         if kind == "start_child":
             return StartChild(self.sups[template[1] % len(self.sups)], self.dynamic_spec(template[2]))
+        if kind == "start_dynamic":
+            return StartDynamic(self.dynamic_sups[template[1] % len(self.dynamic_sups)], (template[2],) * template[2])
+        if kind == "scale":
+            return Scale(self.groups[template[1] % len(self.groups)], template[2])
         return StopTree()
 
     def dynamic_spec(self, template: tuple[Any, ...]) -> ChildSpec:

@@ -127,6 +127,24 @@ TestCoreAgreesWithModelCustomPlans = machine_with(Model, TREES_WITH_CUSTOM_PLANS
 TestCoreAgreesWithModelCustomPlans.settings = BUDGET
 
 
+# ... and over trees sure to hold a dynamic supervisor or an instance group (the
+# trees above hold some too, less often), with its children started, exited and scaled.
+TREES_WITH_DYNAMIC = st.builds(
+    lambda dynamic, rest, strategy: sv.Supervisor(
+        [sv.child("z", dynamic), *rest.children],
+        strategy=strategy,
+        intensity=rest.intensity,
+        period=rest.period,
+        auto_shutdown=rest.auto_shutdown,
+    ),
+    sst.dynamic_supervisors(),
+    sst.supervisors(max_depth=1, max_children=3, root_intensity=2, custom_plans=()),
+    st.sampled_from(list(sv.Strategy)),
+)
+TestCoreAgreesWithModelDynamic = machine_with(Model, TREES_WITH_DYNAMIC).TestCase
+TestCoreAgreesWithModelDynamic.settings = BUDGET
+
+
 def test_describe_supervisor_shows_the_whole_tree() -> None:
     async def work(ctx: sv.Context) -> None: ...
 
@@ -185,6 +203,21 @@ class WindowExcludesItsEdge(Model):
         return len([t for t in sup.restarts if self.now - t < sup.spec.period]) <= sup.spec.intensity
 
 
+class DynamicKeepsEndedChildren(Model):
+    """Wrong: a dynamic supervisor keeps the children that ended (as an ordinary one does)."""
+
+    def removes_ended(self, sup: Sup) -> bool:
+        return False
+
+
+class MaxChildrenCountsRunningOnly(Model):
+    """Wrong: max_children counts only the running children, not those restarting."""
+
+    def has_room(self, sup: Sup, max_children: int | None) -> bool:
+        running = [kid for kid in sup.kids if kid.status.value == "running"]
+        return max_children is None or len(running) < max_children
+
+
 BAD_MODELS = [
     PerChildIntensity,
     RestForOneRestartsTheOnesBefore,
@@ -194,9 +227,12 @@ BAD_MODELS = [
 ]
 
 
-@pytest.mark.parametrize("bad_model", BAD_MODELS, ids=lambda m: m.__name__)
+BAD_DYNAMIC_MODELS = [DynamicKeepsEndedChildren, MaxChildrenCountsRunningOnly]
+
+
+@pytest.mark.parametrize("bad_model", BAD_MODELS + BAD_DYNAMIC_MODELS, ids=lambda m: m.__name__)
 def test_the_machine_catches_a_bad_model(bad_model: type[Model], capsys: pytest.CaptureFixture[str]) -> None:
-    machine = machine_with(bad_model, TREES)
+    machine = machine_with(bad_model, TREES_WITH_DYNAMIC if bad_model in BAD_DYNAMIC_MODELS else TREES)
     # The budget the real test has, derandomized: this is proof that a green
     # TestCoreAgreesWithModel would have caught the mistake.
     budget = settings(

@@ -65,7 +65,7 @@ def test_every_field_maps_onto_the_specs() -> None:
     assert dict(start.env) == {"MODE": "prod", "WORKERS": "4"}
     assert start.stop_signal == signal.SIGINT
     assert start.ready == sv.ready.port(8000)
-    assert start.output == "/srv/app/logs/web.log"
+    assert start.output == sv.log_file("/srv/app/logs/web.log")  # written by the supervisor
 
 
 def test_defaults() -> None:

@@ -323,7 +323,10 @@ def test_status_json_of_a_stopped_child_has_its_last_exit(run: Run) -> None:
     assert web["status"] == "terminated" and web["uptime"] is None
     assert web["last_exit"]["reason"] == "shutdown" and web["last_exit"]["signal"] == signal.SIGTERM
     human = run.cli("status", "web").stdout
-    assert re.search(r"^web\s+process\s+terminated\s+-\s+-\s+0\s+shutdown \(SIGTERM\), [\d.]+s ago$", human, re.M)
+    # PATH KIND STATUS PID CPU% RSS UPTIME RESTARTS LAST EXIT
+    assert re.search(
+        r"^web\s+process\s+terminated\s+-\s+-\s+-\s+-\s+0\s+shutdown \(SIGTERM\), [\d.]+s ago$", human, re.M
+    )
 
 
 def test_notifier_speaks_to_abstract_sockets_and_the_watchdog_checks_its_pid(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,6 +25,8 @@ class Host:
         self.tree: sv.Tree | None = tree
         self.recorder = None
         self.output = OutputLog()
+        self.observer = None  # no figures beyond the tree's own
+        self.http_url = None
 
     def now(self) -> float:
         return 0.0

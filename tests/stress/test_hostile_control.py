@@ -144,13 +144,22 @@ def test_half_open_connections_do_not_stop_the_server(run: Run) -> None:
 def test_many_connections_at_once(run: Run) -> None:
     baseline = fds(run.proc.pid)
     held = [connect(run.control) for _ in range(150)]
-    for sock in held:
-        sock.sendall(b'{"v":1,"cmd":"ping"}\n')
-        sock.shutdown(socket.SHUT_WR)
+    refused_early = set()
+    for index, sock in enumerate(held):
+        try:
+            sock.sendall(b'{"v":1,"cmd":"ping"}\n')
+            sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            # Beyond the 64 slots the server answers Busy and closes at once, possibly
+            # before this request is even sent: the send then fails, which is a refusal.
+            refused_early.add(index)
     answers = [errors(replies(sock, reset_ok=True)) for sock in held]
     for sock in held:
         sock.close()
-    assert all(answer in (["ok"], ["Busy"]) for answer in answers), answers
+    # A refused connection may also lose its Busy reply to the reset that closing a
+    # socket with an unread request causes: [] is a refusal too, never a wrong answer.
+    assert all(answer in (["ok"], ["Busy"], []) for answer in answers), answers
+    assert answers.count(["ok"]) + answers.count(["Busy"]) + len(refused_early) >= 64
     assert answers.count(["ok"]) >= 64  # every slot served
     wait_until(lambda: fds(run.proc.pid) <= baseline + 1, "the server to close the connections")
     still_serving(run)

@@ -1,0 +1,258 @@
+"""The exec helper applies a process child's settings before exec: real processes,
+checked from the outside (``/proc/PID/status``) and as the child reports them."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervision._core.settings import Settings
+from supervision._process import helper as _helper
+from supervision._process.settings import SetLimit, SettingFailed, prepare, settings
+from supervision._process.spawn import _elf
+
+pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="the exec helper is x86-64 code")
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT and not os.environ.get("CI"), reason="switching users needs root")
+
+REPORT = (
+    "umask; ulimit -Sn; ulimit -Hn; ulimit -c; cut -d' ' -f19 /proc/self/stat; cat /proc/self/oom_score_adj; "
+    "ls /proc/self/fd | wc -l"
+)
+
+
+@pytest.fixture(scope="module")
+def helper() -> Iterator[str]:
+    fd = os.memfd_create("supervision-test-helper", os.MFD_CLOEXEC)
+    os.write(fd, _elf(_helper.HELPER_X86_64, 0x3E))
+    try:
+        yield f"/proc/{os.getpid()}/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
+def _common(stdout: int | None) -> dict[str, Any]:
+    return {
+        "cwd": "/",
+        "env": {"PATH": "/usr/bin:/bin"},
+        "stdin": subprocess.DEVNULL,
+        "stdout": stdout,
+        "stderr": stdout,
+        "start_new_session": True,
+        "close_fds": True,
+    }
+
+
+def _run(helper: str | None, script: str, given: Settings, parent: int = 0) -> list[str]:
+    """Run ``sh -c script`` with ``given`` settings (through the helper, or with
+    preexec_fn if ``helper`` is None); its output lines."""
+    steps = prepare(given).steps
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        if helper is None:
+            pid = _helper.spawn_preexec(
+                ["/bin/sh", "-c", script], _common(write_end), parent=0, steps=steps, prctl=None
+            )
+        else:
+            pid = _helper.spawn(helper, ["sh", "-c", script], "/bin/sh", _common(write_end), parent=parent, steps=steps)
+    finally:
+        os.close(write_end)
+    with os.fdopen(read_end, "rb") as output:
+        text = output.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    return text.split()
+
+
+@pytest.mark.parametrize("via", ["helper", "preexec"])
+def test_umask_limits_nice_and_oom_score_as_the_child_reports_them(helper: str, via: str) -> None:
+    given = settings(("web",), umask="027", limits={"nofile": (100, 200), "core": 0}, nice=7, oom_score_adj=250)
+    umask, soft, hard, core, nice, oom, fds = _run(helper if via == "helper" else None, REPORT, given)
+    assert (umask, soft, hard, core, nice, oom) == ("0027", "100", "200", "0", "7", "250")
+    assert int(fds) == 4  # 0, 1, 2 and ls's own directory: no pipe of ours leaked
+
+
+def test_no_settings_runs_the_program_unchanged(helper: str) -> None:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    lines = _run(helper, "umask; cat /proc/self/oom_score_adj", Settings())
+    assert lines == [f"{umask:04o}", Path("/proc/self/oom_score_adj").read_text().strip()]
+
+
+@needs_root
+@pytest.mark.parametrize("via", ["helper", "preexec"])
+def test_user_nobody_seen_in_proc_status(helper: str, via: str) -> None:
+    nobody = pwd.getpwnam("nobody")
+    given = settings(("web",), user="nobody")
+    prepared = prepare(given)
+    assert prepared.env["USER"] == "nobody" and prepared.env["HOME"] == nobody.pw_dir
+    common = _common(None)
+    if via == "helper":
+        pid = _helper.spawn(
+            helper, ["sleep", "30"], shutil.which("sleep") or "/bin/sleep", common, parent=0, steps=prepared.steps
+        )
+    else:
+        pid = _helper.spawn_preexec(["sleep", "30"], common, parent=0, steps=prepared.steps, prctl=None)
+    try:
+        status = _status(pid)
+        assert status["Uid"] == [nobody.pw_uid] * 4
+        assert status["Gid"] == [nobody.pw_gid] * 4
+        assert status["Groups"] == sorted(set(os.getgrouplist("nobody", nobody.pw_gid)))
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def _status(pid: int) -> dict[str, list[int]]:
+    fields: dict[str, list[int]] = {}
+    deadline = time.monotonic() + 10
+    while True:  # until the helper has exec'd (spawn returns after exec: at once)
+        with open(f"/proc/{pid}/status") as file:
+            for line in file:
+                name, _, value = line.partition(":")
+                if name in ("Uid", "Gid", "Groups"):
+                    fields[name] = (
+                        sorted(int(v) for v in value.split()) if name == "Groups" else [int(v) for v in value.split()]
+                    )
+        if fields.get("Uid") or time.monotonic() > deadline:
+            return fields
+
+
+@needs_root
+def test_pdeathsig_survives_the_user_switch(helper: str) -> None:
+    """Changing credentials clears PR_SET_PDEATHSIG: the helper sets it after the
+    switch, so a child running as nobody still dies with its supervisor."""
+    read_end, write_end = os.pipe()
+    middle = os.fork()
+    if middle == 0:  # a stand-in supervisor: spawns, reports the pid, dies hard
+        try:
+            os.close(read_end)
+            steps = prepare(settings(("web",), user="nobody")).steps
+            pid = _helper.spawn(helper, ["sleep", "60"], "/bin/sleep", _common(None), parent=os.getpid(), steps=steps)
+            os.write(write_end, str(pid).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child = int(pipe.read())
+    os.waitpid(middle, 0)
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{child}") and _state(child) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gone = not os.path.exists(f"/proc/{child}") or _state(child) == "Z"
+    if not gone:
+        os.kill(child, signal.SIGKILL)
+    assert gone, "the child outlived its supervisor"
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+@pytest.mark.parametrize("via", ["helper", "preexec"])
+def test_a_setting_that_fails_is_a_start_failure_naming_it(helper: str, via: str) -> None:
+    hard = int(Path("/proc/sys/fs/nr_open").read_text()) + 1  # above what even root may set
+    given = settings(("web",), umask=0o077, limits={"nofile": (hard, hard)})
+    steps = prepare(given).steps
+    with pytest.raises(SettingFailed) as caught:
+        if via == "helper":
+            _helper.spawn(helper, ["true"], "/bin/true", _common(None), parent=0, steps=steps)
+        else:
+            _helper.spawn_preexec(["/bin/true"], _common(None), parent=0, steps=steps, prctl=None)
+    assert isinstance(caught.value.step, SetLimit)
+    assert re.match(rf"setting limit nofile to {hard}:{hard}: ", str(caught.value))
+
+
+def test_a_missing_program_is_still_reported_after_the_steps(helper: str) -> None:
+    steps = prepare(settings(("web",), umask=0o077, nice=1)).steps
+    with pytest.raises(FileNotFoundError):
+        _helper.spawn(helper, ["nope"], "/nonexistent/nope", _common(None), parent=0, steps=steps)
+
+
+@needs_root
+def test_another_user_without_root_fails_with_a_clear_error(helper: str, tmp_path: Path) -> None:
+    """A supervisor that is not root cannot run a child as another user; as
+    itself it can (nothing to switch)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)  # now "nobody", like a supervisor run by a user
+            # A process that changed its uid is not dumpable, so its /proc/PID/fd
+            # (where the helper is run from) would be root's: undo that.
+            ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+            helper = f"/proc/{os.getpid()}/fd/{helper.rpartition('/')[2]}"
+            own = prepare(settings(("web",), user="nobody")).steps
+            _, status = os.waitpid(_helper.spawn(helper, ["true"], "/bin/true", _common(None), parent=0, steps=own), 0)
+            try:
+                steps = prepare(settings(("web",), user="daemon")).steps
+                _helper.spawn(helper, ["true"], "/bin/true", _common(None), parent=0, steps=steps)
+                message = "started"
+            except SettingFailed as exc:
+                message = str(exc)
+            os.write(write_end, f"{len(own)} {status}\n{message}".encode())
+            code = 0
+        except BaseException as exc:
+            os.write(write_end, repr(exc).encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read().decode()
+    os.waitpid(pid, 0)
+    first, message = report.split("\n", 1)
+    assert first == "0 0", report  # as itself: no steps, and the child ran
+    assert message == "cannot run as user 'daemon' (uid 1): the supervisor is not root (it runs as uid 65534)"
+
+
+def test_the_encoded_program_reports_the_step_owning_each_system_call() -> None:
+    steps = prepare(settings(("web",), limits={"core": 0}, oom_score_adj=10, umask=0o22)).steps
+    program, owners = _helper.encode(steps)
+    assert owners == [0, 1, 1, 2]  # the OOM score takes an open and a write
+    assert int.from_bytes(bytes.fromhex(program[:16]), "little") == 4
+
+
+def test_the_helper_bytes_are_the_documented_source(tmp_path: Path) -> None:
+    """Assemble the source in ``_helper``'s docstring and compare with the bytes."""
+    assembler = shutil.which("as")
+    objcopy = shutil.which("objcopy")
+    if assembler is None or objcopy is None:
+        if os.environ.get("CI"):
+            pytest.fail("binutils (as, objcopy) must be installed in CI")
+        pytest.skip("binutils (as, objcopy) not installed")
+    doc = _helper.__doc__ or ""
+    source = doc.split("compares::\n", 1)[1]
+    lines = [".intel_syntax noprefix", ".globl _start"]
+    for raw in source.splitlines():
+        body = raw.split("#")[0].strip()  # statements are joined with "; "
+        if not body:
+            continue
+        label, _, rest = body.partition(":") if re.match(r"^[\w.]+:", body) else ("", "", body)
+        if label:
+            lines.append(f"{label}:")
+        lines.extend(part.strip() for part in rest.split("; ") if part.strip())
+    (tmp_path / "helper.s").write_text("\n".join(lines) + "\n")
+    subprocess.run([assembler, "--64", "-o", str(tmp_path / "helper.o"), str(tmp_path / "helper.s")], check=True)
+    subprocess.run(
+        [objcopy, "-O", "binary", "-j", ".text", str(tmp_path / "helper.o"), str(tmp_path / "helper.bin")], check=True
+    )
+    assert (tmp_path / "helper.bin").read_bytes() == _helper.HELPER_X86_64
