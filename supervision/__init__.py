@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     # 'X as X': re-exported for type checkers (the names load lazily, see __getattr__)
     from . import health as health
+    from . import lease as lease
     from . import ready as ready
+    from . import stores as stores
     from ._core.dynamic import DynamicSupervisor as DynamicSupervisor
     from ._core.errors import AlreadyPresent as AlreadyPresent
     from ._core.errors import AlreadyStarted as AlreadyStarted
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
     from ._core.events import Event as Event
     from ._core.events import ExitReason as ExitReason
     from ._core.events import HealthChanged as HealthChanged
+    from ._core.events import LeaderAcquired as LeaderAcquired
+    from ._core.events import LeaderLost as LeaderLost
     from ._core.events import ReloadApplied as ReloadApplied
     from ._core.events import ReloadRejected as ReloadRejected
     from ._core.events import RestartScheduled as RestartScheduled
@@ -106,6 +110,8 @@ __all__ = [
     "HealthChanged",
     "HealthCheckFailed",
     "Listen",
+    "LeaderAcquired",
+    "LeaderLost",
     "LogFile",
     "LoopClock",
     "NotFound",
@@ -136,12 +142,14 @@ __all__ = [
     "health",
     "listen",
     "listen_fds",
+    "lease",
     "log_file",
     "prefixed",
     "process",
     "ready",
     "run",
     "start",
+    "stores",
 ]
 
 _WHERE: dict[str, str] = {
@@ -154,6 +162,8 @@ _WHERE: dict[str, str] = {
     "listen": "._core.listen",
     "RestartMode": "._core.spec",
     "listen_fds": "._process.activation",
+    "stores": ".stores",
+    "lease": ".lease",
     "AlreadyPresent": "._core.errors",
     "AlreadyStarted": "._core.errors",
     "ChildRestarting": "._core.errors",
@@ -175,6 +185,8 @@ _WHERE: dict[str, str] = {
     "ChildStarted": "._core.events",
     "Event": "._core.events",
     "ExitReason": "._core.events",
+    "LeaderAcquired": "._core.events",
+    "LeaderLost": "._core.events",
     "ReloadApplied": "._core.events",
     "ReloadRejected": "._core.events",
     "RestartScheduled": "._core.events",
@@ -208,6 +220,9 @@ _WHERE: dict[str, str] = {
 }
 """Where each public name lives: the module it is loaded from, relative to this package."""
 
+_MODULES = frozenset({"ready", "health", "stores", "lease"})
+"""Public names that are modules themselves (``sv.ready``, ``sv.stores``, ``sv.lease``)."""
+
 
 def __getattr__(name: str) -> Any:
     """Load a public name's module on first use; ``sv.testing`` too (it is for tests)."""
@@ -216,8 +231,8 @@ def __getattr__(name: str) -> Any:
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'supervision' has no attribute {name!r}")
-    if name in ("ready", "health"):
-        value = importlib.import_module(f".{name}", __name__)
+    if name in _MODULES:
+        value = importlib.import_module(where, __name__)
     else:
         module = importlib.import_module(where, __name__)
         # Every public name of that module at once. Users see sv.X, not

@@ -2,7 +2,7 @@
 
 ::
 
-    supervision run TARGET [--name N] [--control PATH | --no-control] [--debug]
+    supervision run TARGET [--name N] [--control PATH | --no-control] [--fresh] [--no-store] [--debug]
                            [--http ADDR] [--termination-log PATH] [--log-format FORMAT]
     supervision status [PATH] [--json]
     supervision top [--interval SECONDS]
@@ -102,6 +102,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     run.add_argument("target", help="pkg.module:build, path/to/file.py[:name], or a services file (.toml)")
     run.add_argument("--no-control", action="store_true", help="serve no control socket")
     run.add_argument(
+        "--fresh", action="store_true", help="start without the snapshots saved by earlier runs (and forget them)"
+    )
+    run.add_argument(
+        "--no-store", action="store_true", help="keep snapshots in memory only (default: SQLite beside the socket)"
+    )
+    run.add_argument(
         "--debug", action="store_true", help="log at DEBUG, with whole tracebacks (a tree that fails to build, say)"
     )
     observe.add_run_options(run)
@@ -151,7 +157,9 @@ def _run(args: argparse.Namespace) -> int:
             level=logging.DEBUG, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     control: Any = None if args.no_control else args.control
-    kwargs: dict[str, Any] = {"name": args.name, **observe.run_options(args)}
+    kwargs: dict[str, Any] = {"name": args.name, "fresh": args.fresh, **observe.run_options(args)}
+    if args.no_store:
+        kwargs["store"] = None
     if control is not None or args.no_control:
         kwargs["control"] = control
     try:
@@ -405,7 +413,7 @@ def format_status(status: dict[str, Any]) -> str:
             (
                 "  " * depth + node["path"],
                 node["kind"],
-                node["status"],
+                f"{node['status']} ({_role(node)})" if node.get("role") else node["status"],
                 *((node.get("health") or "-",) if probed else ()),
                 str(node["pid"]) if node["pid"] is not None else "-",
                 cpu,
@@ -427,6 +435,11 @@ def format_status(status: dict[str, Any]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows
     ]
     return "\n".join([header, *(line.rstrip() for line in lines)])
+
+
+def _role(node: dict[str, Any]) -> str:
+    """A leader-gated supervisor's role: ``leader, fence 42`` or ``standby``."""
+    return f"leader, fence {node['fence']}" if node["role"] == "leader" else str(node["role"])
 
 
 def last_exit(found: dict[str, Any] | None) -> str:

@@ -206,6 +206,38 @@ class HealthChanged(Event):
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaderAcquired(Event):
+    """A leader-gated supervisor's root won its lease; its children start now.
+    ``fence`` is the term's fencing token (``ctx.fence``). See docs/distributed.md.
+
+    >>> import supervision as sv
+    >>> event = sv.LeaderAcquired(path=("singletons",), time=0.0, name="billing", fence=42)
+    >>> event.fence
+    42
+    """
+
+    name: str
+    fence: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaderLost(Event):
+    """A leader-gated supervisor lost its lease (``reason``: the lease expired or
+    was revoked, keep-alives went unanswered, or ``"stopped"``); its children
+    were stopped, and it campaigns again unless it was stopped.
+
+    >>> import supervision as sv
+    >>> event = sv.LeaderLost(path=("singletons",), time=9.0, name="billing", fence=42, reason="stopped")
+    >>> event.reason
+    'stopped'
+    """
+
+    name: str
+    fence: int
+    reason: str
+
+
 def describe(event: Event) -> str:
     """A one-line human description, used for logging."""
     where = "/".join(event.path) or "/"

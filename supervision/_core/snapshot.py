@@ -83,6 +83,9 @@ class PathStore:
         return self.snapshots.get(path, default)
 
     def save(self, path: tuple[str, ...], value: Any) -> None:
+        """Keep ``value`` as the snapshot of ``path``; ``TypeError`` unless it is
+        immutable plain data (:func:`check_immutable`)."""
+        check_immutable(value)
         self.snapshots[path] = value
 
     def count_start(self, path: tuple[str, ...]) -> int:

@@ -19,6 +19,7 @@ from pyrsistent import PMap, pmap
 
 from .. import ready as _ready
 from .errors import SpecError
+from .leader import Lease, leader_problem
 from .paths import Path
 from .settings import NO_SETTINGS, OutputSpec, Settings
 from .snapshot import check_immutable
@@ -462,6 +463,35 @@ def child(
     )
 
 
+def stop_time(children: Iterable[ChildSpec]) -> float:
+    """The longest a supervisor takes to stop ``children``: they stop one after
+    another, each within its ``shutdown`` (``math.inf`` for ``INFINITY``); a
+    nested supervisor with ``shutdown=INFINITY`` takes as long as its own children."""
+
+    def one(child: ChildSpec) -> float:
+        nested = child.start if isinstance(child.start, Supervisor) else None
+        if child.shutdown is BRUTAL_KILL:
+            return 0.0
+        if child.shutdown is INFINITY:
+            return stop_time(nested.children) if nested is not None else math.inf
+        if nested is not None:
+            return min(float(child.shutdown), stop_time(nested.children))
+        return float(child.shutdown)
+
+    return math.fsum(one(child) for child in children)
+
+
+def _check_leader(lease: object, children: tuple[ChildSpec, ...]) -> None:
+    """``leader=`` takes a lease (``sv.lease.etcd(...)``) whose ttl leaves the
+    children time to stop before the lease can be granted elsewhere."""
+    ttl = getattr(lease, "ttl", None)
+    if not callable(getattr(lease, "election", None)) or not isinstance(ttl, int):
+        raise SpecError((), "leader", f"must be a lease such as sv.lease.etcd(...), got {lease!r}")
+    problem = leader_problem(stop_time(children), ttl)
+    if problem is not None:
+        raise SpecError((), "leader", problem)
+
+
 class Supervisor:
     """A supervisor spec: its children in start order and how it restarts them.
 
@@ -478,8 +508,9 @@ class Supervisor:
     period: float = 5.0
     auto_shutdown: AutoShutdown | str = AutoShutdown.NEVER
     backoff: Backoff | None = None
+    leader: Lease | None = None
 
-    _FIELDS: ClassVar[tuple[str, ...]] = ("strategy", "intensity", "period", "auto_shutdown", "backoff")
+    _FIELDS: ClassVar[tuple[str, ...]] = ("strategy", "intensity", "period", "auto_shutdown", "backoff", "leader")
     children: tuple[ChildSpec, ...]
 
     def __init__(
@@ -491,6 +522,7 @@ class Supervisor:
         period: float = _UNSET,
         auto_shutdown: AutoShutdown | str = _UNSET,
         backoff: Backoff | None = _UNSET,
+        leader: Lease | None = _UNSET,
     ) -> None:
         path: Path = ()
         given = {
@@ -499,6 +531,7 @@ class Supervisor:
             "period": period,
             "auto_shutdown": auto_shutdown,
             "backoff": backoff,
+            "leader": leader,
         }
         values = {k: (getattr(type(self), k) if v is _UNSET else v) for k, v in given.items()}
         values["strategy"] = _enum(Strategy, values["strategy"], path, "strategy")
@@ -521,6 +554,8 @@ class Supervisor:
             seen.add(spec.id)
             if spec.significant and values["auto_shutdown"] is AutoShutdown.NEVER:
                 raise SpecError((spec.id,), "significant", "a significant child needs auto_shutdown other than 'never'")
+        if values["leader"] is not None:
+            _check_leader(values["leader"], kids)
         for key, value in values.items():
             object.__setattr__(self, key, value)
         object.__setattr__(self, "children", kids)

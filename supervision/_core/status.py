@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .leader import Role
 from .spec import Kind
 
 
@@ -70,6 +71,10 @@ class ChildInfo:
     pid: int | None = None
     health: Health | None = None
     """For a running child with a ``health=`` probe (see :class:`Health`); else None."""
+    role: Role | None = None
+    """For a running leader-gated supervisor (``leader=``): ``"leader"`` or ``"standby"``."""
+    fence: int | None = None
+    """For a leader: the fencing token of its term."""
 
 
 class IntensityFill(NamedTuple):

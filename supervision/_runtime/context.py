@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from .._core.durable import DurablePaths
 from .._core.paths import Path
 from .._core.snapshot import check_immutable
 
@@ -81,9 +82,21 @@ class Context:
         ``value`` must be immutable plain data (pyrsistent structures, tuples,
         frozensets, str, int, float, bool, None, bytes), else ``TypeError``.
         """
-        check_immutable(value)
         if self._alive:
-            self._store.save(self.path, value)
+            self._store.save(self.path, value)  # checks the value (or its store's codec does)
+        else:
+            check_immutable(value)
+
+    @property
+    def fence(self) -> int | None:
+        """The fencing token of the term this child runs under, if a supervisor
+        above it is leader-gated (``leader=``), else None. It grows from term to
+        term across every root: pass it with each write to a system that rejects
+        tokens smaller than the largest it has seen (docs/distributed.md). OS
+        processes get it as ``SUPERVISION_FENCE``."""
+        store = self._store
+        fence = store.fence(self.path) if isinstance(store, DurablePaths) else None
+        return fence.revision if fence is not None else None
 
     def register(self, value: Any, name: str | None = None) -> None:
         """Publish ``value`` (a queue, a client, an object with methods) for others

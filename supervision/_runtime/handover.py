@@ -52,6 +52,9 @@ async def reexec(tree: Tree) -> NoReturn:
     await mechanism.check(tree.source)
     checked = time.monotonic()
     stopped = await _stop_workers(tree)
+    store = tree._runtime.snapshot_store
+    if store is not None:  # what the workers saved last is written before the exec
+        await store.flush()
     try:
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, BLOCKED)
         try:

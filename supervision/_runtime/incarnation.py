@@ -23,6 +23,7 @@ from .._core.messages import Init, Outcome, StartDone, StartFailed, StopDone, Up
 from .._core.paths import Path, format_path
 from .._core.snapshot import PathStore
 from .._core.spec import BRUTAL_KILL, INFINITY, ChildSpec, ShutdownSpec, Supervisor
+from .._core.store import SnapshotStore
 from .._process.output import OutputSink, write_prefixed
 from .._process.sockets import SocketPool
 from .clock import Clock
@@ -48,6 +49,9 @@ class Runtime:
         self.clock = clock
         self.rng = rng
         self.store = PathStore()
+        self.snapshot_store: SnapshotStore | None = None
+        """Where the snapshots in ``store`` are written (``sv.start(store=...)``);
+        closed once the tree has stopped."""
         self.hub = EventHub()
         self.registry = Registry()
         """Values the workers published (``ctx.register``), found by ``tree.whereis``."""

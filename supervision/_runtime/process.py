@@ -19,6 +19,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from .. import ready as _ready
+from .._core.durable import DurablePaths
 from .._core.errors import ProcessExited, ProcessLost
 from .._core.events import ExitReason
 from .._core.messages import Outcome, StopDone
@@ -125,6 +126,10 @@ class ProcessIncarnation(Incarnation):
         try:
             settings = prepare(spec.settings)  # OSError: no such user, a missing env file
             env = environment(spec, invocation, settings)
+            paths = self.runner.runtime.store
+            fence = paths.fence(self.path) if isinstance(paths, DurablePaths) else None
+            if fence is not None:  # a leader-gated child: the fencing token of its term
+                env[b"SUPERVISION_FENCE"] = str(fence.revision).encode()
             if self.spec.sockets:
                 listen = self._sockets(env)
                 first[b"LISTEN_PID"] = _PID_PLACEHOLDER

@@ -11,6 +11,7 @@ the operation and feeds its completion back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections import deque
@@ -18,9 +19,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from .._core.diff import Plan
+from .._core.durable import DurablePaths, Route
 from .._core.dynamic_machine import make_core
 from .._core.errors import StartError, SupervisorNotRunning
-from .._core.events import ExitReason
+from .._core.events import ExitReason, LeaderAcquired, LeaderLost
+from .._core.leader import LeaderElection, LeaderTerm, Lease, Role, guard
 from .._core.machine import Child, SupervisorCore
 from .._core.messages import (
     Adopt,
@@ -32,6 +35,7 @@ from .._core.messages import (
     Exited,
     Fail,
     Forget,
+    Init,
     Input,
     Outcome,
     Ready,
@@ -50,8 +54,9 @@ from .._core.messages import (
     UpdateSupervisor,
 )
 from .._core.paths import Path, format_path
-from .._core.spec import ChildSpec, Kind, Supervisor
-from .._core.status import ChildInfo, Health, Status
+from .._core.spec import ChildSpec, Kind, Supervisor, stop_time
+from .._core.status import ChildInfo, Health, Phase, Status
+from .._core.store import SnapshotStore
 from .clock import TimerHandle
 from .incarnation import Completion, Incarnation, Runtime, WorkerIncarnation
 from .process import ProcessIncarnation
@@ -278,6 +283,8 @@ class SupervisorRunner:
             return WorkerIncarnation(self, id, token, spec, path, starts)
         if kind is Kind.PROCESS:
             return ProcessIncarnation(self, id, token, spec, path, starts)
+        if isinstance(spec.start, Supervisor) and spec.start.leader is not None:
+            return GatedIncarnation(self, id, token, spec, path, starts)
         return SupervisorIncarnation(self, id, token, spec, path, starts)
 
     def _adopt(self, effect: Adopt) -> Completion | None:
@@ -491,11 +498,180 @@ class SupervisorRunner:
         if child.spec.health is not None and running:
             healthy = child.health.healthy
             health = Health.UNKNOWN if healthy is None else Health.HEALTHY if healthy else Health.UNHEALTHY
+        role = incarnation.role if isinstance(incarnation, GatedIncarnation) and running else None
+        fence = incarnation.fence if isinstance(incarnation, GatedIncarnation) and running else None
         starts = self.runtime.store.starts.get(child.path, 0)
-        return ChildInfo(child.spec.id, child.spec.kind, child.status, starts, pid, health)
+        return ChildInfo(
+            child.spec.id, child.spec.kind, child.status, starts, pid, health=health, role=role, fence=fence
+        )
 
     def child_runner(self, id: str) -> SupervisorRunner | None:
         incarnation = self.incarnations.get(id)
         if isinstance(incarnation, SupervisorIncarnation) and incarnation.child.finished is None:
             return incarnation.child
         return None
+
+
+# -- leader-gated supervisors ----------------------------------------------------------
+#
+# A supervisor with ``leader=`` runs its children only while its root holds the
+# lease (docs/distributed.md; the rules are ``_core.leader``'s). Its incarnation
+# reports itself started at once, as a standby, and runs a session task:
+# campaign; on winning, read the subtree's snapshots from the lease's shared store,
+# route the subtree's saves there fenced by the term, and start a runner for the
+# children; on losing, stop that runner at once and campaign again. Only this task
+# touches the election. The lease is known only through ``_core.leader.Lease``.
+
+
+class GatedIncarnation(SupervisorIncarnation):
+    """A nested supervisor that runs its children only while its root leads."""
+
+    kind = "supervisor"
+    __slots__ = ("election", "role", "session", "shared", "term")
+
+    def start(self) -> Any:
+        spec = self.spec.start
+        assert isinstance(spec, Supervisor)
+        lease: Lease | None = getattr(spec, "leader", None)
+        assert lease is not None
+        runtime = self.runner.runtime
+        self.role = Role.STANDBY
+        self.term: LeaderTerm | None = None
+        self.election: LeaderElection = lease.election(guard=guard(stop_time(spec.children)))
+        self.shared: SnapshotStore | None = lease.snapshot_store()
+        paths = runtime.store
+        if isinstance(paths, DurablePaths):
+            # No fence until a term begins: nothing is written for the subtree meanwhile.
+            paths.routes[self.path] = Route(self.shared)
+        # A runner that never starts: what handles see while this root is a standby.
+        self.child = SupervisorRunner(runtime, spec, self.path)
+        self.session = runtime.loop.create_task(self._session(lease), name=f"leader {format_path(self.path)}")
+        self.session.add_done_callback(self._session_ended)
+        return self._done()
+
+    def _session_ended(self, session: asyncio.Task[None]) -> None:
+        if session.cancelled() or self.stopping:
+            return
+        error = session.exception()
+        if error is not None:  # a bug, or the lease's store refused to open: this supervisor crashed
+            logger.error("%s: leader session failed: %r", format_path(self.path), error)
+            self.runner.child_exited(self, Outcome(ExitReason.CRASH, error))
+
+    @property
+    def fence(self) -> int | None:
+        return self.term.fence if self.term is not None and self.role is Role.LEADER else None
+
+    async def _session(self, lease: Lease) -> None:
+        try:
+            await self._lead(lease)
+        finally:
+            # However the session ends (a bug, etcd refusing the store), no child
+            # of this supervisor may run on without the lease.
+            runner = self.child
+            if runner.finished is None and runner.core.phase is not Phase.NEW:
+                runner.feed(StopSupervisor())
+                await asyncio.shield(runner.done)
+
+    async def _flush_shared(self, shared: SnapshotStore, seconds: float) -> None:
+        """Write the subtree's last saves to the shared store, waiting at most
+        ``seconds`` (etcd may be out of reach: what is left is retried, and
+        refused by the fence once another term began)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await shared.flush()
+
+    async def _lead(self, lease: Lease) -> None:
+        runtime = self.runner.runtime
+        shared = self.shared
+        assert shared is not None
+        await shared.open()
+        while True:
+            term = await self.election.campaign()
+            paths = runtime.store
+            if isinstance(paths, DurablePaths):
+                paths.routes[self.path].fence = term.token
+                try:
+                    await shared.flush()
+                    paths.load(await shared.items(), under=self.path)
+                except Exception as exc:  # etcd went away between winning and reading: try again
+                    logger.warning("%s: could not read the shared snapshots: %r", format_path(self.path), exc)
+                    await self.election.resign()
+                    continue
+            if not term.held():
+                continue
+            spec = self.spec.start
+            assert isinstance(spec, Supervisor)
+            runner = SupervisorRunner(runtime, spec, self.path)
+            self.child, self.term, self.role = runner, term, Role.LEADER
+            runtime.hub.publish(
+                LeaderAcquired(path=self.path, time=runtime.clock.now(), name=lease.name, fence=term.fence)
+            )
+            runner.feed(Init())
+            lost: asyncio.Future[Any] = asyncio.ensure_future(term.wait_lost())
+            await asyncio.wait([lost, runner.done], return_when=asyncio.FIRST_COMPLETED)
+            lost.cancel()
+            if runner.finished is not None and term.held():
+                # The children stopped by themselves: exit as a supervisor does.
+                self.role = Role.STANDBY
+                exit = runner.finished
+                if not self.stopping:
+                    await self._release()
+                    self.runner.child_exited(self, Outcome(exit.reason, exit.error))
+                return
+            # Lost: stop the children at once (their shutdown fits in the guard).
+            if runner.finished is None:
+                runner.feed(StopSupervisor())
+                await asyncio.shield(runner.done)
+            self.role = Role.STANDBY
+            runtime.hub.publish(
+                LeaderLost(
+                    path=self.path,
+                    time=runtime.clock.now(),
+                    name=lease.name,
+                    fence=term.fence,
+                    reason=term.reason or "",
+                )
+            )
+            self.child = SupervisorRunner(runtime, spec, self.path)
+            await self._flush_shared(shared, lease.ttl)  # refused by etcd if the lease is really gone
+
+    async def _release(self) -> None:
+        """Resign, and close the election and the shared store (once)."""
+        if self.shared is None:
+            return
+        shared, self.shared = self.shared, None
+        lease = getattr(self.spec.start, "leader", None)
+        try:
+            await self._flush_shared(shared, getattr(lease, "ttl", 2))  # the last saves, while the fence holds
+        finally:
+            await self.election.close()
+            await shared.close()
+        paths = self.runner.runtime.store
+        if isinstance(paths, DurablePaths):
+            paths.routes.pop(self.path, None)
+
+    def stop(self) -> StopDone | Any:
+        self.stopping = True
+        return self._stop()
+
+    async def _stop(self) -> StopDone:
+        runner = self.child
+        term, was_leader = self.term, self.role is Role.LEADER
+        if runner.finished is None and runner.core.phase is not Phase.NEW:
+            runner.feed(StopSupervisor())
+            await asyncio.shield(runner.done)
+        self.session.cancel()
+        await asyncio.wait([self.session])
+        self.role = Role.STANDBY
+        await self._release()
+        if was_leader and term is not None:
+            runtime = self.runner.runtime
+            lease = getattr(self.spec.start, "leader", None)
+            name = getattr(lease, "name", "")
+            runtime.hub.publish(
+                LeaderLost(path=self.path, time=runtime.clock.now(), name=name, fence=term.fence, reason="stopped")
+            )
+        finished = runner.finished
+        if finished is None:
+            return self._stopped(Outcome(ExitReason.SHUTDOWN))
+        return self._stopped(Outcome(finished.reason, finished.error))

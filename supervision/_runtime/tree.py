@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, NoReturn
 
 from .._core.diff import diff
+from .._core.durable import DurablePaths
 from .._core.dynamic import NO_ARGS, DynamicSupervisor, pack_args
 from .._core.errors import (
     NotFound,
@@ -39,6 +40,7 @@ from .._core.plan import DryRun, explain
 from .._core.snapshot import PathStore, plan_migrations
 from .._core.spec import ChildSpec, Kind, Supervisor
 from .._core.status import ChildCounts, ChildInfo, IntensityFill, Status
+from .._core.store import SnapshotStore, memory
 from .._process.output import OutputSink
 from .._reload.modules import Reloader, Swap
 from .._reload.reexec import claim as claim_handover
@@ -409,18 +411,28 @@ class Tree(Handle):
         return self._root.finished is not None
 
     async def stop(self) -> None:
-        """Stop the tree in order (children right to left). A second call does nothing."""
+        """Stop the tree in order (children right to left), then write what the
+        snapshot store holds back. A second call does nothing."""
         root = self._root
         if root.finished is None:
             root.feed(StopSupervisor())
         await asyncio.shield(root.done)
         await self._settle()
+        await self._close_store()
+
+    async def _close_store(self) -> None:
+        """Flush and close the snapshot store, once the root has stopped."""
+        store = self._runtime.snapshot_store
+        if store is not None:
+            self._runtime.snapshot_store = None
+            await asyncio.shield(store.close())
 
     async def wait(self) -> None:
         """Wait until the root stops. Raises ``TooManyRestarts`` if it gave up
         (or the error that crashed it)."""
         exit = await asyncio.shield(self._root.done)
         await self._settle()
+        await self._close_store()
         if exit.reason is ExitReason.CRASH or isinstance(exit.error, TooManyRestarts):
             assert exit.error is not None
             raise exit.error
@@ -474,9 +486,12 @@ async def _start_tree(
     rng: random.Random | None,
     hub: EventHub | None = None,
     output: OutputSink | None = None,
+    store: SnapshotStore | None = None,
 ) -> Tree:
     try:
         spec = build(target)
+        if spec.leader is not None:
+            raise SpecError((), "leader", "a root cannot be leader-gated: put the gated supervisor under the root")
     except Exception as exc:
         if hub is not None:
             hub.close()
@@ -485,6 +500,18 @@ async def _start_tree(
         error = StartError((), f"could not build the tree from {target!r}:{separator}{why}")
         raise error from exc
     runtime = Runtime(clock if clock is not None else LoopClock(), rng if rng is not None else random.Random())
+    backend = store if store is not None else memory()
+    await backend.open()
+    try:
+        paths = DurablePaths(backend)
+        paths.load(await backend.items())  # the tree starts with what the store holds
+    except BaseException:
+        await backend.close()
+        if hub is not None:
+            hub.close()
+        raise
+    runtime.store = paths
+    runtime.snapshot_store = backend
     if hub is not None:
         runtime.hub = hub  # streams subscribed before the start see the start-up events
     if output is not None:
@@ -504,9 +531,11 @@ async def _start_tree(
             await settle(handover, tree)
     except asyncio.CancelledError:
         await _cancelled_start(tree)
+        await tree._close_store()
         raise
     if runner.init_error is not None:
         await tree._settle()
+        await tree._close_store()
         raise runner.init_error
     return tree
 
@@ -539,10 +568,16 @@ class _Starting:
     """What ``sv.start`` returns: await it, or use it as an async context manager."""
 
     def __init__(
-        self, target: Target, clock: Clock | None, rng: random.Random | None, output: OutputSink | None = None
+        self,
+        target: Target,
+        clock: Clock | None,
+        rng: random.Random | None,
+        output: OutputSink | None = None,
+        store: SnapshotStore | None = None,
     ) -> None:
         self._target = target
         self._output = output
+        self._store = store
         self._clock = clock
         self._rng = rng
         self._hub = EventHub()  # the tree's own: a stream taken at any time sees what follows
@@ -560,10 +595,10 @@ class _Starting:
         return self._hub.stream((), maxsize)
 
     def __await__(self) -> Generator[Any, None, Tree]:
-        return _start_tree(self._target, self._clock, self._rng, self._hub, self._output).__await__()
+        return _start_tree(self._target, self._clock, self._rng, self._hub, self._output, self._store).__await__()
 
     async def __aenter__(self) -> Tree:
-        self._tree = await _start_tree(self._target, self._clock, self._rng, self._hub, self._output)
+        self._tree = await _start_tree(self._target, self._clock, self._rng, self._hub, self._output, self._store)
         return self._tree
 
     async def __aexit__(
@@ -573,21 +608,30 @@ class _Starting:
         await self._tree.stop()
 
 
-def start_with_output(target: Target, output: OutputSink) -> _Starting:
-    """``start(target)``, with the output records of its process children sent to
-    ``output`` (``sv.run`` keeps the recent lines for ``supervision logs``)."""
-    return _Starting(target, None, None, output)
+def start_with_output(target: Target, output: OutputSink, store: SnapshotStore | None = None) -> _Starting:
+    """``start(target, store=store)``, with the output records of its process children
+    sent to ``output`` (``sv.run`` keeps the recent lines for ``supervision logs``)."""
+    return _Starting(target, None, None, output, store)
 
 
-def start(target: Target, *, clock: Clock | None = None, rng: random.Random | None = None) -> _Starting:
+def start(
+    target: Target,
+    *,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    store: SnapshotStore | None = None,
+) -> _Starting:
     """Start a tree; raises ``StartError`` if a child fails to start.
 
     ``target`` is a ``Supervisor`` spec, a zero-argument builder returning one,
     or ``"pkg.module:build"`` / ``"path/to/file.py[:name]"``. ``clock`` and
     ``rng`` are injected for tests (``supervision.testing.ManualClock``).
+    ``store`` is where snapshots outlive the tree (``sv.stores.sqlite(...)``;
+    default ``sv.stores.memory()``): the tree starts with the snapshots it holds
+    and writes every save to it (docs/distributed.md).
 
     >>> async def main():
     ...     async with sv.start(build) as tree:
     ...         await tree.wait()
     """
-    return _Starting(target, clock, rng)
+    return _Starting(target, clock, rng, None, store)

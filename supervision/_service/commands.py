@@ -271,6 +271,9 @@ class Commands:
             "uptime": uptime,
             "last_exit": last_exit,
         }
+        if info.role is not None:  # a leader-gated supervisor
+            node["role"] = str(info.role)
+            node["fence"] = info.fence
         if info.kind == "supervisor":
             children: list[dict[str, Any]] = []
             if running:

@@ -39,6 +39,7 @@ from typing import Any
 from .._core.errors import ReloadError, RequestError, StartError, SupervisionError, TooManyRestarts
 from .._core.paths import format_path
 from .._core.spec import Supervisor
+from .._core.store import SnapshotStore, memory
 from .._process.logfile import DRAIN_AT_EXIT as LOG_FILES_AT_EXIT
 from .._process.logfile import drain as drain_log_files
 from .._process.logfile import reopen as reopen_log_files
@@ -57,6 +58,7 @@ from .commands import Commands
 from .protocol import ServiceState, check_name, default_path
 from .recorder import OutputLog, Recorder
 from .server import ControlServer, current_request
+from .sqlite import sqlite
 from .systemd import Notifier, Watchdog, watchdog_interval
 
 logger = logging.getLogger("supervision")
@@ -83,6 +85,8 @@ def run(
     *,
     control: Any = _DEFAULT,
     name: str | None = None,
+    store: Any = _DEFAULT,
+    fresh: bool = False,
     http: str | None = None,
     termination_log: Any = _DEFAULT,
     log_format: str = "auto",
@@ -97,6 +101,11 @@ def run(
     sd_notify when ``NOTIFY_SOCKET`` is set. Logs go to stderr at INFO unless
     logging is already configured. Exits with status 1 when the root gives up
     or fails to start.
+
+    Snapshots go to ``store``: by default a SQLite database beside the control
+    socket (``NAME.db``; docs/distributed.md says where that is and what a crash
+    can lose); ``None`` keeps them in memory. ``fresh`` starts without the
+    snapshots of earlier runs (``supervision run --fresh``).
 
     Observability (``docs/observability.md``): ``http="127.0.0.1:9464"`` serves
     ``/metrics``, ``/healthz``, ``/readyz``, ``/api/tree`` and the dashboard (a
@@ -124,8 +133,17 @@ def run(
         path = None
     else:
         path = os.fspath(control)
+    if fresh and pending_handover() is not None:
+        fresh = False  # re-executed with the same arguments: the snapshots came along
+    if store is _DEFAULT:
+        beside = path if path is not None else default_path(name)
+        store = sqlite(os.path.splitext(beside)[0] + ".db", fresh=fresh)
+    elif store is None:
+        store = memory()
+    elif fresh:
+        raise ValueError("fresh=True goes with the default store; call store.clear() on your own")
     try:
-        code = asyncio.run(Service(target, name, observability).main(path))
+        code = asyncio.run(Service(target, name, observability, store).main(path))
     finally:
         drain_sinks(DRAIN_AT_EXIT)
         drain_log_files(LOG_FILES_AT_EXIT)
@@ -155,9 +173,16 @@ class Service:
     It is also the ``Host`` the control commands run against.
     """
 
-    def __init__(self, target: Target, name: str, observability: Observability | None = None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        name: str,
+        observability: Observability | None = None,
+        store: SnapshotStore | None = None,
+    ) -> None:
         self.target_value = target
         self.name = name
+        self.store = store
         self.target = Source(target).describe()
         self.state = ServiceState.STARTING
         self.tree: Tree | None = None
@@ -388,7 +413,7 @@ class Service:
         loop = asyncio.get_running_loop()
         self.notifier.status("starting")
         try:
-            tree = await start_with_output(self.target_value, self._output)
+            tree = await start_with_output(self.target_value, self._output, self.store)
         except StartError as exc:
             # Where it failed is in the message; the whole traceback only with --debug.
             logger.error("%s", exc, exc_info=exc if logger.isEnabledFor(logging.DEBUG) else None)
