@@ -66,3 +66,11 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _own_state_directory(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's `supervision run` keeps its default snapshot store in a directory of
+    its own (``$STATE_DIRECTORY``), never in the machine's /var/lib/supervision, where
+    the snapshots of one test would come back in the next one that uses the same name."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))

@@ -53,6 +53,22 @@ def runtime_dir() -> str:
     return os.path.join(tempfile.gettempdir(), f"supervision-{os.geteuid()}")
 
 
+def state_dir() -> str:
+    """Where the default snapshot store lives: a directory that survives a reboot
+    (the runtime directory of the sockets is usually a tmpfs). ``$STATE_DIRECTORY``
+    (systemd's ``StateDirectory=``), else ``/var/lib/supervision`` for root, else
+    ``$XDG_STATE_HOME/supervision`` (``~/.local/state/supervision``)."""
+    systemd = os.environ.get("STATE_DIRECTORY")
+    if systemd and os.path.isabs(systemd.split(":")[0]):
+        return systemd.split(":")[0]
+    if os.geteuid() == 0:
+        return "/var/lib/supervision"
+    xdg = os.environ.get("XDG_STATE_HOME")
+    if xdg and os.path.isabs(xdg):
+        return os.path.join(xdg, "supervision")
+    return os.path.join(os.path.expanduser("~"), ".local", "state", "supervision")
+
+
 def default_path(name: str) -> str:
     return os.path.join(runtime_dir(), f"{name}.sock")
 

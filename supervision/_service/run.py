@@ -55,7 +55,7 @@ from ..observe import logs
 from ..observe.observer import Observer
 from ..observe.service import Observability
 from .commands import Commands
-from .protocol import ServiceState, check_name, default_path
+from .protocol import ServiceState, check_name, default_path, state_dir
 from .recorder import OutputLog, Recorder
 from .server import ControlServer, current_request
 from .sqlite import sqlite
@@ -102,10 +102,12 @@ def run(
     logging is already configured. Exits with status 1 when the root gives up
     or fails to start.
 
-    Snapshots go to ``store``: by default a SQLite database beside the control
-    socket (``NAME.db``; docs/distributed.md says where that is and what a crash
-    can lose); ``None`` keeps them in memory. ``fresh`` starts without the
-    snapshots of earlier runs (``supervision run --fresh``).
+    Snapshots go to ``store``: by default a SQLite database ``NAME.db`` in the
+    state directory (``$STATE_DIRECTORY``, ``/var/lib/supervision`` for root,
+    else ``$XDG_STATE_HOME/supervision``), or beside a control socket given
+    explicitly (docs/distributed.md says what a crash can lose); ``None`` keeps
+    them in memory. ``fresh`` starts without the snapshots of earlier runs
+    (``supervision run --fresh``).
 
     Observability (``docs/observability.md``): ``http="127.0.0.1:9464"`` serves
     ``/metrics``, ``/healthz``, ``/readyz``, ``/api/tree`` and the dashboard (a
@@ -136,8 +138,14 @@ def run(
     if fresh and pending_handover() is not None:
         fresh = False  # re-executed with the same arguments: the snapshots came along
     if store is _DEFAULT:
-        beside = path if path is not None else default_path(name)
-        store = sqlite(os.path.splitext(beside)[0] + ".db", fresh=fresh)
+        # With the default control socket, in the state directory (it survives a
+        # reboot; the sockets' runtime directory is usually a tmpfs). With a control
+        # socket of the caller's choosing, beside it: that directory is theirs.
+        if control is _DEFAULT or path is None:
+            database = os.path.join(state_dir(), f"{name}.db")
+        else:
+            database = os.path.splitext(path)[0] + ".db"
+        store = sqlite(database, fresh=fresh)
     elif store is None:
         store = memory()
     elif fresh:

@@ -329,11 +329,13 @@ def build():
 
 @pytest.mark.timeout(90)
 def test_a_supervision_run_daemon_sigkilled_restarts_from_its_sqlite_snapshots(tmp_path: Path) -> None:
-    """`supervision run` keeps snapshots in SQLite beside its socket: a counter saved
+    """`supervision run` keeps snapshots in SQLite in its state directory: a counter saved
     every 10 ms survives SIGKILL of the daemon, losing at most the flush window."""
     tree = tmp_path / "counter_tree.py"
     tree.write_text(COUNTER_TREE)
-    env = dict(os.environ, PYTHONPATH=ROOT, XDG_RUNTIME_DIR=str(tmp_path / "xdg"))
+    env = dict(
+        os.environ, PYTHONPATH=ROOT, XDG_RUNTIME_DIR=str(tmp_path / "xdg"), STATE_DIRECTORY=str(tmp_path / "state")
+    )
     argv = [sys.executable, "-m", "supervision", "run", str(tree), "--name", "counter"]
     last, killed, saved_at = 0, 0.0, {}
     for run in range(3):
@@ -357,7 +359,7 @@ def test_a_supervision_run_daemon_sigkilled_restarts_from_its_sqlite_snapshots(t
         daemon.kill()
         daemon.wait(10)
         daemon.stdout.close()
-    assert (tmp_path / "xdg" / "supervision" / "counter.db").exists()
+    assert (tmp_path / "state" / "counter.db").exists()  # in the state directory, which outlives a reboot
     # --fresh forgets them.
     daemon = subprocess.Popen([*argv, "--fresh"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert daemon.stdout is not None
