@@ -31,12 +31,11 @@ from typing import Any
 from .diff import Plan, same_child
 from .dynamic import NO_ARGS, Args, DynamicSupervisor
 from .errors import SupervisionError, SupervisorNotRunning, TooManyChildren
-from .events import ExitReason, SupervisorStopped
+from .events import ExitReason
 from .machine import Job, SupervisorCore, Verdict
 from .messages import AllStopped, Applied, Init, Input, Scale, StartDynamic, Stop, StopAll
-from .messages import Exit as ExitEffect
 from .paths import Path, format_path
-from .spec import Restart, Supervisor
+from .spec import Supervisor
 from .status import Phase, Status
 
 _ALL = ""  # the id a StopAll and its completion carry (no child has an empty id)
@@ -215,13 +214,7 @@ class DynamicCore(SupervisorCore):
             for id in running:  # right to left, as an ordinary supervisor reports them
                 self.children[id].status = Status.TERMINATED
                 self._emit_exit(id, done.outcomes[id])
-        for id, child in self.children.items():
-            if child.dynamic or child.spec.restart is Restart.TEMPORARY:
-                self._forget(id, child.spec)
-        self.phase = Phase.STOPPED
-        if orderly:
-            self._emit(SupervisorStopped(path=self.path, time=self.now))
-        self._out.append(ExitEffect(reason, error))
+        self._stopped(reason, error, orderly=orderly)
         return None
 
     # -- reload ---------------------------------------------------------------------

@@ -431,6 +431,12 @@ class SupervisorCore:
             else:
                 self._cancel_retry(child)
                 child.status = Status.TERMINATED
+        self._stopped(reason, error, orderly=orderly)
+        return None
+
+    def _stopped(self, reason: ExitReason, error: BaseException | None, *, orderly: bool) -> None:
+        """The end of a shutdown, every child stopped: forget what does not outlive
+        this incarnation (dynamic and temporary children), say so, and exit."""
         for id, child in self.children.items():
             if child.dynamic or child.spec.restart is Restart.TEMPORARY:
                 self._forget(id, child.spec)
@@ -438,7 +444,6 @@ class SupervisorCore:
         if orderly:
             self._emit(SupervisorStopped(path=self.path, time=self.now))
         self._out.append(Exit(reason, error))
-        return None
 
     def _give_up_job(self, cause: BaseException | None) -> Job:
         error = TooManyRestarts(self.path, self.spec.intensity, self.spec.period)
