@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from ._core.errors import SpecError
 from ._core.paths import Path
+from .ready import is_numeric_host, valid_host, valid_port
 
 __all__ = ["Call", "Exec", "Http", "Probe", "Tcp", "call", "exec", "http", "tcp"]
 
@@ -111,20 +112,14 @@ class Tcp(_Timing):
 
     def check(self, path: Path) -> None:
         self._check_timing(path)
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
+        if not valid_port(self.port):
             raise SpecError(path, "health", f"port must be an integer in 1..65535, got {self.port!r:.40}")
-        if not isinstance(self.host, str) or not self.host or "\0" in self.host:
+        if not valid_host(self.host):
             raise SpecError(path, "health", f"host must be a non-empty string, got {self.host!r:.60}")
 
     @property
     def numeric_host(self) -> bool:
-        import ipaddress  # only for this question: importing sv.health stays cheap
-
-        try:
-            ipaddress.ip_address(self.host)
-        except ValueError:
-            return False
-        return True
+        return is_numeric_host(self.host)
 
 
 @dataclass(frozen=True, slots=True)

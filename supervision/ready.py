@@ -18,7 +18,6 @@ so a bad one raises ``SpecError`` naming the child.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import sys
 from dataclasses import dataclass
@@ -58,18 +57,37 @@ class Port:
     host: str = "127.0.0.1"
 
     def check(self, path: Path) -> None:
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
+        if not valid_port(self.port):
             raise SpecError(path, "ready", f"port must be an integer in 1..65535, got {self.port!r}")
-        if not isinstance(self.host, str) or not self.host or "\0" in self.host:
+        if not valid_host(self.host):
             raise SpecError(path, "ready", f"host must be a non-empty string, got {self.host!r}")
 
     @property
     def numeric_host(self) -> bool:
-        try:
-            ipaddress.ip_address(self.host)
-        except ValueError:
-            return False
-        return True
+        return is_numeric_host(self.host)
+
+
+# What a TCP endpoint's checks share, here and in sv.health (``Tcp``).
+
+
+def valid_port(port: object) -> bool:
+    return not isinstance(port, bool) and isinstance(port, int) and 1 <= port <= 65535
+
+
+def valid_host(host: object) -> bool:
+    return isinstance(host, str) and bool(host) and "\0" not in host
+
+
+def is_numeric_host(host: str) -> bool:
+    """Whether ``host`` is an IP address (connecting needs no name lookup, which
+    would block the loop)."""
+    import ipaddress  # only for this question: importing sv.ready and sv.health stays cheap
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
