@@ -50,6 +50,7 @@ _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _CHUNK = 65536
 _LINGER = 1.0  # seconds a refused connection may stay half-open (see ControlServer._refuse)
 _MAX_LINGERING = 64  # refused connections half-open at once; beyond, closed at once
+_ACCEPTS_PER_WAKEUP = 16  # connections accepted per turn of the loop: the tree keeps its share
 
 Handler = Callable[[Request], Awaitable[dict[str, Any]]]
 
@@ -106,7 +107,8 @@ class ControlServer:
         self.max_connections = max_connections
         self._listener: socket.socket | None = None
         self._inode: tuple[int, int] | None = None
-        self._accepting: asyncio.Task[None] | None = None
+        self._accepting = False  # the listener is watched by the loop
+        self._retry: asyncio.TimerHandle | None = None  # after a failed accept (EMFILE)
         self._connections: set[asyncio.Task[None]] = set()
         self._refused: dict[socket.socket, asyncio.TimerHandle] = {}  # lingering, see _refuse
         self._refusals = 0
@@ -211,14 +213,17 @@ class ControlServer:
     async def start(self) -> None:
         if self._listener is None:
             self.bind()
-        self._accepting = asyncio.get_running_loop().create_task(self._accept(), name="supervision control")
+        self._listen()
+
+    def _listen(self) -> None:
+        assert self._listener is not None
+        self._retry = None
+        asyncio.get_running_loop().add_reader(self._listener.fileno(), self._accept)
+        self._accepting = True
 
     async def close(self) -> None:
         """Stop accepting, end every connection, remove the socket file. Idempotent."""
-        if self._accepting is not None:
-            self._accepting.cancel()
-            await asyncio.wait({self._accepting})
-            self._accepting = None
+        self._stop_accepting()
         connections = set(self._connections)
         for task in connections:
             task.cancel()
@@ -238,16 +243,36 @@ class ControlServer:
             if (info.st_dev, info.st_ino) == self._inode:
                 os.unlink(self.path)
 
-    async def _accept(self) -> None:
+    def _stop_accepting(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self._accepting and self._listener is not None:
+            with contextlib.suppress(OSError, ValueError):
+                asyncio.get_running_loop().remove_reader(self._listener.fileno())
+        self._accepting = False
+
+    def _accept(self) -> None:
+        """The listener is readable: accept what is waiting, at most
+        :data:`_ACCEPTS_PER_WAKEUP` connections per turn of the loop.
+
+        A reader callback rather than ``loop.sock_accept`` in a task: cancelling
+        that (on close) can race with a connection accepted in the same turn of
+        the loop, which Python 3.11 then loses (its future is already cancelled,
+        ``InvalidStateError``, the peer never answered). Here nothing is
+        accepted after :meth:`_stop_accepting`, and nothing accepted is lost."""
         loop = asyncio.get_running_loop()
         assert self._listener is not None
-        while True:
+        for _ in range(_ACCEPTS_PER_WAKEUP):
             try:
-                connection, _ = await loop.sock_accept(self._listener)
-            except OSError as exc:  # EMFILE and friends: wait a little, keep serving
+                connection, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: pause a little, keep serving
                 logger.warning("control socket: accept failed: %s", exc)
-                await asyncio.sleep(0.1)
-                continue
+                self._stop_accepting()
+                self._retry = loop.call_later(0.1, self._listen)
+                return
             connection.setblocking(False)
             try:
                 uid = _peer_uid(connection)

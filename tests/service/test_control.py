@@ -327,3 +327,43 @@ def test_random_bytes_never_crash_the_server(run: Run) -> None:
     assert {n["status"] for n in run.nodes().values()} == {"running"}
     # <=: the baseline may still hold the connection of the last ping of wait_running().
     wait_until(lambda: open_fds(run.proc.pid) <= fds, "the server to close every connection")
+
+
+async def test_closing_while_peers_connect_loses_no_connection_and_no_fd(tmp_path: Path) -> None:
+    """Connections arriving in the same turn of the loop as close(): each is either
+    served or sees the end, none hangs, the loop reports no error, no fd is kept."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    before = own_fds()
+    for round in range(20):
+        path = str(tmp_path / f"s{round}.sock")
+        server = ControlServer(path, handler)
+        await server.start()
+        await asyncio.sleep(0.001)  # the server waits for connections
+        peers = []
+        for _ in range(8):
+            peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            peer.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                peer.connect(path)
+            peer.sendall(b'{"v":1,"id":1,"cmd":"echo","text":"x"}\n')
+            peers.append(peer)
+        if round % 2:
+            await asyncio.sleep(0)  # some rounds accept a few first
+        # close() from a task of its own, as a `stop` request does: its first step runs
+        # in the same turn of the loop as the listener's readiness, before it
+        await asyncio.ensure_future(server.close())
+        for peer in peers:
+            peer.settimeout(2.0)
+            try:
+                data = peer.recv(4096)  # a reply, or the end: never a hang
+            except ConnectionResetError:
+                data = b""
+            except TimeoutError:
+                data = b"(no answer: the connection was lost)"
+            assert data == b"" or (data.startswith(b"{") and json.loads(data)["ok"] is True), data
+            peer.close()
+    loop.set_exception_handler(None)
+    assert errors == []
+    assert own_fds() == before
