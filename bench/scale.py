@@ -1,7 +1,7 @@
 """How the cost grows with the tree: OS-process children and in-process workers, size by size.
 
     python bench/run.py --only scale --plot     # as docs/performance.md was made
-    python bench/run.py --only scale --quick    # a shorter pass (one round, fewer samples)
+    python bench/run.py --only scale --quick    # up to 1 000 children / 100 000 workers, one round
     python bench/scale.py --workers 10,1000 --restarts 50   # the in-process part alone
 
 **OS processes** (10, 100, 1 000, 10 000 ``sleep`` children): each size is a real daemon,
@@ -23,10 +23,14 @@ check after the stop). Per size and round:
   the children's pids before and after prove that exactly that one child was restarted;
 - orderly stop: SIGTERM → last child exited, → supervisor exited.
 
-Ten thousand children need about 30 000 descriptors in the supervisor (a pidfd and two
-output pipes each): the daemons are launched with the hard ``RLIMIT_NOFILE`` raised to
-524 288 (what systemd gives a service), the soft limit as it was; ``supervision run`` raises
-its own soft limit to the hard one and gives its children the original soft limit back.
+The daemons are launched as systemd launches a service: soft ``RLIMIT_NOFILE`` 1 024, the
+hard limit raised to 524 288 where this process may (``CAP_SYS_RESOURCE``), else as it is;
+``supervision run`` raises its own soft limit to the hard one and gives its children 1 024
+back. Ten thousand children need about 30 000 descriptors in the supervisor (a pidfd and two
+output pipes each): a size that the hard limit cannot hold so runs with ``output="inherit"``
+(one pidfd per child), marked † in the table. ``--quick`` stops at 1 000 children and
+100 000 workers (about a minute); the full run takes about 10 minutes on 2 loaded cores,
+most of it the 10 000-children daemon (one round at that size; three below).
 
 **In-process workers** (10, 1 000, 100 000, 1 000 000): each size in a fresh interpreter,
 against bare asyncio tasks in another: the start of N idle workers (``sv.start`` of a given
