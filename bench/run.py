@@ -23,6 +23,8 @@ Scenarios:
 8. many identical children (``bench/dynamic.py``): ``start_child`` of 100 000 workers
    against bare ``asyncio.create_task``, and scaling 100 process instances against
    circus's ``incr``/``decr``;
+9. how the cost grows with the tree (``bench/scale.py``; only with ``--only scale``):
+   10 to 10 000 OS children, 10 to 1 000 000 workers; ``--plot`` draws it (matplotlib);
 and a breakdown of supervision's respawn time (logging, output pipes, exec helper off
 one at a time).
 
@@ -1138,6 +1140,12 @@ def run(plan: Plan, only: set[str] | None = None, observe: bool = True) -> dict[
         if "dynamic" in wanted:
             log("many identical children (bench/dynamic.py)")
             results.setdefault("sections", []).append(dynamic_section(plan))
+        if "scale" in wanted:
+            import scale  # bench/scale.py
+
+            results["scale"] = scale.scenario(bench, plan.quick)
+            text = scale.markdown(results["scale"])
+            results.setdefault("sections", []).append({"title": "How the cost grows with the tree", "text": text})
 
     finally:
         for daemon in list(bench.live):  # the run was cut short (an error, ^C, SIGTERM)
@@ -1222,7 +1230,13 @@ def main() -> None:
     parser.add_argument(
         "--only",
         help="comma-separated, of: respawn, breakdown (where supervision's respawn time goes), bringup, idle,"
-        " inproc, reload, reexec, dynamic",
+        " inproc, reload, reexec, dynamic, scale (bench/scale.py: not in the default set)",
+    )
+    parser.add_argument(
+        "--plot",
+        action="store_true",
+        help="draw the scale results (this run's, else bench/results/scale.json) as PNGs in docs/performance/"
+        " (needs matplotlib: pip install -e '.[bench]')",
     )
     parser.add_argument(
         "--priority",
@@ -1242,6 +1256,14 @@ def main() -> None:
     set_priority(args.priority)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up (stop every daemon) on SIGTERM
     results = run(plan, set(args.only.split(",")) if args.only else None, observe=not args.no_observer)
+    if args.plot:
+        import scale
+
+        found = results.get("scale") or scale.last()
+        if found is None:
+            log("--plot: no scale results (run with --only scale)")
+        else:
+            log(f"plots: {', '.join(str(path) for path in scale.plot(found))}")
     text = report.markdown(results)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.md").write_text(text)

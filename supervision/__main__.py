@@ -89,7 +89,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
+        # argparse %-formats a help string (not a description): "CPU %" would break --help
+        sub = commands.add_parser(name, help=help.replace("%", "%%"), description=help)
         if name == "run":
             sub.add_argument("--name", help="the tree's name (default: the target's module or file name)")
             sub.add_argument("--control", metavar="PATH", help="serve the control socket here")

@@ -33,7 +33,7 @@ from .._process.notify import NotifySocket
 from .._process.output import PrefixedOutput
 from .._process.proc import set_done, signal_group, signal_name, start_time
 from .._process.reaper import Reaper, reaper, spawner
-from .._process.settings import NOTHING, Prepared, prepare
+from .._process.settings import LIMITS, NOTHING, Prepared, SetLimit, prepare
 from .._process.spawn import PRIVATE_VARIABLES
 from .health import watchdog_message
 from .incarnation import Completion, Incarnation
@@ -43,6 +43,26 @@ logger = logging.getLogger("supervision")
 INVOCATION_VARIABLE = "SUPERVISION_INVOCATION_ID"
 _MAX_CLEANUP_ROUNDS = 5
 _PID_PLACEHOLDER = b" " * PID_WIDTH  # the exec helper writes the child's pid over it (see _process.helper)
+
+# The RLIMIT_NOFILE every child gets when ``supervision run`` raised its own soft
+# limit (``_service.run.raise_nofile``): the limits it was started with, as systemd
+# gives its services theirs while it raises its own. None: children inherit ours.
+_child_nofile: SetLimit | None = None
+
+
+def set_child_nofile(limits: tuple[int | None, int | None] | None) -> None:
+    """Give every child started from now on this (soft, hard) ``RLIMIT_NOFILE``,
+    unless its own ``limits`` set one (in a pair, None is infinity; None for the pair:
+    children inherit the supervisor's)."""
+    global _child_nofile
+    _child_nofile = None if limits is None else SetLimit(LIMITS["nofile"], "nofile", *limits)
+
+
+def _with_child_nofile(settings: Prepared) -> Prepared:
+    step = _child_nofile
+    if step is None or any(isinstance(s, SetLimit) and s.resource == step.resource for s in settings.steps):
+        return settings
+    return Prepared(settings.env, (step, *settings.steps))
 
 
 def environment(spec: Process, invocation: str, settings: Prepared = NOTHING) -> dict[bytes, bytes]:
@@ -124,7 +144,7 @@ class ProcessIncarnation(Incarnation):
         first: dict[bytes, bytes] = {}  # the variables the exec helper fills with the child's pid
         listen: tuple[int, ...] = ()
         try:
-            settings = prepare(spec.settings)  # OSError: no such user, a missing env file
+            settings = _with_child_nofile(prepare(spec.settings))  # OSError: no such user, a missing env file
             env = environment(spec, invocation, settings)
             paths = self.runner.runtime.store
             fence = paths.fence(self.path) if isinstance(paths, DurablePaths) else None

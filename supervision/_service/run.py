@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -50,6 +51,7 @@ from .._reload.reexec import Handover, attach
 from .._reload.reexec import pending as pending_handover
 from .._reload.services import is_services_file
 from .._reload.target import Source, Target, is_file_target, split_target
+from .._runtime.process import set_child_nofile
 from .._runtime.tree import Tree, start_with_output
 from ..observe import logs
 from ..observe.observer import Observer
@@ -123,6 +125,8 @@ def run(
     name = check_name(name) if name is not None else default_name(target)
     _configure_logging(log_format, name)
     claim_orphans()  # this process is the supervisor: what its subreaper inherits is the tree's
+    handover = pending_handover()
+    child_nofile = raise_nofile(handover.host.get("nofile") if handover is not None else None)
     options: dict[str, Any] = {"http": http}
     if termination_log is not _DEFAULT:
         options["termination_log"] = termination_log
@@ -135,7 +139,7 @@ def run(
         path = None
     else:
         path = os.fspath(control)
-    if fresh and pending_handover() is not None:
+    if fresh and handover is not None:
         fresh = False  # re-executed with the same arguments: the snapshots came along
     if store is _DEFAULT:
         # With the default control socket, in the state directory (it survives a
@@ -151,12 +155,48 @@ def run(
     elif fresh:
         raise ValueError("fresh=True goes with the default store; call store.clear() on your own")
     try:
-        code = asyncio.run(Service(target, name, observability, store).main(path))
+        service = Service(target, name, observability, store)
+        service.child_nofile = child_nofile
+        code = asyncio.run(service.main(path))
     finally:
         drain_sinks(DRAIN_AT_EXIT)
         drain_log_files(LOG_FILES_AT_EXIT)
     if code:
         raise SystemExit(code)
+
+
+def raise_nofile(original: int | None = None) -> int | None:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit, as systemd does for itself:
+    each process child holds a pidfd and two output pipes here, so 10 000 children need
+    some 30 000 descriptors, far above the usual soft limit (1 024 under systemd).
+    Children get the soft limit back that this process was started with (``original``:
+    the one a re-executed image's predecessor was started with), through their spawn
+    settings, and only when it was raised. Returns that soft limit, or None."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if original is None:
+        original = soft
+    if soft == resource.RLIM_INFINITY:
+        set_child_nofile(None)
+        return None
+    if hard == resource.RLIM_INFINITY:  # the kernel refuses more than fs.nr_open
+        try:
+            with open("/proc/sys/fs/nr_open") as file:
+                target = int(file.read())
+        except (OSError, ValueError):
+            target = 1 << 20
+    else:
+        target = hard
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            logger.warning("cannot raise the soft limit of open files from %d to %d: %s", soft, target, exc)
+    if original == resource.RLIM_INFINITY or original >= soft:
+        set_child_nofile(None)
+        return None
+    set_child_nofile((original, None if hard == resource.RLIM_INFINITY else hard))
+    return original
 
 
 def default_name(target: Target) -> str:
@@ -198,6 +238,7 @@ class Service:
         self.output = OutputLog()
         self.notifier = Notifier.from_environ()
         self.forced = False
+        self.child_nofile: int | None = None  # the soft NOFILE limit children get back (``raise_nofile``)
         self._started_at = 0.0
         self._stop_pending = False
         self._interrupts = 0
@@ -323,6 +364,8 @@ class Service:
 
     def handover(self) -> tuple[dict[str, Any], list[int]]:
         state: dict[str, Any] = {"started_at": self._started_at, "output": self.output.handover()}
+        if self.child_nofile is not None:  # the new image starts with our raised limit
+            state["nofile"] = self.child_nofile
         fds: list[int] = []
         if self.recorder is not None:
             state["recorder"] = self.recorder.handover()

@@ -386,3 +386,10 @@ def test_output_log_is_bounded_and_keeps_records_by_path() -> None:
     assert sum(len(line.text) for line in log.lines("/", 100)) <= 25  # the byte budget
     log.record(Output(("web",), "stdout", ("web | not a prefix: the text of web's own line",)))
     assert log.lines("web", 1)[0].text.startswith("web | not")
+
+
+def test_help_lists_every_command() -> None:
+    """``supervision --help`` formats each command's help with %: a literal one must not break it."""
+    done = subprocess.run([PY, "-m", "supervision", "--help"], capture_output=True, text=True, timeout=DEADLINE)
+    assert done.returncode == 0, done.stderr
+    assert "CPU %, RSS" in done.stdout and "reload" in done.stdout
