@@ -76,6 +76,7 @@ class Sink:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
+        self._deferred: asyncio.AbstractEventLoop | None = None  # wakes the thread at its next turn
 
     def write(self, data: bytes) -> None:
         """Queue ``data``; drop it (counted) if the buffer is full. Never blocks."""
@@ -97,12 +98,34 @@ class Sink:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"supervision output fd {self.fd}", daemon=True)
                 self._thread.start()
+            self._wake_soon()
+
+    def _wake_soon(self) -> None:
+        """Wake the thread; from an event loop, at the loop's next turn (once per
+        turn, however many writes): a thread woken now would contend for the GIL
+        with the callback that wrote (a restart, a spawn). Called with the lock held."""
+        loop = asyncio._get_running_loop()
+        if loop is None:
+            self._wake.notify()
+        elif self._deferred is not loop:
+            try:
+                loop.call_soon(self._wake_now)
+            except RuntimeError:  # the loop is closing
+                self._wake.notify()
+            else:
+                self._deferred = loop
+
+    def _wake_now(self) -> None:
+        with self._wake:
+            self._deferred = None
             self._wake.notify()
 
     def drain(self, timeout: float) -> bool:
         """Wait until everything queued is written, at most ``timeout`` seconds (at
         exit, before a re-exec). False if the stream is still blocked."""
         with self._wake:
+            self._deferred = None  # a wake-up a loop still owes: due now
+            self._wake.notify()
             return self._wake.wait_for(lambda: not (self._chunks or self._busy) or self._broken, timeout)
 
     def _run(self) -> None:
