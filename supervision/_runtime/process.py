@@ -31,7 +31,7 @@ from .._process.helper import PID_WIDTH
 from .._process.logfile import FileOutput
 from .._process.notify import NotifySocket
 from .._process.output import PrefixedOutput
-from .._process.proc import set_done, signal_group, signal_name, start_time
+from .._process.proc import boot_ticks, set_done, signal_group, signal_name, start_time
 from .._process.reaper import Reaper, reaper, spawner
 from .._process.settings import NOTHING, Prepared, prepare
 from .._process.spawn import PRIVATE_VARIABLES
@@ -51,8 +51,10 @@ def environment(spec: Process, invocation: str, settings: Prepared = NOTHING) ->
     environment files), then ``spec.env``, then its invocation id.
 
     Built as bytes: copying ``os.environb`` is several times cheaper than
-    decoding ``os.environ`` and encoding it again, once per spawn."""
-    env = dict(os.environb) if spec.inherit_env else {}
+    decoding ``os.environ`` and encoding it again, once per spawn; copying the
+    bytes dictionary behind both (``_data``, kept current by every change
+    through either) is a hundred times cheaper still than iterating the mapping."""
+    env = _own_environment() if spec.inherit_env else {}
     for name in PRIVATE_VARIABLES:  # the supervisor's (systemd's), never the child's
         env.pop(name, None)
     for key, value in settings.env.items():
@@ -62,6 +64,13 @@ def environment(spec: Process, invocation: str, settings: Prepared = NOTHING) ->
             env[os.fsencode(key)] = os.fsencode(value)
     env[INVOCATION_VARIABLE.encode()] = invocation.encode()
     return env
+
+
+def _own_environment() -> dict[bytes, bytes]:
+    data = getattr(os.environb, "_data", None)  # POSIX: bytes -> bytes, what os.environ* show
+    if isinstance(data, dict):
+        return data.copy()
+    return dict(os.environb)
 
 
 class ProcessIncarnation(Incarnation):
@@ -160,6 +169,7 @@ class ProcessIncarnation(Incarnation):
                 stdout = stderr = log_fd
             if self.output is not None:
                 stdout, stderr = self.output.child_stdout, self.output.child_stderr
+            born = boot_ticks()  # its start time, or a tick before (see _only_theirs)
             pid = spawner().spawn(
                 spec.argv,
                 spec.cwd,
@@ -172,7 +182,7 @@ class ProcessIncarnation(Incarnation):
                 pid_variables=len(first),
             )
             try:
-                self._born = self.reaper.watch(pid, self._on_reaped)
+                self.reaper.watch(pid, self._on_reaped, born)
             except OSError:  # no pidfd (EMFILE...): do not leave it running unwatched
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
@@ -184,6 +194,7 @@ class ProcessIncarnation(Incarnation):
             if log_fd >= 0:
                 os.close(log_fd)
         self._pid = pid
+        self._born = born
         if self.notify is not None:
             self.notify.leader = pid
         if self.output is not None:
