@@ -119,10 +119,11 @@ class Reaper:
         self._watches: dict[int, _Watch] = {}
         self._own_pid = os.getpid()
         self._own_session = os.getsid(0)
-        # Whose children files say whether a service may have left something
-        # behind (see ``_unwatched_children``): the first thread, which the kernel
-        # gives orphans to, and this loop's, which spawns the services.
-        self._threads = tuple(dict.fromkeys((self._own_pid, threading.get_native_id())))
+        # The children files that say whether a service may have left something
+        # behind (see ``_unwatched_children``): the first thread's, which the kernel
+        # gives orphans to, and this loop's, which spawns the services. Opened
+        # once, read with pread; closed with the reaper.
+        self._children_files: list[int] | None = None
         if _subreaper is None:
             _subreaper = set_child_subreaper()
             if not _subreaper:
@@ -247,20 +248,25 @@ class Reaper:
         the first thread of this process, before its pidfd says it exited). One
         read of a children file in the common case, instead of a scan of every
         thread's and a ``stat`` of each child. True if it cannot tell."""
+        files = self._children_files
+        if files is None:
+            files = self._children_files = []
+            weakref.finalize(self, _close_all, files)
+            for tid in dict.fromkeys((self._own_pid, threading.get_native_id())):
+                try:
+                    files.append(os.open(f"/proc/{self._own_pid}/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC))
+                except OSError:
+                    files.append(-1)
         watches = self._watches
-        for tid in self._threads:
-            try:
-                fd = os.open(f"/proc/{self._own_pid}/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                return True  # that thread is gone: the full scan decides
+        for fd in files:
             chunks = []
+            offset = 0
             try:
-                while chunk := os.read(fd, 65536):
+                while chunk := os.pread(fd, 65536, offset):
                     chunks.append(chunk)
+                    offset += len(chunk)
             except OSError:
-                return True
-            finally:
-                os.close(fd)
+                return True  # that thread is gone (or never opened): the full scan decides
             for pid in b"".join(chunks).split():
                 if int(pid) not in watches:
                     return True
@@ -344,6 +350,13 @@ def _only_theirs(pid: int, born: int | None, others: list[int]) -> bool:
         return False
     started = start_time(pid)
     return started is not None and started >= born and (not others or others[0] > started)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _with_descendants(roots: list[int]) -> list[int]:
