@@ -216,7 +216,7 @@ class Adoption:
             self.lost = why
             self.reaped = True  # never signal that pid
         else:
-            reaper.adopt(record.pid, pidfd, self._on_reaped)
+            reaper.adopt(record.pid, pidfd, self._on_reaped, record.start_time)
 
     def claim(self, listener: ExitCallback) -> None:
         """From now on, ``listener`` gets the exit (soon, if it exited already)."""

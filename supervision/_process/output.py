@@ -21,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import datetime
+import fcntl
 import os
 import select
 import sys
+import termios
 import threading
 import time
 from collections import deque
@@ -76,6 +78,7 @@ class Sink:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
+        self._deferred: asyncio.AbstractEventLoop | None = None  # wakes the thread at its next turn
 
     def write(self, data: bytes) -> None:
         """Queue ``data``; drop it (counted) if the buffer is full. Never blocks."""
@@ -97,12 +100,34 @@ class Sink:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"supervision output fd {self.fd}", daemon=True)
                 self._thread.start()
+            self._wake_soon()
+
+    def _wake_soon(self) -> None:
+        """Wake the thread; from an event loop, at the loop's next turn (once per
+        turn, however many writes): a thread woken now would contend for the GIL
+        with the callback that wrote (a restart, a spawn). Called with the lock held."""
+        loop = asyncio._get_running_loop()
+        if loop is None:
+            self._wake.notify()
+        elif self._deferred is not loop:
+            try:
+                loop.call_soon(self._wake_now)
+            except RuntimeError:  # the loop is closing
+                self._wake.notify()
+            else:
+                self._deferred = loop
+
+    def _wake_now(self) -> None:
+        with self._wake:
+            self._deferred = None
             self._wake.notify()
 
     def drain(self, timeout: float) -> bool:
         """Wait until everything queued is written, at most ``timeout`` seconds (at
         exit, before a re-exec). False if the stream is still blocked."""
         with self._wake:
+            self._deferred = None  # a wake-up a loop still owes: due now
+            self._wake.notify()
             return self._wake.wait_for(lambda: not (self._chunks or self._busy) or self._broken, timeout)
 
     def _run(self) -> None:
@@ -272,7 +297,14 @@ class _Stream:
 
 
 class PrefixedOutput:
-    """Pipes for a child's stdout and stderr, read into :class:`Output` records."""
+    """Pipes for a child's stdout and stderr, read into :class:`Output` records.
+
+    The pipes may serve the next incarnation too: a child restarted at once after
+    an exit gets the same pipes (see ``ProcessIncarnation``), which saves their
+    making and, since the write ends are kept open for it (:meth:`started` with
+    ``keep_child_ends``), the wake-ups at each exit to read EOF and close. The
+    exit drains what the pipes hold all the same (:meth:`drain`), partial lines
+    included, before it is reported."""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, path: Path, sink: OutputSink = write_prefixed, timestamps: bool = False
@@ -281,11 +313,12 @@ class PrefixedOutput:
         self.path = path
         self.sink = sink
         self.timestamps = timestamps
+        self._reading = False
         out_read, self.child_stdout = os.pipe2(os.O_CLOEXEC)
         err_read, self.child_stderr = os.pipe2(os.O_CLOEXEC)
         self._streams = [_Stream(out_read, False), _Stream(err_read, True)]
         for stream in self._streams:
-            os.set_blocking(stream.fd, False)
+            fcntl.fcntl(stream.fd, fcntl.F_SETFL, os.O_NONBLOCK)  # a new pipe's read end: no other flag to keep
 
     @classmethod
     def adopt(
@@ -306,6 +339,7 @@ class PrefixedOutput:
         self.sink = sink
         self.timestamps = timestamps
         self.child_stdout = self.child_stderr = -1
+        self._reading = True
         self._streams = []
         for fd, rest, to_stderr in zip(fds, partial, (False, True), strict=True):
             stream = _Stream(fd, to_stderr)
@@ -322,11 +356,23 @@ class PrefixedOutput:
         out, err = self._streams
         return (out.fd, err.fd), (out.partial, err.partial)
 
-    def started(self) -> None:
-        """The child has its copies of the write ends: close ours, start reading."""
-        self.close_child_ends()
-        for stream in self._streams:
-            self.loop.add_reader(stream.fd, self._on_readable, stream)
+    def started(self, keep_child_ends: bool = False) -> None:
+        """The child has its copies of the write ends: close ours (unless kept for a
+        next incarnation: then no EOF comes at its exit), start reading (going on
+        reading, for pipes that served an earlier incarnation)."""
+        if not keep_child_ends:
+            self.close_child_ends()
+        if not self._reading:
+            self._reading = True
+            for stream in self._streams:
+                self.loop.add_reader(stream.fd, self._on_readable, stream)
+
+    @property
+    def reusable(self) -> bool:
+        """Whether a next incarnation can have these pipes: both still open, and
+        our write ends with them."""
+        out, err = self._streams
+        return self.child_stdout >= 0 and self.child_stderr >= 0 and out.fd >= 0 and err.fd >= 0
 
     def close_child_ends(self) -> None:
         for fd in (self.child_stdout, self.child_stderr):
@@ -381,6 +427,17 @@ class PrefixedOutput:
             self.loop.remove_reader(stream.fd)
             os.close(stream.fd)
             stream.fd = -1
+
+    def drain(self) -> None:
+        """Read what the pipes hold now and write it out, partial lines too (the
+        child has exited: its last line ends there)."""
+        held = bytearray(4)
+        for stream in self._streams:
+            if stream.fd >= 0:
+                fcntl.ioctl(stream.fd, termios.FIONREAD, held)  # empty, mostly: no read ending in EAGAIN
+                if held != b"\0\0\0\0":
+                    self._read(stream, once=False)
+                self._flush(stream)
 
     def drain_and_close(self) -> None:
         """Read what the pipes hold now, write it out (partial lines too), close."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -66,6 +67,16 @@ def start_time(pid: int) -> int | None:
     a recycled pid has another start time."""
     fields = _stat(pid)
     return None if fields is None else int(fields[22 - 3])
+
+
+_TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def boot_ticks() -> int:
+    """Now, in the unit and from the origin of :func:`start_time` (clock ticks since
+    boot, from the same clock). Taken right before a spawn, it is the child's start
+    time or a tick before it, never after: no ``/proc`` read per spawn."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) // _TICK_NS
 
 
 def kill_other_sessions(*, reap: bool = False) -> int:

@@ -34,6 +34,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import weakref
 from collections.abc import Callable
 
@@ -92,13 +93,21 @@ def existing_reaper() -> Reaper | None:
 
 
 class _Watch:
-    __slots__ = ("born", "callback", "pid", "pidfd")
+    __slots__ = ("_born", "callback", "pid", "pidfd")
 
-    def __init__(self, pid: int, pidfd: int, callback: ExitCallback) -> None:
+    def __init__(self, pid: int, pidfd: int, callback: ExitCallback, born: int | None) -> None:
         self.pid = pid
         self.pidfd = pidfd
         self.callback = callback
-        self.born = start_time(pid) or 0  # the pidfd pins it: a zombie at worst
+        self._born = born
+
+    @property
+    def born(self) -> int:
+        """Its start time: given, or read from ``/proc`` when first needed (a watched
+        child is not reaped yet: a zombie at worst, its pid not reused)."""
+        if self._born is None:
+            self._born = start_time(self.pid) or 0
+        return self._born
 
 
 class Reaper:
@@ -110,6 +119,11 @@ class Reaper:
         self._watches: dict[int, _Watch] = {}
         self._own_pid = os.getpid()
         self._own_session = os.getsid(0)
+        # The children files that say whether a service may have left something
+        # behind (see ``_unwatched_children``): the first thread's, which the kernel
+        # gives orphans to, and this loop's, which spawns the services. Opened
+        # once, read with pread; closed with the reaper.
+        self._children_files: list[int] | None = None
         if _subreaper is None:
             _subreaper = set_child_subreaper()
             if not _subreaper:
@@ -126,19 +140,19 @@ class Reaper:
 
     # -- our own children ---------------------------------------------------------
 
-    def watch(self, pid: int, callback: ExitCallback) -> int:
+    def watch(self, pid: int, callback: ExitCallback, born: int | None = None) -> None:
         """Call ``callback`` once ``pid`` (our child) has exited and been reaped.
-        Returns the child's start time (see :func:`start_time`)."""
+        ``born``: its start time (see :func:`start_time`; :func:`boot_ticks` taken
+        before the spawn will do), read from ``/proc`` when needed if not given."""
         pidfd = os.pidfd_open(pid)
-        watch = self._watches[pid] = _Watch(pid, pidfd, callback)
+        self._watches[pid] = _Watch(pid, pidfd, callback, born)
         self.loop.add_reader(pidfd, self._collect, pid)
-        return watch.born
 
-    def adopt(self, pid: int, pidfd: int, callback: ExitCallback) -> None:
+    def adopt(self, pid: int, pidfd: int, callback: ExitCallback, born: int | None = None) -> None:
         """Watch a child through a pidfd opened already (re-exec: a child the
         previous image of this process started, see ``adopt``). The watch owns
         ``pidfd`` from now on."""
-        self._watches[pid] = _Watch(pid, pidfd, callback)
+        self._watches[pid] = _Watch(pid, pidfd, callback, born)
         self.loop.add_reader(pidfd, self._collect, pid)
 
     def _collect(self, pid: int) -> None:
@@ -228,6 +242,36 @@ class Reaper:
         self._stale_timer = None
         self._on_sigchld()
 
+    def _unwatched_children(self) -> bool:
+        """Whether we have a child that is not watched: without one, no service can
+        have left anything behind (what a service leaves behind comes back to us, to
+        the first thread of this process, before its pidfd says it exited). One
+        read of a children file in the common case, instead of a scan of every
+        thread's and a ``stat`` of each child. True if it cannot tell."""
+        files = self._children_files
+        if files is None:
+            files = self._children_files = []
+            weakref.finalize(self, _close_all, files)
+            for tid in dict.fromkeys((self._own_pid, threading.get_native_id())):
+                try:
+                    files.append(os.open(f"/proc/{self._own_pid}/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC))
+                except OSError:
+                    files.append(-1)
+        watches = self._watches
+        for fd in files:
+            chunks = []
+            offset = 0
+            try:
+                while chunk := os.pread(fd, 65536, offset):
+                    chunks.append(chunk)
+                    offset += len(chunk)
+            except OSError:
+                return True  # that thread is gone (or never opened): the full scan decides
+            for pid in b"".join(chunks).split():
+                if int(pid) not in watches:
+                    return True
+        return False
+
     def leftovers(self, leader: int, marker: bytes, born: int | None = None) -> list[int]:
         """Live or zombie processes a service left behind, and their descendants:
         orphans that came back to us from its session or process group, or
@@ -238,6 +282,8 @@ class Reaper:
         service did, while no other watched child that started before it still
         runs. (One that might be another running child's is left to that child's
         exit, or to :meth:`orphans` at the end.)"""
+        if not self._unwatched_children():
+            return []
         others = sorted(w.born for w in self._watches.values() if w.pid != leader)
         roots = []
         for pid in children_of(self._own_pid, all_threads=True):
@@ -296,11 +342,21 @@ class Reaper:
 
 def _only_theirs(pid: int, born: int | None, others: list[int]) -> bool:
     """True if ``pid`` started after ``born`` and before any of ``others`` (start
-    times of the other running children, sorted): only that child can be its ancestor."""
+    times of the other running children, sorted): only that child can be its ancestor.
+    A start time taken before the spawn (:func:`boot_ticks`) may be a tick early:
+    for ``born`` that errs on the side of killing what may be its leftover, for
+    ``others`` on the side of leaving an orphan to :meth:`Reaper.orphans`."""
     if born is None or not _orphans_ours:
         return False
     started = start_time(pid)
     return started is not None and started >= born and (not others or others[0] > started)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _with_descendants(roots: list[int]) -> list[int]:

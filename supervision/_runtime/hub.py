@@ -126,6 +126,7 @@ class EventHub:
         self._streams: dict[int, weakref.ref[EventStream]] = {}
         self._waiting: set[EventStream] = set()  # streams a reader awaits now: held strongly
         self.closed = False
+        self._pending: list[tuple[int, Event]] = []  # logged at the loop's next turn
 
     def stream(self, prefix: Path, maxsize: int = 10_000) -> EventStream:
         stream = EventStream(self, prefix, maxsize)
@@ -173,20 +174,42 @@ class EventHub:
             return
         level = _level(event)
         if logger.isEnabledFor(level):
-            # The event travels with the record: --log-format json/journal show its fields.
-            logger.log(
-                level, "%s", describe(event), exc_info=_traceback(event, level), extra={"supervision_event": event}
-            )
+            self._log_soon(level, event)
+
+    def _log_soon(self, level: int, event: Event) -> None:
+        """Log the event at the loop's next turn (in order, all of one turn at
+        once): a restart goes from the old process's exit to the new one's spawn
+        without stopping to make and write a log record on the way. Synchronous
+        without a running loop."""
+        if not self._pending:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush_log)
+            except RuntimeError:  # no running loop (or it is closing)
+                _log(level, event)
+                return
+        self._pending.append((level, event))
+
+    def flush_log(self) -> None:
+        """Log the events still waiting for the loop's next turn."""
+        pending, self._pending = self._pending, []
+        for level, event in pending:
+            _log(level, event)
 
     def close(self) -> None:
         """The tree has stopped: every stream ends after its queued events."""
         self.closed = True
+        self.flush_log()
         refs = list(self._streams.values())
         self._streams.clear()
         for ref in refs:
             stream = ref()
             if stream is not None:
                 stream._close()
+
+
+def _log(level: int, event: Event) -> None:
+    # The event travels with the record: --log-format json/journal show its fields.
+    logger.log(level, "%s", describe(event), exc_info=_traceback(event, level), extra={"supervision_event": event})
 
 
 def _level(event: Event) -> int:

@@ -23,7 +23,7 @@ from .._core.durable import DurablePaths
 from .._core.errors import ProcessExited, ProcessLost
 from .._core.events import ExitReason
 from .._core.messages import Outcome, StopDone
-from .._core.paths import format_path
+from .._core.paths import Path, format_path
 from .._core.settings import LogFile, Prefixed
 from .._core.spec import BRUTAL_KILL, INFINITY, Process
 from .._process.adopt import Adoption, ProcessRecord, encode_shutdown, launch
@@ -31,7 +31,7 @@ from .._process.helper import PID_WIDTH
 from .._process.logfile import FileOutput
 from .._process.notify import NotifySocket
 from .._process.output import PrefixedOutput
-from .._process.proc import set_done, signal_group, signal_name, start_time
+from .._process.proc import boot_ticks, set_done, signal_group, signal_name, start_time
 from .._process.reaper import Reaper, reaper, spawner
 from .._process.settings import LIMITS, NOTHING, Prepared, SetLimit, prepare
 from .._process.spawn import PRIVATE_VARIABLES
@@ -65,14 +65,21 @@ def _with_child_nofile(settings: Prepared) -> Prepared:
     return Prepared(settings.env, (step, *settings.steps))
 
 
+_handed_on: dict[tuple[int, Path], PrefixedOutput] = {}
+"""The pipes of a child that just exited, while its exit is being reported: a restart
+made from that report (at once, in the same call) takes them (see ``_finish``)."""
+
+
 def environment(spec: Process, invocation: str, settings: Prepared = NOTHING) -> dict[bytes, bytes]:
     """The child's environment: ours (without our own ``NOTIFY_SOCKET``) or
     nothing, then what its settings add (the user's ``HOME``..., then its
     environment files), then ``spec.env``, then its invocation id.
 
     Built as bytes: copying ``os.environb`` is several times cheaper than
-    decoding ``os.environ`` and encoding it again, once per spawn."""
-    env = dict(os.environb) if spec.inherit_env else {}
+    decoding ``os.environ`` and encoding it again, once per spawn; copying the
+    bytes dictionary behind both (``_data``, kept current by every change
+    through either) is a hundred times cheaper still than iterating the mapping."""
+    env = _own_environment() if spec.inherit_env else {}
     for name in PRIVATE_VARIABLES:  # the supervisor's (systemd's), never the child's
         env.pop(name, None)
     for key, value in settings.env.items():
@@ -82,6 +89,13 @@ def environment(spec: Process, invocation: str, settings: Prepared = NOTHING) ->
             env[os.fsencode(key)] = os.fsencode(value)
     env[INVOCATION_VARIABLE.encode()] = invocation.encode()
     return env
+
+
+def _own_environment() -> dict[bytes, bytes]:
+    data = getattr(os.environb, "_data", None)  # POSIX: bytes -> bytes, what os.environ* show
+    if isinstance(data, dict):
+        return data.copy()
+    return dict(os.environb)
 
 
 class ProcessIncarnation(Incarnation):
@@ -173,13 +187,14 @@ class ProcessIncarnation(Incarnation):
                 self.output = FileOutput(loop, self.path, output, self.runner.runtime.output)
             elif output == "prefix" or isinstance(output, Prefixed):
                 timestamps = isinstance(output, Prefixed) and output.timestamps
-                self.output = PrefixedOutput(loop, self.path, self.runner.runtime.output, timestamps)
+                self.output = self._pipes(timestamps)
             elif output != "inherit":
                 flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
                 log_fd = os.open(output, flags, 0o644)
                 stdout = stderr = log_fd
             if self.output is not None:
                 stdout, stderr = self.output.child_stdout, self.output.child_stderr
+            born = boot_ticks()  # its start time, or a tick before (see _only_theirs)
             pid = spawner().spawn(
                 spec.argv,
                 spec.cwd,
@@ -192,7 +207,7 @@ class ProcessIncarnation(Incarnation):
                 pid_variables=len(first),
             )
             try:
-                self._born = self.reaper.watch(pid, self._on_reaped)
+                self.reaper.watch(pid, self._on_reaped, born)
             except OSError:  # no pidfd (EMFILE...): do not leave it running unwatched
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
@@ -204,13 +219,28 @@ class ProcessIncarnation(Incarnation):
             if log_fd >= 0:
                 os.close(log_fd)
         self._pid = pid
+        self._born = born
         if self.notify is not None:
             self.notify.leader = pid
         if self.output is not None:
-            self.output.started()
+            # A restarted child keeps the write ends for its next incarnation: no
+            # wake-up at its exit for EOF (two fds more while it runs; a child
+            # started once and never again has none).
+            self.output.started(keep_child_ends=self.starts > 1 and type(self.output) is PrefixedOutput)
         if spec.ready is None:
             return self._done()
         return self._wait_ready(spec.ready)
+
+    def _pipes(self, timestamps: bool) -> PrefixedOutput:
+        """The pipes of the incarnation that just exited, if this start is its
+        restart and they can serve (same sink and timestamps); else new ones."""
+        runtime = self.runner.runtime
+        found = _handed_on.pop((id(runtime), self.path), None)
+        if found is not None and found.sink is runtime.output and found.timestamps == timestamps:
+            return found
+        if found is not None:
+            found.drain_and_close()
+        return PrefixedOutput(runtime.loop, self.path, runtime.output, timestamps)
 
     def _sockets(self, env: dict[bytes, bytes]) -> tuple[int, ...]:
         """The held sockets for this incarnation (bound now if new); their
@@ -371,11 +401,31 @@ class ProcessIncarnation(Incarnation):
         self._unwatch()
         if self.kill_timer is not None:
             self.kill_timer.cancel()
+        reported = self.started and not self.stopping
+        output = self.output
+        if reported and type(output) is PrefixedOutput and output.reusable:
+            # Drained now, as for any exit; kept open while the exit is reported,
+            # for a restart made at once (``_pipes``); closed after, if none took them.
+            output.drain()
+            self.output = None
+        else:
+            output = None
         self._release()
         outcome = self._outcome(exit_status, signum)
         self.exited.set_result(outcome)
-        if self.started and not self.stopping:
+        if not reported:
+            return
+        if output is None:
             self.runner.child_exited(self, outcome)
+            return
+        key = (id(self.runner.runtime), self.path)
+        _handed_on[key] = output
+        try:
+            self.runner.child_exited(self, outcome)
+        finally:
+            if _handed_on.get(key) is output:
+                del _handed_on[key]
+                output.drain_and_close()
 
     def _outcome(self, exit_status: int | None, signum: int | None) -> Outcome:
         if self.stopping:

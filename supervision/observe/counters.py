@@ -36,24 +36,30 @@ class Counters:
         self.start_failures: OrderedDict[str, int] = OrderedDict()
         self.restarts: OrderedDict[str, deque[float]] = OrderedDict()
         self.reloads = {"applied": 0, "rejected": 0}
-        self.events: deque[dict[str, Any]] = deque(maxlen=max_events)
+        self._events: deque[tuple[Event, float]] = deque(maxlen=max_events)
         self.gave_up: BaseException | None = None
         """The ``TooManyRestarts`` of the root, once it gave up."""
 
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The last events as JSON (``figures.event_json``), each with ``"at"``, the
+        wall clock when it happened; made when asked for, not at each event (a crash
+        loop would pay for it twice per restart)."""
+        return [{**event_json(event), "at": at} for event, at in self._events]
+
     def observe(self, event: Event) -> None:
-        described = event_json(event)
-        described["at"] = time.time()  # wall clock: shown to people (the event's time is monotonic)
-        self.events.append(described)
+        # wall clock: shown to people (the event's time is monotonic)
+        self._events.append((event, time.time()))
         if isinstance(event, ChildStarted):
             if event.starts > 1:
-                path = described["path"]
+                path = "/".join(event.path) or "/"
                 times = self.restarts.get(path)
                 if times is None:
                     times = self.restarts[path] = deque(maxlen=self.max_restarts)
                 times.append(event.time)
                 _touch(self.restarts, path, self.max_paths)
         elif isinstance(event, ChildStartFailed):
-            path = described["path"]
+            path = "/".join(event.path) or "/"
             self.start_failures[path] = self.start_failures.get(path, 0) + 1
             _touch(self.start_failures, path, self.max_paths)
         elif isinstance(event, ReloadApplied):

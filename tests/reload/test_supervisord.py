@@ -14,6 +14,7 @@ import asyncio
 import os
 import pwd
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +60,17 @@ async def processes(handle: sv.Handle) -> dict[str, int]:
 
 
 def proc(pid: int) -> tuple[list[str], str, dict[str, str]]:
-    """A process's argv, working directory and environment, from /proc."""
-    with open(f"/proc/{pid}/cmdline", "rb") as file:
-        argv = [part.decode() for part in file.read().split(b"\0")[:-1]]
+    """A process's argv, working directory and environment, from /proc. A child is
+    "started" once its exec cannot fail, which is before the new program's
+    arguments are in place (and the stand-in execs again): an empty command line
+    is read again, for a while."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            argv = [part.decode() for part in file.read().split(b"\0")[:-1]]
+        if argv or time.monotonic() > deadline:
+            break
+        time.sleep(0.005)
     cwd = os.readlink(f"/proc/{pid}/cwd")
     with open(f"/proc/{pid}/environ", "rb") as file:
         pairs = [part.decode().partition("=") for part in file.read().split(b"\0") if part]
