@@ -205,8 +205,7 @@ FLOORS = (
 SUPERVISION = Supervision(
     "supervision",
     "supervision",
-    "`supervision run tree.py`, defaults (output=prefix); N children as one instance group,"
-    ' `sv.process("s", ARGV, instances=N)` (started in order one at a time, stopped concurrently)',
+    "`supervision run tree.py`, defaults (output=prefix); N children: one instance group, `instances=N`",
 )
 # The same N children as N separate sv.process children: started in order and stopped
 # right to left, one at a time (OTP's order for a supervisor's declared children).
