@@ -12,8 +12,14 @@ by the kernel's proc connector (``cnproc.py``), one clock for all: the exit of o
 incarnation, the fork and the exec of the next. Without root the children's own
 timestamps and ``/proc`` polling stand in (the report says so).
 
+Contenders: the floors, supervision, and circus and supervisord each at its fastest and
+at its default setting (``contenders.py``). N children are one instance group under
+supervision (``sv.process(..., instances=N)``), one watcher or program of N under the
+peers; at 500, supervision also runs them as 500 separate children (extra rows).
+
 Scenarios:
-1. crash -> respawn of ``/bin/false``, ``sh -c 'exit 1'`` and a Python child;
+1. crash -> respawn of ``/bin/false``, ``sh -c 'exit 1'`` and a Python child, and the
+   supervisor's CPU time per restart (its process CPU clock over the measured cycles);
 2. bring-up of 100 and 500 ``sleep`` children until all have exec'd;
 3. idle CPU, wake-ups and RSS of the supervisor with 100 idle children;
 4. orderly stop (SIGTERM) of 500 children;
