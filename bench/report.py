@@ -239,7 +239,7 @@ def verdict_table(results: dict[str, Any]) -> str:
 
 
 def inproc_table(results: dict[str, Any]) -> str:
-    goals = {goal.get("row"): goal for goal in results.get("goals", [])}
+    goals = _goals_by_row(results)
     rows = []
     for row in results.get("inproc_rows", []):
         floor, sv = row["floor"], row["supervision"]
@@ -247,7 +247,6 @@ def inproc_table(results: dict[str, Any]) -> str:
         floor_time, sv_time = median(floor), median(sv)
         if row.get("n") and floor_time is not None and sv_time is not None:
             per = f"{fmt_time(floor_time / row['n'])} / {fmt_time(sv_time / row['n'])}"
-        goal = goals.get(row["id"])
         rows.append(
             [
                 row["scenario"],
@@ -256,7 +255,7 @@ def inproc_table(results: dict[str, Any]) -> str:
                 fmt_ratio(ratio(sv, floor)),
                 per,
                 row.get("memory", ""),
-                goal_text(goal) if goal else "",
+                "; ".join(goal_text(goal) for goal in goals.get(row["id"], [])),
             ]
         )
     headers = ["scenario", "raw asyncio floor", "supervision", "sv ÷ floor", "per item (floor / sv)", "memory", "goal"]

@@ -179,6 +179,7 @@ def test_markdown_report_on_fake_numbers() -> None:
     assert "`sh -c 'exit 1'`" in text  # quotes survive, pipes would be escaped
     assert "orderly stop of 500: supervision as 500 separate children" in text
     assert "| idle, 100 children: CPU | **met** (∞) |" in text
+    assert "≤1.8× floor: **missed** (2.00×); memory ≤1.5×: **met** (1.40×)" in text  # both goals of the start row
     for title in ("| scenario | metric | posix_spawn loop", "| scenario | metric | supervision | circus 1 ms"):
         header = next(line for line in text.splitlines() if line.startswith(title))
         body = text[text.index(header) :].split("\n\n")[0].splitlines()[2:]
