@@ -28,8 +28,12 @@ PYTHON = sys.executable
 
 # circus: any positive check_delay is accepted; the event loop cannot wait less than
 # 1 ms (epoll's timeout is in milliseconds), so below that circus spins instead of polling
-# faster. 1 ms is its fastest setting.
+# faster. 1 ms is its fastest setting. Its default, for a config file, is 5 s
+# (circus/config.py: ``dget('circus', 'check_delay', 5., float)``; the 1.0 in
+# ``Arbiter.__init__`` only applies to the Python API): circus reaps and respawns only
+# when that periodic ``manage_watchers`` runs, it has no SIGCHLD handler.
 CIRCUS_CHECK_DELAY = 0.001
+CIRCUS_DEFAULT_CHECK_DELAY = 5.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,10 @@ class Contender:
     # seconds between SIGTERMs when the first is not heeded (None: one SIGTERM, as an
     # init system sends); only for circus, which drops a quit while it is busy
     resend: float | None = None
+    # about how long one crash -> respawn cycle takes (seconds): 0 for the fast ones; the
+    # benchmark runs the slow ones for a few cycles only, in one round
+    cycle: float = 0.0
+    peer: bool = False  # circus or supervisord, at one of its settings
 
     def respawn_command(self, argv: list[str], cycles: int, tmp: Path) -> list[str]:
         raise NotImplementedError
@@ -82,7 +90,7 @@ ARGV = {argv!r}
 
 def build() -> sv.Supervisor:
     return sv.Supervisor(
-        [sv.process({ids}, ARGV{options}) for i in range({count})],
+        {children},
         intensity={intensity},
         period=1.0,
     )
@@ -95,13 +103,21 @@ class Supervision(Contender):
     output: str = "prefix"
     quiet: bool = False  # silence the "supervision" logger (two lines per crash otherwise)
     pdeathsig: bool = True
+    # N children: one instance group, ``sv.process("s", ARGV, instances=N)`` (the like of
+    # circus's numprocesses and supervisord's numprocs), or N separate ``sv.process`` children
+    separate: bool = False
 
     def _command(self, tmp: Path, count: int, argv: list[str], intensity: int) -> list[str]:
-        ids = '"c"' if count == 1 else 'f"s{i}"'
         options = "" if self.output == "prefix" else f", output={self.output!r}"
         options += "" if self.pdeathsig else ", pdeathsig=False"
+        if count == 1:
+            children = f'[sv.process("c", ARGV{options})]'
+        elif self.separate:
+            children = f'[sv.process(f"s{{i}}", ARGV{options}) for i in range({count})]'
+        else:
+            children = f'[sv.process("s", ARGV, instances={count}{options})]'
         quiet = 'logging.getLogger("supervision").setLevel(logging.CRITICAL)\n' if self.quiet else ""
-        source = SV_TREE.format(argv=argv, ids=ids, count=count, intensity=intensity, options=options, quiet=quiet)
+        source = SV_TREE.format(argv=argv, children=children, intensity=intensity, quiet=quiet)
         (tmp / "tree.py").write_text(source)
         return [PYTHON, "-m", "supervision", "run", str(tmp / "tree.py"), "--control", str(tmp / "sv.sock")]
 
@@ -115,11 +131,13 @@ class Supervision(Contender):
 
 @dataclass(frozen=True)
 class Circus(Contender):
+    check_delay: float | None = None  # None: not in the config, circus's default (5 s)
+
     def _command(self, tmp: Path, count: int, argv: list[str]) -> list[str]:
+        delay = "" if self.check_delay is None else f"check_delay = {self.check_delay}\n"
         config = f"""\
 [circus]
-check_delay = {CIRCUS_CHECK_DELAY}
-endpoint = ipc://{tmp}/circus-ctl.sock
+{delay}endpoint = ipc://{tmp}/circus-ctl.sock
 pubsub_endpoint = ipc://{tmp}/circus-pubsub.sock
 multicast_endpoint =
 statsd = false
@@ -143,14 +161,22 @@ copy_env = true
 
 @dataclass(frozen=True)
 class Supervisord(Contender):
+    # the tuned setting: child output not logged (its pipes are still read), supervisord's
+    # own log at warn (no "spawned"/"exited"/"success" lines). Its main loop's 1 s poll
+    # timeout is a constant in supervisord.py (``timeout = 1``): nothing shortens it.
+    tuned: bool = False
+
     def _command(self, tmp: Path, program: str) -> list[str]:
         (tmp / "childlogs").mkdir(exist_ok=True)
+        if self.tuned:
+            program += "stdout_logfile = NONE\nstderr_logfile = NONE\n"
         config = f"""\
 [supervisord]
 nodaemon = true
 logfile = {tmp}/supervisord.log
 pidfile = {tmp}/supervisord.pid
 childlogdir = {tmp}/childlogs
+{"loglevel = warn" if self.tuned else ""}
 
 {program}"""
         (tmp / "supervisord.conf").write_text(config)
@@ -176,15 +202,54 @@ FLOORS = (
         "same_work", "same work", "asyncio+pidfd, spawning with supervision's exec helper", floor=True, method="same"
     ),
 )
-SUPERVISION = Supervision("supervision", "supervision", "`supervision run tree.py`, defaults (output=prefix)")
+SUPERVISION = Supervision(
+    "supervision",
+    "supervision",
+    "`supervision run tree.py`, defaults (output=prefix); N children: one instance group, `instances=N`",
+)
+# The same N children as N separate sv.process children: started in order and stopped
+# right to left, one at a time (OTP's order for a supervisor's declared children).
+SUPERVISION_SEPARATE = Supervision(
+    "sv_separate",
+    "supervision, N separate children",
+    "N separate `sv.process` children (start in order, stop right to left, one at a time)",
+    separate=True,
+)
+_CIRCUS_COMMON = "ipc endpoints, no multicast, no statsd/httpd, copy_env; SIGTERM repeated until it stops"
 CIRCUS = Circus(
     "circus",
-    "circus",
-    f"check_delay={CIRCUS_CHECK_DELAY:g} s (its lowest), ipc endpoints, no multicast; SIGTERM repeated until it stops",
+    "circus 1 ms",
+    f"its fastest: check_delay={CIRCUS_CHECK_DELAY:g} s (its lowest); {_CIRCUS_COMMON}",
     resend=0.25,
+    peer=True,
+    check_delay=CIRCUS_CHECK_DELAY,
 )
-SUPERVISORD = Supervisord("supervisord", "supervisord", "as shipped; startsecs=0 for the crash loop; 1 s loop")
-ALL = (*FLOORS, SUPERVISION, CIRCUS, SUPERVISORD)
+CIRCUS_DEFAULT = Circus(
+    "circus_default",
+    "circus 5 s (default)",
+    f"its default: check_delay not set (5 s for a config file); {_CIRCUS_COMMON}",
+    resend=0.25,
+    cycle=CIRCUS_DEFAULT_CHECK_DELAY,
+    peer=True,
+)
+SUPERVISORD = Supervisord(
+    "supervisord",
+    "supervisord (default)",
+    "as shipped (child output logged to files, loglevel info); startsecs=0 for the crash loop; 1 s loop",
+    cycle=1.0,
+    peer=True,
+)
+SUPERVISORD_TUNED = Supervisord(
+    "supervisord_tuned",
+    "supervisord tuned",
+    "its fastest: stdout_logfile/stderr_logfile = NONE, loglevel = warn, startsecs=0 for the crash loop;"
+    " the 1 s loop cannot be shortened",
+    cycle=1.0,
+    peer=True,
+    tuned=True,
+)
+PEERS = (CIRCUS, CIRCUS_DEFAULT, SUPERVISORD, SUPERVISORD_TUNED)
+ALL = (*FLOORS, SUPERVISION, *PEERS)
 # Where supervision's respawn time goes (the breakdown scenario): one thing off at a time.
 BREAKDOWN = (
     Supervision("sv_quiet", "no log lines", "the `supervision` logger silenced", quiet=True),
@@ -199,7 +264,6 @@ BREAKDOWN = (
         pdeathsig=False,
     ),
 )
-PEERS = (CIRCUS, SUPERVISORD)
 
 
 def ensure_peers(log: Path | None = None) -> dict[str, str]:

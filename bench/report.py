@@ -17,16 +17,22 @@ from typing import Any
 
 Cell = dict[str, Any]
 
-# Columns of the process table, in order: key -> header.
+# Columns of the process table (supervision against the floors), in order: key -> header.
 PROCESS_COLUMNS = {
     "posix_spawn": "posix_spawn loop",
     "pidfd": "asyncio+pidfd",
     "same_work": "same work",
     "supervision": "supervision",
-    "circus": "circus",
-    "supervisord": "supervisord",
+}
+# Columns of the peers' table: each peer at its fastest and at its default setting.
+PEER_COLUMNS = {
+    "circus": "circus 1 ms",
+    "circus_default": "circus 5 s (default)",
+    "supervisord": "supervisord (default)",
+    "supervisord_tuned": "supervisord tuned",
 }
 FLOOR = "pidfd"  # the floor the goals are set against
+SAME_WORK = "same_work"
 
 
 def cell(samples: Sequence[float], p95: bool = True) -> Cell:
@@ -98,6 +104,8 @@ def fmt_cell(found: Cell | None, unit: str) -> str:
 def fmt_ratio(value: float | None) -> str:
     if value is None:
         return "—"
+    if math.isinf(value):
+        return "∞"
     if value >= 100:
         return f"{value:,.0f}×"
     return f"{value:.2f}×" if value < 10 else f"{value:.1f}×"
@@ -125,6 +133,8 @@ def verdict(goal: dict[str, Any]) -> str:
 
 def evaluate(goal: dict[str, Any]) -> dict[str, Any]:
     """Fill ``met`` of a goal ``{"ratio": r, "limit": x, "kind": "at_most"|"at_least"}``."""
+    if goal["kind"] == "count":  # decided by its maker (a count of verdicts)
+        return goal
     value = goal.get("ratio")
     if value is None:
         goal["met"] = None
@@ -142,19 +152,17 @@ def goal_text(goal: dict[str, Any]) -> str:
 # -- the report ---------------------------------------------------------------------
 
 
-def process_table(results: dict[str, Any]) -> str:
-    headers = [
-        "scenario",
-        "metric",
-        *PROCESS_COLUMNS.values(),
-        "sv ÷ floor",
-        "circus ÷ sv",
-        "supervisord ÷ sv",
-        "goal",
-    ]
-    goals_by_row: dict[str, list[dict[str, Any]]] = {}
+def _goals_by_row(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
     for goal in results.get("goals", []):
-        goals_by_row.setdefault(goal.get("row", ""), []).append(goal)
+        found.setdefault(goal.get("row", ""), []).append(goal)
+    return found
+
+
+def process_table(results: dict[str, Any]) -> str:
+    """supervision against the floors, every OS-process scenario."""
+    headers = ["scenario", "metric", *PROCESS_COLUMNS.values(), "sv ÷ floor", "sv ÷ same work", "goal"]
+    goals_by_row = _goals_by_row(results)
     rows = []
     for row in results.get("process_rows", []):
         values = row["values"]
@@ -166,16 +174,72 @@ def process_table(results: dict[str, Any]) -> str:
                 row["metric"],
                 *(fmt_cell(values.get(key), unit) for key in PROCESS_COLUMNS),
                 fmt_ratio(ratio(sv, values.get(FLOOR))),
-                fmt_ratio(ratio(values.get("circus"), sv)),
-                fmt_ratio(ratio(values.get("supervisord"), sv)),
+                fmt_ratio(ratio(sv, values.get(SAME_WORK))),
                 "; ".join(goal_text(goal) for goal in goals_by_row.get(row["id"], [])) or "",
             ]
         )
     return table(headers, rows)
 
 
+def peer_table(results: dict[str, Any]) -> str:
+    """supervision against circus and supervisord, each at its fastest and its default
+    setting; ``peer ÷ sv`` above 1 means supervision did better (lower is better in
+    every row)."""
+    headers = [
+        "scenario",
+        "metric",
+        "supervision",
+        *PEER_COLUMNS.values(),
+        *(f"{label} ÷ sv" for label in PEER_COLUMNS.values()),
+    ]
+    rows = []
+    for row in results.get("process_rows", []):
+        values = row["values"]
+        if not any(key in values for key in PEER_COLUMNS):
+            continue
+        unit = row["unit"]
+        sv = values.get("supervision")
+        rows.append(
+            [
+                row["scenario"],
+                row["metric"],
+                fmt_cell(sv, unit),
+                *(fmt_cell(values.get(key), unit) for key in PEER_COLUMNS),
+                *(fmt_ratio(peer_ratio(values.get(key), sv)) for key in PEER_COLUMNS),
+            ]
+        )
+    return table(headers, rows)
+
+
+def peer_ratio(peer: Cell | None, sv: Cell | None) -> float | None:
+    """``peer ÷ supervision`` of the medians; with supervision at 0, ∞ (or 1 if both are)."""
+    x, y = median(peer), median(sv)
+    if x is None or y is None:
+        return None
+    if y <= 0:
+        return math.inf if x > 0 else 1.0
+    return x / y
+
+
+def verdict_table(results: dict[str, Any]) -> str:
+    """One verdict per scenario × peer × setting."""
+    by_row: dict[str, dict[str, dict[str, Any]]] = {}
+    labels: dict[str, str] = {}
+    for found in results.get("peer_verdicts", []):
+        by_row.setdefault(found["row"], {})[found["peer"]] = found
+        labels[found["row"]] = found["scenario"]
+    rows = []
+    for row_id, peers in by_row.items():
+        cells = []
+        for key in PEER_COLUMNS:
+            found = peers.get(key)
+            cells.append(f"{verdict(found)} ({fmt_ratio(found.get('ratio'))})" if found else "—")
+        rows.append([labels[row_id], *cells])
+    return table(["scenario (peer ÷ sv ≥ 1)", *PEER_COLUMNS.values()], rows)
+
+
 def inproc_table(results: dict[str, Any]) -> str:
-    goals = {goal.get("row"): goal for goal in results.get("goals", [])}
+    goals = _goals_by_row(results)
     rows = []
     for row in results.get("inproc_rows", []):
         floor, sv = row["floor"], row["supervision"]
@@ -183,7 +247,6 @@ def inproc_table(results: dict[str, Any]) -> str:
         floor_time, sv_time = median(floor), median(sv)
         if row.get("n") and floor_time is not None and sv_time is not None:
             per = f"{fmt_time(floor_time / row['n'])} / {fmt_time(sv_time / row['n'])}"
-        goal = goals.get(row["id"])
         rows.append(
             [
                 row["scenario"],
@@ -192,7 +255,7 @@ def inproc_table(results: dict[str, Any]) -> str:
                 fmt_ratio(ratio(sv, floor)),
                 per,
                 row.get("memory", ""),
-                goal_text(goal) if goal else "",
+                "; ".join(goal_text(goal) for goal in goals.get(row["id"], [])),
             ]
         )
     headers = ["scenario", "raw asyncio floor", "supervision", "sv ÷ floor", "per item (floor / sv)", "memory", "goal"]
@@ -232,7 +295,13 @@ def breakdown_table(results: dict[str, Any]) -> str:
 
 def goals_table(results: dict[str, Any]) -> str:
     rows = [
-        [goal["name"], goal["target"], fmt_ratio(goal.get("ratio")), verdict(goal), goal.get("why", "")]
+        [
+            goal["name"],
+            goal["target"],
+            goal.get("measured") or fmt_ratio(goal.get("ratio")),
+            verdict(goal),
+            goal.get("why", ""),
+        ]
         for goal in results.get("goals", [])
     ]
     return table(["goal", "target", "measured", "verdict", "why (where missed)"], rows)
@@ -249,9 +318,20 @@ def markdown(results: dict[str, Any]) -> str:
         f"Run time: {meta.get('duration', 0):.0f} s. "
         f"Stray processes after teardown: {meta.get('strays', '?')}.",
         "",
-        "### OS processes (cells: median / p95 where there are several samples)",
+        "### OS processes: supervision against the floors (cells: median / p95 where there are several samples)",
         "",
         process_table(results),
+        "",
+        "### OS processes: supervision against circus and supervisord, at their fastest and default settings",
+        "",
+        "`peer ÷ sv` above 1: supervision did better (lower is better in every row). The rows marked"
+        ' "supervision as 500 separate children" repeat the peers\' numbers of the row above them.',
+        "",
+        peer_table(results),
+        "",
+        "### Verdicts against the peers (one per scenario, peer and setting)",
+        "",
+        verdict_table(results),
         "",
         "### In-process workers",
         "",
@@ -275,7 +355,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     for key, text in meta.get("settings", {}).items():
-        parts.append(f"- **{PROCESS_COLUMNS.get(key, key)}**: {text}")
+        parts.append(f"- **{PROCESS_COLUMNS.get(key) or PEER_COLUMNS.get(key, key)}**: {text}")
     for line in meta.get("samples", []):
         parts.append(f"- {line}")
     notes = results.get("notes", [])
