@@ -1,21 +1,29 @@
 """The exec helper that prepares a process child before exec.
 
 The spawner (``_spawn``) runs process children through a tiny static x86-64
-program kept in a memfd, so that CPython's vfork fast path still applies while
-code runs in the child before the target: ``PR_SET_PDEATHSIG``, the held sockets
-of socket activation placed at fds 3, 4, ... with the child's own pid in
-``LISTEN_PID`` and ``WATCHDOG_PID``, and the child's settings (``settings``:
-limits, nice, OOM score, umask, groups, gid, uid). The helper knows nothing of
-sockets or settings: it runs a **list of system calls** the supervisor encodes
+program kept in a memfd, started with ``os.posix_spawn`` (glibc's vfork-like
+``clone``), so that code runs in the child before the target without a ``fork``
+of the interpreter: ``PR_SET_PDEATHSIG``, the child's own pid in ``LISTEN_PID``
+and ``WATCHDOG_PID`` (socket activation), the child's settings (``settings``:
+limits, nice, OOM score, umask, groups, gid, uid), its working directory, and
+the closing of every fd it must not inherit. The helper knows nothing of sockets
+or settings: it runs a **list of system calls** the supervisor encodes
 (:func:`encode`), then the parent check and ``execve``. Each step is a few bytes
-and a system call or two in the child, with no Python and no ``fork`` of the
-interpreter; a failing step is reported with its index and ``errno``, so the
-start error says which step failed and why.
+and a system call or two in the child, with no Python; a failing step is
+reported with its index and ``errno``, so the start error says which step failed
+and why.
 
-The order of the steps: the sockets first (``dup2`` to 3, 4, ... and ``close``
-of the copy; before a ``nofile`` limit could refuse the target), then the pid
-variables, then the settings (credentials last: each needs the privilege the next
-drops), then ``PR_SET_PDEATHSIG``, which a credential change would clear.
+What ``posix_spawn`` does before the helper runs (:func:`spawn`): ``/dev/null``
+at fd 0, the output at 1 and 2, the held sockets of socket activation at 3, 4,
+... and the error pipe just above them, all by ``dup2`` file actions from
+close-on-exec sources; a new session; ``SIGPIPE`` and ``SIGXFSZ`` at their
+defaults. The order of the steps then: ``chdir`` first (with the supervisor's
+credentials, where ``Popen`` did it), the pid variables, the settings
+(credentials last: each needs the privilege the next drops), ``close_range``
+above the error pipe (``close_fds``) and glibc's internal signals at their
+defaults (:class:`DefaultSignal`); then ``PR_SET_PDEATHSIG``, which a credential
+change would clear. (The ``preexec_fn`` fallback places the sockets itself:
+:class:`PlaceFd`.)
 
 Called as ``helper PARENT_PID ERRFD PROGRAM PATH ARGV0 ARGS...``:
 
@@ -149,17 +157,26 @@ PID_WIDTH = 10
 """The least width of a pid variable's value (its placeholder): a pid has at most
 7 digits (``PID_MAX_LIMIT`` is 2**22), and the helper writes it in place."""
 
+RESTORED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name))
+"""Signals the child gets at their defaults, as ``Popen(restore_signals=True)``
+does: Python ignores them, and an ignored signal stays ignored across exec."""
+
+LIBC_SIGNALS = (32, 33)
+"""glibc's internal signals, which its ``posix_spawn`` leaves ignored (see
+:class:`DefaultSignal`)."""
+
 REPORT = struct.Struct("<ii")
 """What the helper writes on a failure: errno, and the step's index (-1: execve)."""
 EXEC_STEP = -1
 
 # x86-64 system call numbers
-_WRITE, _OPEN, _CLOSE, _DUP2, _UMASK = 1, 2, 3, 33, 95
+_WRITE, _OPEN, _CLOSE, _RT_SIGACTION, _DUP2, _CHDIR, _UMASK, _CLOSE_RANGE = 1, 2, 3, 13, 33, 80, 95, 436
 _SETGROUPS, _SETRESUID, _SETRESGID, _SETPRIORITY, _SETRLIMIT = 116, 117, 119, 141, 160
 _PID = 2**64 - 1  # not a system call: the helper's pid into a variable
 _O_WRONLY_CLOEXEC = 0o1 | 0o2000000
 _PRIO_PROCESS = 0
 _RLIM_INFINITY = 2**64 - 1
+_ALL_FDS = 2**32 - 1  # close_range's ~0U
 _ENTRY = struct.Struct("<8Q")
 _POINTER = [1 << i for i in range(6)]  # flags: a_i points into the data
 _PREVIOUS = 1 << 6  # flags: a0 is the previous call's result
@@ -190,7 +207,42 @@ class WritePid:
         return f"writing the pid into {self.name}"
 
 
-Action = PlaceFd | WritePid | Step
+@dataclass(frozen=True, slots=True)
+class ChangeDir:
+    """``chdir(path)``: the child's working directory (first, with the supervisor's
+    credentials, as ``Popen(cwd=...)`` did before the helper ran)."""
+
+    path: str | bytes
+
+    def describe(self) -> str:
+        return f"changing directory to {os.fsdecode(self.path)!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class CloseFrom:
+    """``close_range(fd, ~0U, 0)``: every fd from ``fd`` up is closed (what
+    ``close_fds=True`` did), so an inheritable fd the application leaked, or one
+    another thread's spawn made, never reaches the child."""
+
+    fd: int
+
+    def describe(self) -> str:
+        return f"closing the fds from {self.fd} up"
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultSignal:
+    """``signal`` at its default action. glibc's ``posix_spawn`` leaves its internal
+    signals (32, 33: ``SIGCANCEL``, ``SIGSETXID``) ignored in the child, and an ignored
+    signal stays ignored across exec; ``Popen``'s children got them at the default."""
+
+    signal: int
+
+    def describe(self) -> str:
+        return f"restoring the default action of signal {self.signal}"
+
+
+Action = PlaceFd | WritePid | ChangeDir | CloseFrom | DefaultSignal | Step
 """What the helper does before the parent check and exec, in order."""
 
 
@@ -222,6 +274,15 @@ def encode(steps: Sequence[Action]) -> tuple[str, list[int]]:
             add(index, _CLOSE, [step.source])  # pass_fds made the copy inheritable
         elif isinstance(step, WritePid):
             add(index, _PID, [step.index])
+        elif isinstance(step, ChangeDir):
+            path = os.fsencode(step.path)
+            if b"\0" in path:
+                raise ValueError("embedded null byte")
+            add(index, _CHDIR, [datum(path + b"\0")], _POINTER[0])
+        elif isinstance(step, CloseFrom):
+            add(index, _CLOSE_RANGE, [step.fd, _ALL_FDS, 0])
+        elif isinstance(step, DefaultSignal):  # struct kernel_sigaction, all 0: SIG_DFL
+            add(index, _RT_SIGACTION, [step.signal, datum(bytes(32)), 0, 8], _POINTER[1])
         elif isinstance(step, SetLimit):
             soft = _RLIM_INFINITY if step.soft is None else step.soft
             hard = _RLIM_INFINITY if step.hard is None else step.hard
@@ -261,7 +322,7 @@ def spawn(
     helper: str,
     argv: Sequence[str],
     path: str,
-    common: dict[str, Any],
+    common: Mapping[str, Any],
     *,
     parent: int,
     steps: Sequence[Step] = (),
@@ -270,33 +331,62 @@ def spawn(
 ) -> int:
     """Run ``argv`` (its program resolved to ``path``) through the helper at
     ``helper``, applying ``steps`` first and, with ``parent`` not 0, setting
-    ``PR_SET_PDEATHSIG``. ``common`` holds the other ``Popen`` arguments.
+    ``PR_SET_PDEATHSIG``. ``common``: the child's ``cwd``, ``env`` (None: ours),
+    ``stdout`` and ``stderr`` (fds, or None to inherit ours), as ``Popen`` takes
+    them; its stdin is ``/dev/null``, it runs in a new session with the signals
+    ``Popen`` restores at their defaults, and no fd of ours above those placed.
     ``listen``: fds the child gets at 3, 4, ... (socket activation);
-    ``pid_variables``: the first that many variables of ``common["env"]`` (an
+    ``pid_variables``: the first that many variables of ``env`` (an
     insertion-ordered mapping, values at least :data:`PID_WIDTH` wide) get the
     child's pid as their value. Returns the pid once the target is exec'd; raises
-    ``OSError`` (``SettingFailed`` for a step) with nothing left running otherwise."""
-    copies = _copies(listen)
+    ``OSError`` (``SettingFailed`` for a step) with nothing left running otherwise.
+
+    The helper is started with ``os.posix_spawn`` (``clone(CLONE_VM|CLONE_VFORK)``
+    in glibc), the fds placed by its file actions: ``/dev/null`` at 0, the output
+    at 1 and 2, the sockets at 3, 4, ..., the error pipe just above them. Every
+    source is close-on-exec here (the pipe, copies of the sockets), so no fd is
+    ever made inheritable in this process, where another thread's spawn could
+    inherit it; none is a target it could be confused with (a source at 0-2 is
+    copied above first: ``dup2`` to the same fd leaves close-on-exec set in glibc
+    before 2.29)."""
+    env: Env = common.get("env") or os.environ  # posix_spawn wants one
+    cwd = common.get("cwd")
+    sources: list[int] = []  # our copies, closed at the end
     try:
-        actions = [*_activation(copies, common.get("env"), pid_variables), *steps]
-        program, owners = encode(actions) if actions else (EMPTY, [])
-        read_end, write_end = _pipe(3 + len(copies))
+        copies = _copies(listen, sources)
+        errfd = 3 + len(copies)  # the error pipe in the child
+        actions: list[Action] = [] if cwd is None else [ChangeDir(cwd)]
+        actions += _activation((), env, pid_variables)  # the sockets: by file actions
+        actions += [*steps, CloseFrom(errfd + 1), *(DefaultSignal(number) for number in LIBC_SIGNALS)]
+        program, owners = encode(actions)
+        read_end, write_end = _pipe(errfd + 1)
         try:
+            file_actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+            for target, name in ((1, "stdout"), (2, "stderr")):
+                fd = common.get(name)
+                if fd is not None:
+                    if fd < 3:  # it may be a target: from a copy above them
+                        fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+                        sources.append(fd)
+                    file_actions.append((os.POSIX_SPAWN_DUP2, fd, target))
+            file_actions += [(os.POSIX_SPAWN_DUP2, fd, 3 + index) for index, fd in enumerate(copies)]
+            file_actions.append((os.POSIX_SPAWN_DUP2, write_end, errfd))
             try:
-                popen = subprocess.Popen(
-                    [helper, str(parent), str(write_end), program, path, *argv],
-                    executable=helper,
-                    pass_fds=(write_end, *copies),
-                    **common,
+                pid = os.posix_spawn(
+                    helper,
+                    [helper, str(parent), str(errfd), program, path, *argv],
+                    env,
+                    file_actions=file_actions,
+                    setsid=True,
+                    setsigdef=RESTORED_SIGNALS,
                 )
             finally:
                 os.close(write_end)
-            pid = released(popen)
             data = os.read(read_end, REPORT.size)  # EOF: the target was exec'd
         finally:
             os.close(read_end)
     finally:
-        for fd in copies:
+        for fd in sources:
             os.close(fd)
     if data:
         _fail(pid, data, argv, actions, owners)
@@ -320,8 +410,9 @@ def spawn_preexec(
     With sockets or pid variables, the child calls ``execve(path, ...)`` itself:
     ``Popen`` would close the placed fds after ``preexec_fn``, and its
     environment is fixed before the fork."""
-    copies = _copies(listen)
+    made: list[int] = []
     try:
+        copies = _copies(listen, made, reuse=False)  # each closed in the child once placed
         actions = [*_activation(copies, common.get("env"), pid_variables), *steps]
         base = 3 + len(copies)
         read_end, write_end = _pipe(base)  # closed in the child at exec
@@ -363,25 +454,25 @@ def spawn_preexec(
         finally:
             os.close(read_end)
     finally:
-        for fd in copies:
+        for fd in made:
             os.close(fd)
     if data:
         _fail(pid, data, argv, actions, list(range(len(actions))))
     return pid
 
 
-def _copies(listen: Sequence[int]) -> list[int]:
-    """Copies of ``listen`` above the targets 3, 4, ... (close-on-exec here), so
-    that placing them works for any sources: one may be another's target."""
+def _copies(listen: Sequence[int], made: list[int], reuse: bool = True) -> list[int]:
+    """The sources of ``listen``'s targets 3, 4, ...: with ``reuse``, the fds
+    themselves if all are above the targets; else copies above them (close-on-exec,
+    appended to ``made``), so that placing them works for any sources: one may be
+    another's target."""
     base = 3 + len(listen)
+    if reuse and all(fd >= base for fd in listen):
+        return list(listen)
     copies: list[int] = []
-    try:
-        for fd in listen:
-            copies.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base))
-    except OSError:
-        for fd in copies:
-            os.close(fd)
-        raise
+    for fd in listen:
+        copies.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base + 1))
+        made.append(copies[-1])
     return copies
 
 
@@ -419,6 +510,12 @@ def _apply(action: Action) -> None:
         os.close(action.source)
     elif isinstance(action, WritePid):
         pass  # the environment is built at the execve
+    elif isinstance(action, ChangeDir):
+        os.chdir(action.path)
+    elif isinstance(action, CloseFrom):
+        os.closerange(action.fd, _MAX_FD)
+    elif isinstance(action, DefaultSignal):
+        signal.signal(action.signal, signal.SIG_DFL)
     else:
         try:
             apply([action])
@@ -432,7 +529,9 @@ def _fail(pid: int, data: bytes, argv: Sequence[str], actions: Sequence[Action],
     if index == EXEC_STEP or not 0 <= index < len(owners):
         raise OSError(code, os.strerror(code), argv[0])
     action = actions[owners[index]]
-    if isinstance(action, (PlaceFd, WritePid)):
+    if isinstance(action, ChangeDir):  # as Popen reported a bad cwd
+        raise OSError(code, os.strerror(code), action.path)
+    if isinstance(action, (PlaceFd, WritePid, CloseFrom, DefaultSignal)):
         raise OSError(code, f"{action.describe()}: {os.strerror(code)}")
     raise SettingFailed(action, code)
 

@@ -167,9 +167,9 @@ class Spawner:
             "start_new_session": True,
             "close_fds": True,
         }
-        if not pdeathsig and not steps and not listen and not pid_variables:
-            return _released(subprocess.Popen(list(argv), **common))  # type: ignore[call-overload]
         if method == "preexec":
+            if not pdeathsig and not steps and not listen and not pid_variables:
+                return _released(subprocess.Popen(list(argv), **common))  # type: ignore[call-overload]
             prctl = self._prctl() if pdeathsig else None
             own = _resolve(argv[0], cwd, env) if listen or pid_variables else None  # it calls execve itself
             return spawn_preexec(
