@@ -24,10 +24,13 @@ Methods:
   supervision's ``pdeathsig=False`` path before;
 - ``helper via Popen``: the exec helper started by ``Popen`` (``pass_fds``): supervision
   with ``PR_SET_PDEATHSIG`` before;
-- ``helper via posix_spawn``: ``Spawner.spawn`` as supervision runs it now, pdeathsig
-  on (``pdeathsig=False``: ``... no pdeathsig``);
+- ``helper via posix_spawn``: the exec helper started by ``os.posix_spawn`` (file
+  actions), pdeathsig on (``... no pdeathsig``: off): supervision's fallback now;
 - ``helper, no error pipe``: as the previous, without the error pipe or its read: a
   failed exec would go unreported (not correct; it shows what the pipe costs);
+- ``in-process vfork``: ``Spawner.spawn`` as supervision runs it now: the helper's code
+  run in this process by ``clone(CLONE_VM|CLONE_VFORK)``, pdeathsig on (``... no
+  pdeathsig``: off, supervision's ``pdeathsig=False`` path);
 - ``preexec_fn``: ``Popen`` + ``preexec_fn`` with a ctypes ``prctl`` (the fallback).
 """
 
@@ -55,7 +58,7 @@ def methods(program: str) -> dict[str, Callable[[], int]]:
     env = dict(os.environb)
     argv = [program]
     spawner = Spawner()
-    assert spawner.method == "helper", "the exec helper is unavailable here"
+    assert spawner.method == "vfork", "the exec helper is unavailable here"
     parent = os.getpid()
     helper = f"/proc/{parent}/fd/{spawner._helper_fd}"
     devnull = os.devnull
@@ -95,8 +98,11 @@ def methods(program: str) -> dict[str, Callable[[], int]]:
             os.close(read_end)
         return child.pid
 
-    def helper_posix(pdeathsig: bool) -> Callable[[], int]:
-        return lambda: spawner.spawn(argv, None, env, None, None, pdeathsig=pdeathsig)
+    def helper_posix(boss: int) -> Callable[[], int]:
+        return lambda: _helper.spawn(helper, argv, program, {"env": env}, parent=boss)
+
+    def vfork(pdeathsig: bool) -> Callable[[], int]:
+        return lambda: spawner.spawn(argv, None, env, None, None, pdeathsig=pdeathsig, method="vfork")
 
     def helper_no_pipe() -> int:  # ERRFD 9999: nothing open there, nothing to read
         program_hex, _ = _helper.encode([_helper.CloseFrom(3)])
@@ -127,9 +133,11 @@ def methods(program: str) -> dict[str, Callable[[], int]]:
         "posix_spawn+actions": raw_actions,
         "Popen vfork": popen,
         "helper via Popen": helper_popen,
-        "helper via posix_spawn": helper_posix(True),
-        "... no pdeathsig": helper_posix(False),
+        "helper via posix_spawn": helper_posix(parent),
+        "... no pdeathsig": helper_posix(0),
         "helper, no error pipe": helper_no_pipe,
+        "in-process vfork": vfork(True),
+        "... no pdeathsig ": vfork(False),
         "preexec_fn": preexec,
     }
 

@@ -58,7 +58,7 @@ import struct
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 
-from .helper import HELPER_X86_64, spawn_preexec
+from .helper import HELPER_X86_64, InProcess, spawn_preexec
 from .helper import spawn as spawn_helper
 from .settings import Step
 
@@ -78,10 +78,14 @@ systemd): never inherited by a child; a child that needs them gets its own."""
 PR_SET_CHILD_SUBREAPER = 36
 
 
+ELF_HEADERS = 64 + 56
+"""Where the code begins in :func:`_elf`'s image."""
+
+
 def _elf(code: bytes, machine: int) -> bytes:
     """A minimal static ELF64 executable: header, one PT_LOAD segment, ``code``."""
     base = 0x400000
-    headers = 64 + 56
+    headers = ELF_HEADERS
     size = headers + len(code)
     # fmt: off
     ehdr = struct.pack(
@@ -101,35 +105,51 @@ class Spawner:
 
     def __init__(self) -> None:
         self._helper_fd: int | None = None
+        self._in_process: InProcess | None = None
         self._libc: ctypes.CDLL | None = None
         self.method = self._choose()
 
     def _choose(self) -> str:
-        if os.environ.get("SUPERVISION_SPAWN_METHOD") == "preexec":  # an escape hatch, and for tests
+        forced = os.environ.get("SUPERVISION_SPAWN_METHOD")  # an escape hatch, and for tests
+        if forced == "preexec":
             return "preexec"
-        if platform.machine() in ("x86_64", "AMD64") and hasattr(os, "memfd_create"):
-            try:
-                fd = os.memfd_create("supervision-exec-helper", os.MFD_CLOEXEC)
-                os.write(fd, _elf(HELPER_X86_64, 0x3E))
-                self._helper_fd = fd
-                self._probe()
-                return "helper"
-            except OSError as exc:
-                logger.debug("exec helper unavailable (%s); using preexec_fn", exc)
-                if self._helper_fd is not None:
-                    os.close(self._helper_fd)
-                    self._helper_fd = None
-        return "preexec"
+        if platform.machine() not in ("x86_64", "AMD64") or not hasattr(os, "memfd_create"):
+            return "preexec"
+        try:
+            fd = os.memfd_create("supervision-exec-helper", os.MFD_CLOEXEC)
+            image = _elf(HELPER_X86_64, 0x3E)
+            os.write(fd, image)
+            self._helper_fd = fd
+            self._probe("helper")
+        except OSError as exc:
+            logger.debug("exec helper unavailable (%s); using preexec_fn", exc)
+            self.close()
+            return "preexec"
+        if forced == "helper":
+            return "helper"
+        try:
+            self._in_process = InProcess(fd, len(image), ELF_HEADERS)
+            self._probe("vfork")
+        except OSError as exc:
+            logger.debug("in-process vfork unavailable (%s); exec'ing the helper", exc)
+            if self._in_process is not None:
+                self._in_process.close()
+                self._in_process = None
+            return "helper"
+        return "vfork"
 
-    def _probe(self) -> None:
+    def _probe(self, method: str) -> None:
         """Run the helper once on a missing program: it must report ENOENT."""
         try:
-            self.spawn(["/nonexistent/supervision-probe"], None, None, None, None, pdeathsig=True, method="helper")
+            self.spawn(["/nonexistent/supervision-probe"], None, None, None, None, pdeathsig=True, method=method)
         except FileNotFoundError:
             return
         raise OSError(_errno.ENOEXEC, "exec helper probe did not report ENOENT")
 
     def close(self) -> None:
+        if self._in_process is not None:
+            self._in_process.close()
+            self._in_process = None
         if self._helper_fd is not None:
             os.close(self._helper_fd)
             self._helper_fd = None
@@ -182,10 +202,18 @@ class Spawner:
                 listen=listen,
                 pid_variables=pid_variables,
             )
+        boss = parent if pdeathsig else 0
+        if method == "vfork":
+            assert self._in_process is not None
+            path = _resolve(argv[0], cwd, env)
+            return self._in_process.spawn(
+                argv, path, common, parent=boss, steps=steps, listen=listen, pid_variables=pid_variables
+            )
+        if not pdeathsig and not steps and not listen and not pid_variables:  # cheaper than exec'ing the helper
+            return _released(subprocess.Popen(list(argv), **common))  # type: ignore[call-overload]
         assert self._helper_fd is not None
         path = _resolve(argv[0], cwd, env)
         helper = f"/proc/{parent}/fd/{self._helper_fd}"
-        boss = parent if pdeathsig else 0
         return spawn_helper(
             helper, argv, path, common, parent=boss, steps=steps, listen=listen, pid_variables=pid_variables
         )

@@ -28,13 +28,15 @@ REPORT = (
     "print(json.dumps({'fds': fds, 'inodes': {fd: os.fstat(fd).st_ino for fd in fds}}), flush=True)\n"
 )
 
-WAYS = ["helper", "helper, no pdeathsig", "preexec", "preexec, no pdeathsig"]
+WAYS = ["vfork", "vfork, no pdeathsig", "helper", "helper, no pdeathsig", "preexec", "preexec, no pdeathsig"]
+"""The method (``vfork``: the helper's code in this process; ``helper``: the helper
+exec'd by ``os.posix_spawn``; ``preexec``: the fallback), with pdeathsig or not."""
 
 
 @pytest.fixture(scope="module")
 def spawner() -> Iterator[Spawner]:
     spawner = Spawner()
-    assert spawner.method == "helper"
+    assert spawner.method == "vfork"
     try:
         yield spawner
     finally:
@@ -43,7 +45,7 @@ def spawner() -> Iterator[Spawner]:
 
 def _spawn(spawner: Spawner, way: str, argv: list[str], cwd: str | None = None, **kwargs: Any) -> int:
     """Spawn ``argv`` the ``way`` named, its output into a pipe; its pid."""
-    method = "preexec" if way.startswith("preexec") else "helper"
+    method = way.split(",")[0]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     return spawner.spawn(argv, cwd, env, None, None, pdeathsig="no pdeathsig" not in way, method=method, **kwargs)
 
@@ -52,7 +54,7 @@ def _report(spawner: Spawner, way: str, cwd: str | None = None, **kwargs: Any) -
     """What a Python child sees of itself (``REPORT``), spawned the ``way`` named."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
-        method = "preexec" if way.startswith("preexec") else "helper"
+        method = way.split(",")[0]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         pid = spawner.spawn(
             [sys.executable, "-c", REPORT],
@@ -96,7 +98,7 @@ def test_the_cwd_is_set_and_a_relative_program_found_from_it(spawner: Spawner, w
     script.chmod(0o755)
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
-        method = "preexec" if way.startswith("preexec") else "helper"
+        method = way.split(",")[0]
         pdeathsig = "no pdeathsig" not in way
         pids = [
             spawner.spawn([program], str(tmp_path), env, write_end, None, pdeathsig=pdeathsig, method=method)
@@ -160,7 +162,7 @@ def test_an_inheritable_fd_the_application_leaked_never_reaches_the_child(spawne
     assert report["fds"] == [0, 1, 2]
 
 
-@pytest.mark.parametrize("way", ["helper", "helper, no pdeathsig"])
+@pytest.mark.parametrize("way", ["vfork", "vfork, no pdeathsig", "helper", "helper, no pdeathsig"])
 def test_sockets_are_placed_and_nothing_else_passes(spawner: Spawner, way: str) -> None:
     leaked = os.open("/dev/null", os.O_RDONLY)  # inheritable: at 3 or above
     os.set_inheritable(leaked, True)
@@ -176,33 +178,49 @@ def test_sockets_are_placed_and_nothing_else_passes(spawner: Spawner, way: str) 
     assert [report["inodes"][3], report["inodes"][4]] == inodes
 
 
+@pytest.mark.parametrize("way", ["vfork", "helper"])
 def test_a_concurrent_spawn_inherits_neither_the_error_pipe_nor_the_sockets(
-    spawner: Spawner, monkeypatch: pytest.MonkeyPatch
+    spawner: Spawner, way: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another thread may spawn at any moment of ours: at the worst one, while
-    ``os.posix_spawn`` runs, no fd of ours was made inheritable here (the sources of
-    the child's fds are close-on-exec), and a plain child spawned then holds none."""
+    """Another thread may spawn at any moment of ours: at the worst one, as the child
+    is made, no fd of ours was made inheritable here (the sources of the child's fds
+    are close-on-exec), and a plain child spawned then holds none of them."""
     spawned = os.posix_spawn
     before = _inheritable()
     seen: dict[str, list[int]] = {}
 
-    def concurrently(path: str, argv: list[str], env: Any, **kwargs: Any) -> int:
-        seen["sources"] = [action[1] for action in kwargs["file_actions"] if action[0] == os.POSIX_SPAWN_DUP2]
+    def meanwhile() -> None:
         seen["inheritable"] = _inheritable()
         thread = threading.Thread(target=lambda: seen.setdefault("other", _other_spawn(spawned)))
         thread.start()
         thread.join()
-        return spawned(path, argv, env, **kwargs)
 
-    monkeypatch.setattr(os, "posix_spawn", concurrently)
+    if way == "helper":
+
+        def concurrently(path: str, argv: list[str], env: Any, **kwargs: Any) -> int:
+            seen["sources"] = [action[1] for action in kwargs["file_actions"] if action[0] == os.POSIX_SPAWN_DUP2]
+            meanwhile()
+            return spawned(path, argv, env, **kwargs)
+
+        monkeypatch.setattr(os, "posix_spawn", concurrently)
+    else:
+        assert spawner._in_process is not None
+        call = spawner._in_process._call
+
+        def in_process(frame: int, stack: int) -> int:
+            meanwhile()
+            return call(frame, stack)
+
+        monkeypatch.setattr(spawner._in_process, "_call", in_process)
     first, second = socket.socket(), socket.socket()
     try:
-        pid = _spawn(spawner, "helper", ["/bin/true"], listen=[first.fileno(), second.fileno()])
+        pid = _spawn(spawner, way, ["/bin/true"], listen=[first.fileno(), second.fileno()])
         assert os.waitpid(pid, 0)[1] == 0
     finally:
         first.close()
         second.close()
-    assert len(seen["sources"]) == 3  # the two sockets and the error pipe
+    if way == "helper":
+        assert len(seen["sources"]) == 3  # the two sockets and the error pipe
     assert seen["inheritable"] == before
     assert set(seen["other"]) == {0, 1, 2, *before}
 
@@ -254,14 +272,15 @@ def _zombies() -> list[int]:
     return found
 
 
-def test_the_helper_path_takes_no_popen(spawner: Spawner, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the exec helper, pdeathsig or not, the child is spawned by ``os.posix_spawn``."""
+def test_the_fast_paths_take_no_popen(spawner: Spawner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process (``vfork``), pdeathsig or not, and the exec'd helper with
+    pdeathsig: no ``Popen``."""
     import subprocess
 
     def refused(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("Popen was called")
 
     monkeypatch.setattr(subprocess, "Popen", refused)
-    for pdeathsig in (True, False):
-        pid = spawner.spawn(["/bin/true"], None, None, None, None, pdeathsig=pdeathsig)
+    for method, pdeathsig in (("vfork", True), ("vfork", False), ("helper", True)):
+        pid = spawner.spawn(["/bin/true"], None, None, None, None, pdeathsig=pdeathsig, method=method)
         assert os.waitpid(pid, 0)[1] == 0
