@@ -285,7 +285,8 @@ class SetSid:
 
 @dataclass(frozen=True, slots=True)
 class DevNullStdin:
-    """``/dev/null`` at fd 0: ``close_range(0, 0)``, then ``open`` takes the lowest fd."""
+    """``/dev/null`` at fd 0 (read-write, as ``Popen``'s ``DEVNULL``): ``close_range(0, 0)``,
+    then ``open`` takes the lowest fd."""
 
     def describe(self) -> str:
         return "opening /dev/null as stdin"
@@ -345,7 +346,7 @@ def encode(steps: Sequence[Action]) -> tuple[str, list[int]]:
             add(index, _SETSID, [])
         elif isinstance(step, DevNullStdin):
             add(index, _CLOSE_RANGE, [0, 0, 0])
-            add(index, _OPEN, [datum(b"/dev/null\0"), os.O_RDONLY, 0], _POINTER[0])
+            add(index, _OPEN, [datum(b"/dev/null\0"), os.O_RDWR, 0], _POINTER[0])
         elif isinstance(step, Dup2):
             add(index, _DUP2, [step.source, step.target])
         elif isinstance(step, DefaultSignal):  # struct kernel_sigaction, all 0: SIG_DFL
@@ -580,7 +581,7 @@ def spawn(
         program, owners = encode(actions)
         read_end, write_end = _pipe(errfd + 1)
         try:
-            file_actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+            file_actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0)]
             for target, name in ((1, "stdout"), (2, "stderr")):
                 fd = common.get(name)
                 if fd is not None:

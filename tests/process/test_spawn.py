@@ -4,6 +4,7 @@ does not get, through the exec helper started by ``os.posix_spawn`` and through 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -137,12 +138,14 @@ def test_stdin_is_dev_null_in_a_new_session_with_signals_restored(spawner: Spawn
                 break
             time.sleep(0.001)
         stdin = os.readlink(f"/proc/{pid}/fd/0")
+        with open(f"/proc/{pid}/fdinfo/0") as file:
+            stdin_flags = int(dict(line.split(":", 1) for line in file)["flags"], 8)
         sid = os.getsid(pid)
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     assert status["Name"] == "sleep"
-    assert stdin == "/dev/null"
+    assert stdin == "/dev/null" and stdin_flags & os.O_ACCMODE == os.O_RDWR  # as Popen's DEVNULL
     assert sid == pid
     assert int(status["SigIgn"], 16) == _bits(signal.SIGHUP)
     assert int(status["SigBlk"], 16) == _bits(signal.SIGUSR2)
@@ -284,3 +287,42 @@ def test_the_fast_paths_take_no_popen(spawner: Spawner, monkeypatch: pytest.Monk
     for method, pdeathsig in (("vfork", True), ("vfork", False), ("helper", True)):
         pid = spawner.spawn(["/bin/true"], None, None, None, None, pdeathsig=pdeathsig, method=method)
         assert os.waitpid(pid, 0)[1] == 0
+
+
+@pytest.mark.parametrize("way", ["vfork", "helper", "preexec"])
+def test_the_child_dies_with_a_supervisor_killed_hard(spawner: Spawner, way: str) -> None:
+    """``PR_SET_PDEATHSIG``: a stand-in supervisor spawns, reports the pid and dies
+    without cleaning up; its child gets SIGKILL (and ``pdeathsig=False`` does not)."""
+    read_end, write_end = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        try:
+            os.close(read_end)
+            pids = [_spawn(spawner, way, ["sleep", "60"]), _spawn(spawner, f"{way}, no pdeathsig", ["sleep", "60"])]
+            os.write(write_end, " ".join(map(str, pids)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child, kept = map(int, pipe.read().split())
+    os.waitpid(middle, 0)
+    try:
+        deadline = time.monotonic() + 10
+        while _state(child) not in ("Z", "gone") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _state(child) in ("Z", "gone"), "the child outlived its supervisor"
+        assert _state(kept) not in ("Z", "gone")
+    finally:
+        for pid in (child, kept):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):  # reaped by us only if we are a subreaper
+                os.waitpid(pid, 0)
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return "gone"
