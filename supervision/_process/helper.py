@@ -1,29 +1,31 @@
 """The exec helper that prepares a process child before exec.
 
-The spawner (``_spawn``) runs process children through a tiny static x86-64
-program kept in a memfd, started with ``os.posix_spawn`` (glibc's vfork-like
-``clone``), so that code runs in the child before the target without a ``fork``
-of the interpreter: ``PR_SET_PDEATHSIG``, the child's own pid in ``LISTEN_PID``
-and ``WATCHDOG_PID`` (socket activation), the child's settings (``settings``:
-limits, nice, OOM score, umask, groups, gid, uid), its working directory, and
-the closing of every fd it must not inherit. The helper knows nothing of sockets
-or settings: it runs a **list of system calls** the supervisor encodes
-(:func:`encode`), then the parent check and ``execve``. Each step is a few bytes
-and a system call or two in the child, with no Python; a failing step is
-reported with its index and ``errno``, so the start error says which step failed
-and why.
+The spawner (``_spawn``) prepares process children with a tiny static x86-64
+program kept in a memfd, run with no fork of the interpreter: its code in a
+child made by ``clone(CLONE_VM|CLONE_VFORK)`` from this process
+(:class:`InProcess`, the ``vfork`` entry below), or, where that mapping fails,
+exec'd as a program started by ``os.posix_spawn`` (:func:`spawn`). Code then runs
+in the child before the target: ``PR_SET_PDEATHSIG``, the child's own pid in
+``LISTEN_PID`` and ``WATCHDOG_PID`` (socket activation), the child's settings
+(``settings``: limits, nice, OOM score, umask, groups, gid, uid), its fds, working
+directory and signals, and the closing of every fd it must not inherit. The helper
+knows nothing of sockets or settings: it runs a **list of system calls** the
+supervisor encodes (:func:`encode`), then the parent check and ``execve``. Each
+step is a few bytes and a system call or two in the child, with no Python; a
+failing step is reported with its index and ``errno``, so the start error says
+which step failed and why.
 
-What ``posix_spawn`` does before the helper runs (:func:`spawn`): ``/dev/null``
-at fd 0, the output at 1 and 2, the held sockets of socket activation at 3, 4,
-... and the error pipe just above them, all by ``dup2`` file actions from
-close-on-exec sources; a new session; ``SIGPIPE`` and ``SIGXFSZ`` at their
-defaults. The order of the steps then: ``chdir`` first (with the supervisor's
-credentials, where ``Popen`` did it), the pid variables, the settings
-(credentials last: each needs the privilege the next drops), ``close_range``
-above the error pipe (``close_fds``) and glibc's internal signals at their
-defaults (:class:`DefaultSignal`); then ``PR_SET_PDEATHSIG``, which a credential
-change would clear. (The ``preexec_fn`` fallback places the sockets itself:
-:class:`PlaceFd`.)
+The order of the steps in this process's child: ``setsid``, ``/dev/null`` at fd 0,
+the output at 1 and 2 and the held sockets at 3, 4, ... (``dup2`` from
+close-on-exec sources), ``chdir`` (with the supervisor's credentials, where
+``Popen`` did it), ``SIGPIPE`` and ``SIGXFSZ`` at their defaults, the pid
+variables, the settings (credentials last: each needs the privilege the next
+drops), ``close_range`` of every other fd but the error pipe; then
+``PR_SET_PDEATHSIG``, which a credential change would clear. When the helper is
+exec'd, ``posix_spawn`` does the first ones by its attributes and file actions
+(the error pipe just above the sockets), and the program also sets glibc's
+internal signals to their defaults (:class:`DefaultSignal`). (The ``preexec_fn``
+fallback places the sockets itself: :class:`PlaceFd`.)
 
 Called as ``helper PARENT_PID ERRFD PROGRAM PATH ARGV0 ARGS...``:
 
@@ -42,6 +44,15 @@ Called as ``helper PARENT_PID ERRFD PROGRAM PATH ARGV0 ARGS...``:
    credential changes, which clear it), then exit 1 if ``getppid()`` is not
    ``PARENT_PID`` (the supervisor died before the prctl).
 4. ``execve(PATH, &ARGV0, envp)``.
+
+In this process, ``vfork(frame, stack_top)`` (System V ABI, from ``ctypes``) blocks
+every signal, calls ``clone(CLONE_VM|CLONE_VFORK|SIGCHLD)`` onto ``stack_top``,
+restores the mask and returns the pid (or ``-errno``) once the child has exec'd
+or exited. The child, which shares this memory, sets each caught signal to
+``SIG_DFL`` (no handler of ours may run in it), restores the signal mask, and
+runs the above from step 1 with ``frame`` laid out as the kernel lays out
+``argc``, ``argv`` and ``envp``; ``ERRFD`` is then our close-on-exec pipe, whose
+report is written before the child exits, so it is there when ``clone`` returns.
 
 On a failure (a step or ``execve``) it writes 8 bytes to ``ERRFD``: ``errno``
 (i32) and the step's index (i32, ``-1`` for ``execve``), and exits 127.

@@ -4,46 +4,55 @@ Why this module exists
 ----------------------
 A child must die if the supervisor is killed hard, so it needs
 ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` *in the child, before exec*. CPython's fast
-path (``subprocess.Popen`` without ``preexec_fn``, ``os.posix_spawn``) uses
-``vfork`` and runs no code of ours in the child; ``preexec_fn`` disables it: the
+paths (``subprocess.Popen`` without ``preexec_fn``, ``os.posix_spawn``) use
+``vfork`` and run no code of ours in the child; ``preexec_fn`` disables them: the
 interpreter is fully ``fork``\\ ed (page tables copied) and Python code runs in the
-child. Measured on the development machine (2 vCPUs, Linux 6.18, Python 3.11;
-spawn + exit + reap of ``/bin/true``, per process):
+child. Measured with ``bench/spawn_methods.py`` on the development machine (2 vCPUs
+shared with other work, Linux 6.18, Python 3.11, glibc 2.36; spawn + exit + reap of
+``/bin/true``, SCHED_FIFO, medians of 40 interleaved rounds of 50; "blocked": in
+the spawn call, the event loop stopped; "CPU": the supervisor's)::
 
-=====================================  ==========  ===========================
-method                                  small RSS   with 200 MB resident
-=====================================  ==========  ===========================
-``os.posix_spawn`` (no pdeathsig)         350 us        440 us
-``Popen`` vfork path (no pdeathsig)       385 us        465 us
-``Popen`` + ``preexec_fn`` (ctypes)      1400 us       8000 us
-``os.fork`` + ctypes prctl + ``execve``  1080 us       5200 us
-``setpriv --pdeathsig KILL`` (vfork)      730 us        780 us
-this module's exec helper (vfork)         440 us        510 us
-=====================================  ==========  ===========================
+    method                                  wall   ratio  blocked   CPU
+    os.posix_spawn (no pdeathsig)          705 us  1.00x   192 us  132 us
+    Popen, vfork path (no pdeathsig)       744 us  1.08x   263 us  212 us
+    exec helper started by Popen (before)  831 us  1.20x   376 us  248 us
+    exec helper started by os.posix_spawn  833 us  1.20x   378 us  215 us
+    the helper's code in-process (vfork)   752 us  1.07x   235 us  187 us
+    ... with pdeathsig=False               740 us  1.04x   234 us  188 us
+    Popen + preexec_fn (ctypes prctl)     3376 us  4.84x  2939 us 1350 us
 
-The cheapest correct way is an *exec helper*: a 469-byte static x86-64 program
-(``helper``), kept in a memfd, that the vfork fast path execs instead of the
-target. It runs a list of system calls the supervisor encodes: the held sockets
-of socket activation (``sockets=[sv.listen(...)]``) placed at fds 3, 4, ...; its
-own pid (which the program keeps across ``execve``) written into ``LISTEN_PID``
-and ``WATCHDOG_PID``, which ``sd_listen_fds(3)`` and ``sd_watchdog_enabled(3)``
-compare with ``getpid()``; the child's settings (``settings``: limits, nice, OOM
-score, umask, groups, uid). Then it calls ``prctl(PR_SET_PDEATHSIG, SIGKILL)``
-(after the credential changes, which clear it), checks that its parent is still
-the supervisor (closing the race where the supervisor dies before the prctl: then
-it exits without running the program), and ``execve``\\ s the target; if a step or
-the exec fails it writes ``errno`` and the step to the error pipe, so a missing
-program is still a start failure with the OS error, as with ``Popen``, and a
-setting that cannot be applied says which. It costs one extra ``execve`` of a
-tiny static image (~60-90 us) instead of a full ``fork``. ``setpriv`` would cost
-4x more (dynamic linking) and has the race. Nothing else in the spawn path could
-write the pid (unknown until the fork) or reorder fds (``Popen`` cannot).
+The cheapest correct way runs the *exec helper*'s code (``helper``: a 717-byte
+static x86-64 program, kept in a memfd) in a child made by
+``clone(CLONE_VM|CLONE_VFORK)`` from this process (``helper.InProcess``: its
+``vfork`` entry, mapped from the memfd and called through ``ctypes``), the way
+``posix_spawn`` makes one, so that the target is the only ``execve``. The child
+runs a list of system calls the supervisor encodes: a new session, ``/dev/null``
+at fd 0, the output at 1 and 2 and the held sockets of socket activation
+(``sockets=[sv.listen(...)]``) at 3, 4, ..., the working directory, ``SIGPIPE``
+and ``SIGXFSZ`` at their defaults (as ``Popen(restore_signals=True)``), its own pid
+(which the program keeps across ``execve``) written into ``LISTEN_PID`` and
+``WATCHDOG_PID``, the child's settings (``settings``: limits, nice, OOM score,
+umask, groups, uid), and ``close_range`` of every other fd (``close_fds``). Then
+it calls ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` (after the credential changes, which
+clear it), checks that its parent is still the supervisor (closing the race where
+the supervisor dies before the prctl: then it exits without running the program),
+and ``execve``\\ s the target; if a step or the exec fails it writes ``errno`` and
+the step to the error pipe before it exits, so a missing program or a bad ``cwd``
+is still a start failure with the OS error, as with ``Popen``, and a setting that
+cannot be applied says which. The supervisor is blocked only until the target's
+``execve`` (``CLONE_VFORK``), not through a second one; every fd it hands the child
+is close-on-exec here, so a spawn in another thread never inherits one.
 
-Where the helper cannot run (another architecture, memfd exec forbidden), we
-fall back to ``preexec_fn`` with a ctypes ``prctl``, the same parent check and
-the same actions, in Python (ending in its own ``execve`` with sockets or pid
-variables). With ``pdeathsig=False`` and nothing to do in the child we take the
-plain vfork path.
+Where the helper's code cannot be mapped executable, the helper itself is exec'd,
+started by ``os.posix_spawn`` (its fds placed by file actions;
+``SUPERVISION_SPAWN_METHOD=helper`` forces it): one more ``execve`` of a tiny
+static image (~80 us) and a blocking read of the error pipe. On another
+architecture, or where memfd execution is forbidden, we fall back to
+``preexec_fn`` with a ctypes ``prctl``, the same parent check and the same
+actions, in Python (``SUPERVISION_SPAWN_METHOD=preexec`` forces it). With
+``pdeathsig=False`` the in-process path is still the cheapest: ``Popen``'s vfork
+path would cost its Python and ``close_fds`` work; with the exec'd helper and
+nothing to do in the child, ``Popen`` is taken (cheaper than the extra exec).
 """
 
 from __future__ import annotations
