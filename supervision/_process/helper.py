@@ -52,7 +52,7 @@ or exited. The child, which shares this memory, sets each caught signal to
 ``SIG_DFL`` (no handler of ours may run in it), restores the signal mask, and
 runs the above from step 1 with ``frame`` laid out as the kernel lays out
 ``argc``, ``argv`` and ``envp``; ``ERRFD`` is then our close-on-exec pipe, whose
-report is written before the child exits, so it is there when ``clone`` returns.
+report is written before the child exits: there when ``clone`` returns.
 
 On a failure (a step or ``execve``) it writes 8 bytes to ``ERRFD``: ``errno``
 (i32) and the step's index (i32, ``-1`` for ``execve``), and exits 127.
@@ -440,8 +440,8 @@ class InProcess:
     the signal mask, and runs the helper's program from a frame laid out as the
     kernel lays out ``argc``, ``argv`` and ``envp``: the same steps, check and
     ``execve`` as the exec'd helper, without its ``execve``. A failure is in the
-    error pipe by then (the child writes before it exits), so the read does not
-    block."""
+    error pipe by then (the child writes before it exits); else the pipe's EOF comes
+    as the target's exec closes it, a few microseconds later."""
 
     STACK = 65536
     """Bytes of each child stack: the program's buffer (:data:`MAX_PROGRAM`) and more."""
@@ -505,35 +505,35 @@ class InProcess:
             if pid_variables:
                 actions += _activation((), env, pid_variables)
             actions += steps
-            read_end, write_end = _pipe(base, os.O_NONBLOCK)  # the child's error pipe: the same fd
+            read_end, write_end = _pipe(base)  # the child's error pipe: the same fd
             try:
-                if write_end > base:
-                    actions.append(CloseFrom(base, write_end - 1))
-                actions.append(CloseFrom(write_end + 1))
-                program, owners = _encoded(actions)
-                strings = [b"", str(parent).encode(), str(write_end).encode(), program, os.fsencode(path)]
-                strings += map(os.fsencode, argv)
-                count = len(strings)
-                strings += _environment(env)
-                blob = b"\0".join(strings)
-                if blob.count(0) != len(strings) - 1:
-                    raise ValueError("embedded null byte")
-                text = array.array("B", blob + b"\0")  # writable: the pid variables
-                offsets = list(itertools.accumulate(map(len, strings), _next, initial=text.buffer_info()[0]))
-                frame = array.array("Q", [count, *offsets[:count], 0, *offsets[count:-1], 0])
-                stack = self._stacks.pop() if self._stacks else ctypes.create_string_buffer(self.STACK)
                 try:
-                    pid: int = self._call(frame.buffer_info()[0], (ctypes.addressof(stack) + self.STACK) & ~15)
+                    if write_end > base:
+                        actions.append(CloseFrom(base, write_end - 1))
+                    actions.append(CloseFrom(write_end + 1))
+                    program, owners = _encoded(actions)
+                    strings = [b"", str(parent).encode(), str(write_end).encode(), program, os.fsencode(path)]
+                    strings += map(os.fsencode, argv)
+                    count = len(strings)
+                    strings += _environment(env)
+                    blob = b"\0".join(strings)
+                    if blob.count(0) != len(strings) - 1:
+                        raise ValueError("embedded null byte")
+                    text = array.array("B", blob + b"\0")  # writable: the pid variables
+                    offsets = list(itertools.accumulate(map(len, strings), _next, initial=text.buffer_info()[0]))
+                    frame = array.array("Q", [count, *offsets[:count], 0, *offsets[count:-1], 0])
+                    stack = self._stacks.pop() if self._stacks else ctypes.create_string_buffer(self.STACK)
+                    try:
+                        pid: int = self._call(frame.buffer_info()[0], (ctypes.addressof(stack) + self.STACK) & ~15)
+                    finally:
+                        self._stacks.append(stack)
                 finally:
-                    self._stacks.append(stack)
-            finally:
-                os.close(write_end)
-            if pid < 0:
-                raise OSError(-pid, os.strerror(-pid))
-            try:
-                data = os.read(read_end, REPORT.size)  # written before it exited, or nothing: exec'd
-            except BlockingIOError:
-                data = b""
+                    os.close(write_end)
+                if pid < 0:
+                    raise OSError(-pid, os.strerror(-pid))
+                # A failure was written before the child exited; else EOF once the target's
+                # exec closes it (shortly after clone returned): where Popen returned.
+                data = os.read(read_end, REPORT.size)
             finally:
                 os.close(read_end)
         finally:

@@ -326,3 +326,28 @@ def _state(pid: int) -> str:
             return file.read().rpartition(")")[2].split()[0]
     except FileNotFoundError:
         return "gone"
+
+
+@pytest.mark.parametrize("way", ["vfork", "helper"])
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        (["/bin/true"], {"A=B": "x"}),
+        (["/bin/true"], {b"A=B": b"x"}),
+        (["/bin/tr\0ue"], {}),
+        (["/bin/true"], {"A": "\0"}),
+    ],
+)
+def test_a_bad_argument_or_environment_is_a_value_error_leaving_no_fd(
+    spawner: Spawner, way: str, argv: list[str], env: dict[Any, Any]
+) -> None:
+    """As ``Popen`` refused them, before anything runs."""
+    before = _open_fds()
+    sock = socket.socket()  # a copy of it is made when it sits below its target: not here
+    try:
+        with pytest.raises(ValueError):
+            spawner.spawn(argv, None, env, None, None, pdeathsig=True, method=way, listen=[sock.fileno()])
+    finally:
+        sock.close()
+    assert _open_fds() == before
+    assert not _zombies()
