@@ -9,17 +9,18 @@ paths (``subprocess.Popen`` without ``preexec_fn``, ``os.posix_spawn``) use
 interpreter is fully ``fork``\\ ed (page tables copied) and Python code runs in the
 child. Measured with ``bench/spawn_methods.py`` on the development machine (2 vCPUs
 shared with other work, Linux 6.18, Python 3.11, glibc 2.36; spawn + exit + reap of
-``/bin/true``, SCHED_FIFO, medians of 40 interleaved rounds of 50; "blocked": in
-the spawn call, the event loop stopped; "CPU": the supervisor's)::
+``/bin/true``, SCHED_FIFO, medians of 40 interleaved rounds of 50; ratio: the median
+of each round's ratio to ``os.posix_spawn``; "blocked": in the spawn call, the event
+loop stopped; "CPU": the supervisor's)::
 
     method                                  wall   ratio  blocked   CPU
-    os.posix_spawn (no pdeathsig)          705 us  1.00x   192 us  132 us
-    Popen, vfork path (no pdeathsig)       744 us  1.08x   263 us  212 us
-    exec helper started by Popen (before)  831 us  1.20x   376 us  248 us
-    exec helper started by os.posix_spawn  833 us  1.20x   378 us  215 us
-    the helper's code in-process (vfork)   752 us  1.07x   235 us  187 us
-    ... with pdeathsig=False               740 us  1.04x   234 us  188 us
-    Popen + preexec_fn (ctypes prctl)     3376 us  4.84x  2939 us 1350 us
+    os.posix_spawn (no pdeathsig)          672 us  1.00x   169 us  112 us
+    Popen, vfork path (no pdeathsig)       704 us  1.07x   227 us  185 us
+    exec helper started by Popen (before)  788 us  1.20x   353 us  226 us
+    exec helper started by os.posix_spawn  799 us  1.22x   351 us  197 us
+    the helper's code in-process (vfork)   695 us  1.05x   212 us  169 us
+    ... with pdeathsig=False               696 us  1.04x   210 us  165 us
+    Popen + preexec_fn (ctypes prctl)     2483 us  3.62x  2046 us  935 us
 
 The cheapest correct way runs the *exec helper*'s code (``helper``: a 717-byte
 static x86-64 program, kept in a memfd) in a child made by
