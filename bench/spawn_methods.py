@@ -23,9 +23,10 @@ Methods:
 - ``Popen vfork``: ``subprocess.Popen`` (stdin ``/dev/null``, ``close_fds``, new session):
   supervision's ``pdeathsig=False`` path before;
 - ``helper via Popen``: the exec helper started by ``Popen`` (``pass_fds``): supervision
-  with ``PR_SET_PDEATHSIG`` before;
+  with ``PR_SET_PDEATHSIG`` before, its fallback now;
 - ``helper via posix_spawn``: the exec helper started by ``os.posix_spawn`` (file
-  actions), pdeathsig on (``... no pdeathsig``: off): supervision's fallback now;
+  actions, ``close_range`` in the helper), pdeathsig on (``... no pdeathsig``: off):
+  the candidate for the fallback, not taken (it needs ``close_range``, Linux 5.9);
 - ``helper, no error pipe``: as the previous, without the error pipe or its read: a
   failed exec would go unreported (not correct; it shows what the pipe costs);
 - ``in-process vfork``: ``Spawner.spawn`` as supervision runs it now: the helper's code
@@ -98,8 +99,30 @@ def methods(program: str) -> dict[str, Callable[[], int]]:
             os.close(read_end)
         return child.pid
 
+    closing, _ = _helper.encode([_helper.CloseFrom(4)])
+
     def helper_posix(boss: int) -> Callable[[], int]:
-        return lambda: _helper.spawn(helper, argv, program, {"env": env}, parent=boss)
+        def spawn() -> int:  # /dev/null at 0, the error pipe at 3 by file actions; close_range
+            read_end, write_end = _helper._pipe(4)
+            try:
+                try:
+                    actions = [(os.POSIX_SPAWN_OPEN, 0, devnull, os.O_RDWR, 0), (os.POSIX_SPAWN_DUP2, write_end, 3)]
+                    pid = os.posix_spawn(
+                        helper,
+                        [helper, str(boss), "3", closing, program, *argv],
+                        env,
+                        file_actions=actions,
+                        setsid=True,
+                        setsigdef=restored,
+                    )
+                finally:
+                    os.close(write_end)
+                assert not os.read(read_end, _helper.REPORT.size)
+            finally:
+                os.close(read_end)
+            return pid
+
+        return spawn
 
     def vfork(pdeathsig: bool) -> Callable[[], int]:
         return lambda: spawner.spawn(argv, None, env, None, None, pdeathsig=pdeathsig, method="vfork")

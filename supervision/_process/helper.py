@@ -3,8 +3,9 @@
 The spawner (``_spawn``) prepares process children with a tiny static x86-64
 program kept in a memfd, run with no fork of the interpreter: its code in a
 child made by ``clone(CLONE_VM|CLONE_VFORK)`` from this process
-(:class:`InProcess`, the ``vfork`` entry below), or, where that mapping fails,
-exec'd as a program started by ``os.posix_spawn`` (:func:`spawn`). Code then runs
+(:class:`InProcess`, the ``vfork`` entry below), or, where that cannot be (no
+executable mapping, no ``close_range``: Linux before 5.9), exec'd as a program
+by ``Popen``'s vfork path (:func:`spawn`). Code then runs
 in the child before the target: ``PR_SET_PDEATHSIG``, the child's own pid in
 ``LISTEN_PID`` and ``WATCHDOG_PID`` (socket activation), the child's settings
 (``settings``: limits, nice, OOM score, umask, groups, gid, uid), its fds, working
@@ -22,10 +23,9 @@ close-on-exec sources), ``chdir`` (with the supervisor's credentials, where
 variables, the settings (credentials last: each needs the privilege the next
 drops), ``close_range`` of every other fd but the error pipe; then
 ``PR_SET_PDEATHSIG``, which a credential change would clear. When the helper is
-exec'd, ``posix_spawn`` does the first ones by its attributes and file actions
-(the error pipe just above the sockets), and the program also sets glibc's
-internal signals to their defaults (:class:`DefaultSignal`). (The ``preexec_fn``
-fallback places the sockets itself: :class:`PlaceFd`.)
+exec'd, ``Popen`` does the first ones (session, stdin, output, ``cwd``, signals,
+``close_fds``), and the program places the sockets itself (:class:`PlaceFd`:
+``dup2`` and ``close`` of a copy), as the ``preexec_fn`` fallback does.
 
 Called as ``helper PARENT_PID ERRFD PROGRAM PATH ARGV0 ARGS...``:
 
@@ -205,9 +205,6 @@ RESTORED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ",
 """Signals the child gets at their defaults, as ``Popen(restore_signals=True)``
 does: Python ignores them, and an ignored signal stays ignored across exec."""
 
-LIBC_SIGNALS = (32, 33)
-"""glibc's internal signals, which its ``posix_spawn`` leaves ignored (see
-:class:`DefaultSignal`)."""
 
 REPORT = struct.Struct("<ii")
 """What the helper writes on a failure: errno, and the step's index (-1: execve)."""
@@ -228,8 +225,9 @@ _MAX_FD = 1 << 20  # above any RLIMIT_NOFILE; closerange uses close_range(2)
 
 @dataclass(frozen=True, slots=True)
 class PlaceFd:
-    """A held socket for the child: ``source`` (a copy above the targets, see
-    :func:`spawn`) duplicated to ``target`` (3, 4, ...), then closed."""
+    """A held socket for the child, where the helper is exec'd or ``preexec_fn``
+    runs: ``source`` (a copy above the targets, see :func:`spawn`) duplicated to
+    ``target`` (3, 4, ...), then closed."""
 
     source: int
     target: int
@@ -276,9 +274,9 @@ class CloseFrom:
 
 @dataclass(frozen=True, slots=True)
 class DefaultSignal:
-    """``signal`` at its default action. glibc's ``posix_spawn`` leaves its internal
-    signals (32, 33: ``SIGCANCEL``, ``SIGSETXID``) ignored in the child, and an ignored
-    signal stays ignored across exec; ``Popen``'s children got them at the default."""
+    """``signal`` at its default action (``rt_sigaction``): ``SIGPIPE`` and
+    ``SIGXFSZ``, which Python ignores and an ignored signal keeps across exec, as
+    ``Popen(restore_signals=True)`` restores them."""
 
     signal: int
 
@@ -561,63 +559,43 @@ def spawn(
     pid_variables: int = 0,
 ) -> int:
     """Run ``argv`` (its program resolved to ``path``) through the helper at
-    ``helper``, applying ``steps`` first and, with ``parent`` not 0, setting
-    ``PR_SET_PDEATHSIG``. ``common``: the child's ``cwd``, ``env`` (None: ours),
-    ``stdout`` and ``stderr`` (fds, or None to inherit ours), as ``Popen`` takes
-    them; its stdin is ``/dev/null``, it runs in a new session with the signals
-    ``Popen`` restores at their defaults, and no fd of ours above those placed.
-    ``listen``: fds the child gets at 3, 4, ... (socket activation);
-    ``pid_variables``: the first that many variables of ``env`` (an
-    insertion-ordered mapping, values at least :data:`PID_WIDTH` wide) get the
-    child's pid as their value. Returns the pid once the target is exec'd; raises
-    ``OSError`` (``SettingFailed`` for a step) with nothing left running otherwise.
+    ``helper``, exec'd by ``Popen``'s vfork path, applying ``steps`` first and, with
+    ``parent`` not 0, setting ``PR_SET_PDEATHSIG``. ``common`` holds the other
+    ``Popen`` arguments. ``listen``: fds the child gets at 3, 4, ... (socket
+    activation); ``pid_variables``: the first that many variables of
+    ``common["env"]`` (an insertion-ordered mapping, values at least
+    :data:`PID_WIDTH` wide) get the child's pid as their value. Returns the pid once
+    the target is exec'd; raises ``OSError`` (``SettingFailed`` for a step) with
+    nothing left running otherwise.
 
-    The helper is started with ``os.posix_spawn`` (``clone(CLONE_VM|CLONE_VFORK)``
-    in glibc), the fds placed by its file actions: ``/dev/null`` at 0, the output
-    at 1 and 2, the sockets at 3, 4, ..., the error pipe just above them. Every
-    source is close-on-exec here (the pipe, copies of the sockets), so no fd is
-    ever made inheritable in this process, where another thread's spawn could
-    inherit it; none is a target it could be confused with (a source at 0-2 is
-    copied above first: ``dup2`` to the same fd leaves close-on-exec set in glibc
-    before 2.29)."""
-    env: Env = common.get("env") or os.environ  # posix_spawn wants one
-    cwd = common.get("cwd")
-    sources: list[int] = []  # our copies, closed at the end
+    The fallback of :class:`InProcess`, which needs ``close_range`` (Linux 5.9):
+    ``Popen`` closes the fds itself (``close_fds``), sets the ``cwd``, stdin, output
+    and session, restores the signals, and makes ``pass_fds`` inheritable in the
+    child only. ``os.posix_spawn`` with file actions would start the helper for the
+    same cost (``bench/spawn_methods.py``) but could not close the other fds
+    without ``close_range`` either."""
+    made: list[int] = []
     try:
-        copies = _copies(listen, sources)
-        errfd = 3 + len(copies)  # the error pipe in the child
-        actions: list[Action] = [] if cwd is None else [ChangeDir(cwd)]
-        actions += _activation((), env, pid_variables)  # the sockets: by file actions
-        actions += [*steps, CloseFrom(errfd + 1), *(DefaultSignal(number) for number in LIBC_SIGNALS)]
-        program, owners = encode(actions)
-        read_end, write_end = _pipe(errfd + 1)
+        copies = _copies(listen, made, reuse=False)  # each closed by the helper once placed
+        actions = [*_activation(copies, common.get("env"), pid_variables), *steps]
+        program, owners = encode(actions) if actions else (EMPTY, [])
+        read_end, write_end = _pipe(3 + len(copies))
         try:
-            file_actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0)]
-            for target, name in ((1, "stdout"), (2, "stderr")):
-                fd = common.get(name)
-                if fd is not None:
-                    if fd < 3:  # it may be a target: from a copy above them
-                        fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-                        sources.append(fd)
-                    file_actions.append((os.POSIX_SPAWN_DUP2, fd, target))
-            file_actions += [(os.POSIX_SPAWN_DUP2, fd, 3 + index) for index, fd in enumerate(copies)]
-            file_actions.append((os.POSIX_SPAWN_DUP2, write_end, errfd))
             try:
-                pid = os.posix_spawn(
-                    helper,
-                    [helper, str(parent), str(errfd), program, path, *argv],
-                    env,
-                    file_actions=file_actions,
-                    setsid=True,
-                    setsigdef=RESTORED_SIGNALS,
+                popen = subprocess.Popen(
+                    [helper, str(parent), str(write_end), program, path, *argv],
+                    executable=helper,
+                    pass_fds=(write_end, *copies),
+                    **common,
                 )
             finally:
                 os.close(write_end)
+            pid = released(popen)
             data = os.read(read_end, REPORT.size)  # EOF: the target was exec'd
         finally:
             os.close(read_end)
     finally:
-        for fd in sources:
+        for fd in made:
             os.close(fd)
     if data:
         _fail(pid, data, argv, actions, owners)

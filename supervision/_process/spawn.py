@@ -17,7 +17,6 @@ loop stopped; "CPU": the supervisor's)::
     os.posix_spawn (no pdeathsig)          672 us  1.00x   169 us  112 us
     Popen, vfork path (no pdeathsig)       704 us  1.07x   227 us  185 us
     exec helper started by Popen (before)  788 us  1.20x   353 us  226 us
-    exec helper started by os.posix_spawn  799 us  1.22x   351 us  197 us
     the helper's code in-process (vfork)   695 us  1.05x   212 us  169 us
     ... with pdeathsig=False               696 us  1.04x   210 us  165 us
     Popen + preexec_fn (ctypes prctl)     2483 us  3.62x  2046 us  935 us
@@ -44,10 +43,12 @@ cannot be applied says which. The supervisor is blocked only until the target's
 ``execve`` (``CLONE_VFORK``), not through a second one; every fd it hands the child
 is close-on-exec here, so a spawn in another thread never inherits one.
 
-Where the helper's code cannot be mapped executable, the helper itself is exec'd,
-started by ``os.posix_spawn`` (its fds placed by file actions;
-``SUPERVISION_SPAWN_METHOD=helper`` forces it): one more ``execve`` of a tiny
-static image (~80 us) and a blocking read of the error pipe. On another
+Where the helper's code cannot run so (no executable mapping of the memfd, or no
+``close_range``: Linux before 5.9), the helper itself is exec'd by ``Popen``'s
+vfork path, as before (``SUPERVISION_SPAWN_METHOD=helper`` forces it): one more
+``execve`` of a tiny static image (~80 us), and ``Popen``'s own Python.
+(``os.posix_spawn`` with file actions would start it for the same time, a little
+less of our CPU, but could not close the other fds without ``close_range``.) On another
 architecture, or where memfd execution is forbidden, we fall back to
 ``preexec_fn`` with a ctypes ``prctl``, the same parent check and the same
 actions, in Python (``SUPERVISION_SPAWN_METHOD=preexec`` forces it). With

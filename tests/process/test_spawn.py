@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from supervision._process import helper as _helper
 from supervision._process.spawn import Spawner
 
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="the exec helper is x86-64 code")
@@ -181,49 +182,34 @@ def test_sockets_are_placed_and_nothing_else_passes(spawner: Spawner, way: str) 
     assert [report["inodes"][3], report["inodes"][4]] == inodes
 
 
-@pytest.mark.parametrize("way", ["vfork", "helper"])
 def test_a_concurrent_spawn_inherits_neither_the_error_pipe_nor_the_sockets(
-    spawner: Spawner, way: str, monkeypatch: pytest.MonkeyPatch
+    spawner: Spawner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another thread may spawn at any moment of ours: at the worst one, as the child
     is made, no fd of ours was made inheritable here (the sources of the child's fds
-    are close-on-exec), and a plain child spawned then holds none of them."""
+    are close-on-exec), and a plain child spawned then holds none of them. (The
+    exec'd helper's fds are ``Popen``'s ``pass_fds``, made inheritable in its child.)"""
     spawned = os.posix_spawn
     before = _inheritable()
     seen: dict[str, list[int]] = {}
+    assert spawner._in_process is not None
+    call = spawner._in_process._call
 
-    def meanwhile() -> None:
+    def in_process(frame: int, stack: int) -> int:
         seen["inheritable"] = _inheritable()
         thread = threading.Thread(target=lambda: seen.setdefault("other", _other_spawn(spawned)))
         thread.start()
         thread.join()
+        return call(frame, stack)
 
-    if way == "helper":
-
-        def concurrently(path: str, argv: list[str], env: Any, **kwargs: Any) -> int:
-            seen["sources"] = [action[1] for action in kwargs["file_actions"] if action[0] == os.POSIX_SPAWN_DUP2]
-            meanwhile()
-            return spawned(path, argv, env, **kwargs)
-
-        monkeypatch.setattr(os, "posix_spawn", concurrently)
-    else:
-        assert spawner._in_process is not None
-        call = spawner._in_process._call
-
-        def in_process(frame: int, stack: int) -> int:
-            meanwhile()
-            return call(frame, stack)
-
-        monkeypatch.setattr(spawner._in_process, "_call", in_process)
+    monkeypatch.setattr(spawner._in_process, "_call", in_process)
     first, second = socket.socket(), socket.socket()
     try:
-        pid = _spawn(spawner, way, ["/bin/true"], listen=[first.fileno(), second.fileno()])
+        pid = _spawn(spawner, "vfork", ["/bin/true"], listen=[first.fileno(), second.fileno()])
         assert os.waitpid(pid, 0)[1] == 0
     finally:
         first.close()
         second.close()
-    if way == "helper":
-        assert len(seen["sources"]) == 3  # the two sockets and the error pipe
     assert seen["inheritable"] == before
     assert set(seen["other"]) == {0, 1, 2, *before}
 
@@ -275,16 +261,15 @@ def _zombies() -> list[int]:
     return found
 
 
-def test_the_fast_paths_take_no_popen(spawner: Spawner, monkeypatch: pytest.MonkeyPatch) -> None:
-    """In this process (``vfork``), pdeathsig or not, and the exec'd helper with
-    pdeathsig: no ``Popen``."""
+def test_the_fast_path_takes_no_popen(spawner: Spawner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process (``vfork``), pdeathsig or not: no ``Popen``."""
     import subprocess
 
     def refused(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("Popen was called")
 
     monkeypatch.setattr(subprocess, "Popen", refused)
-    for method, pdeathsig in (("vfork", True), ("vfork", False), ("helper", True)):
+    for method, pdeathsig in (("vfork", True), ("vfork", False)):
         pid = spawner.spawn(["/bin/true"], None, None, None, None, pdeathsig=pdeathsig, method=method)
         assert os.waitpid(pid, 0)[1] == 0
 
@@ -351,3 +336,22 @@ def test_a_bad_argument_or_environment_is_a_value_error_leaving_no_fd(
         sock.close()
     assert _open_fds() == before
     assert not _zombies()
+
+
+def test_without_close_range_the_helper_is_exec_d(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel before 5.9 has no ``close_range``: the in-process probe fails, and the
+    spawner execs the helper through ``Popen`` (which closes the fds itself)."""
+    monkeypatch.setattr(_helper, "_CLOSE_RANGE", 1023)  # no such system call: ENOSYS
+    monkeypatch.setattr(_helper, "_ENCODED", {})  # programs encoded with it are forgotten after
+    fallback = Spawner()
+    try:
+        assert fallback.method == "helper"
+        leaked = os.open("/dev/null", os.O_RDONLY)
+        os.set_inheritable(leaked, True)
+        try:
+            report = _report(fallback, "helper")
+        finally:
+            os.close(leaked)
+        assert report["fds"] == [0, 1, 2]
+    finally:
+        fallback.close()
