@@ -47,11 +47,12 @@ Where the helper's code cannot run so (no executable mapping of the memfd, or no
 ``close_range``: Linux before 5.9), the helper itself is exec'd by ``Popen``'s
 vfork path, as before (``SUPERVISION_SPAWN_METHOD=helper`` forces it): one more
 ``execve`` of a tiny static image (~80 us), and ``Popen``'s own Python.
-(``os.posix_spawn`` with file actions would start it for the same time, a little
-less of our CPU, but could not close the other fds without ``close_range``.) On another
-architecture, or where memfd execution is forbidden, we fall back to
-``preexec_fn`` with a ctypes ``prctl``, the same parent check and the same
-actions, in Python (``SUPERVISION_SPAWN_METHOD=preexec`` forces it). With
+(``os.posix_spawn`` with file actions would start it in the same time, for a
+little less of our CPU, but could not close the other fds without
+``close_range`` either.) On another architecture, or where memfd execution is
+forbidden, we fall back to ``preexec_fn`` with a ctypes ``prctl``, the same
+parent check and the same actions, in Python (``SUPERVISION_SPAWN_METHOD=preexec``
+forces it). With
 ``pdeathsig=False`` the in-process path is still the cheapest: ``Popen``'s vfork
 path would cost its Python and ``close_fds`` work; with the exec'd helper and
 nothing to do in the child, ``Popen`` is taken (cheaper than the extra exec).
