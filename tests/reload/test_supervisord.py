@@ -14,7 +14,6 @@ import asyncio
 import os
 import pwd
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +59,9 @@ async def processes(handle: sv.Handle) -> dict[str, int]:
 
 
 def proc(pid: int) -> tuple[list[str], str, dict[str, str]]:
-    """A process's argv, working directory and environment, from /proc (once its exec
-    has set them: a child counts as started from exec's point of no return)."""
-    deadline = time.monotonic() + 10
-    while True:
-        with open(f"/proc/{pid}/cmdline", "rb") as file:
-            argv = [part.decode() for part in file.read().split(b"\0")[:-1]]
-        if argv or time.monotonic() > deadline:
-            break
-        time.sleep(0.001)
+    """A process's argv, working directory and environment, from /proc."""
+    with open(f"/proc/{pid}/cmdline", "rb") as file:
+        argv = [part.decode() for part in file.read().split(b"\0")[:-1]]
     cwd = os.readlink(f"/proc/{pid}/cwd")
     with open(f"/proc/{pid}/environ", "rb") as file:
         pairs = [part.decode().partition("=") for part in file.read().split(b"\0") if part]
