@@ -12,8 +12,10 @@ Methods (the spawn functions and the pidfd loop come from ``bench/process.py``):
 - ``posix``: a blocking ``os.posix_spawn`` (new session) + ``waitpid`` loop: the bare floor;
 - ``pidfd``: ``os.posix_spawn`` (new session) + ``pidfd_open`` + ``loop.add_reader``:
   the raw asyncio floor the goals are set against;
-- ``same``: as ``pidfd``, spawning the way supervision does (``PR_SET_PDEATHSIG`` through
-  the exec helper, new session, ``/dev/null`` stdin): the same work without a tree.
+- ``same``: as ``pidfd``, spawning the way supervision does, with its own spawn code
+  (``spawner().spawn``: ``PR_SET_PDEATHSIG`` through the exec helper's code, run in a
+  ``CLONE_VFORK`` child of this process where it can be, new session, ``/dev/null``
+  stdin, no fd of ours inherited): the same work without a tree.
 """
 
 from __future__ import annotations

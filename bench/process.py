@@ -12,8 +12,8 @@ Columns:
 - ``posix_spawn``: a blocking ``os.posix_spawn`` + ``waitpid`` loop (the bare floor);
 - ``asyncio+pidfd``: ``posix_spawn`` (new session) + ``pidfd_open`` + ``loop.add_reader``
   (the floor the issue sets the targets against);
-- ``same work``: the same, spawning the way supervision does (``PR_SET_PDEATHSIG``
-  through the exec helper, new session, ``/dev/null`` stdin);
+- ``same work``: the same, spawning the way supervision does (``spawner().spawn``:
+  ``PR_SET_PDEATHSIG`` through the exec helper's code, new session, ``/dev/null`` stdin);
 - ``sv inherit`` / ``sv prefix``: a supervision tree, ``output="inherit"`` and the
   default ``output="prefix"`` (two pipes read through the loop per child).
 

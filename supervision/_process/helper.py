@@ -1,21 +1,31 @@
 """The exec helper that prepares a process child before exec.
 
-The spawner (``_spawn``) runs process children through a tiny static x86-64
-program kept in a memfd, so that CPython's vfork fast path still applies while
-code runs in the child before the target: ``PR_SET_PDEATHSIG``, the held sockets
-of socket activation placed at fds 3, 4, ... with the child's own pid in
-``LISTEN_PID`` and ``WATCHDOG_PID``, and the child's settings (``settings``:
-limits, nice, OOM score, umask, groups, gid, uid). The helper knows nothing of
-sockets or settings: it runs a **list of system calls** the supervisor encodes
-(:func:`encode`), then the parent check and ``execve``. Each step is a few bytes
-and a system call or two in the child, with no Python and no ``fork`` of the
-interpreter; a failing step is reported with its index and ``errno``, so the
-start error says which step failed and why.
+The spawner (``_spawn``) prepares process children with a tiny static x86-64
+program kept in a memfd, run with no fork of the interpreter: its code in a
+child made by ``clone(CLONE_VM|CLONE_VFORK)`` from this process
+(:class:`InProcess`, the ``vfork`` entry below), or, where that cannot be (no
+executable mapping, no ``close_range``: Linux before 5.9), exec'd as a program
+by ``Popen``'s vfork path (:func:`spawn`). Code then runs
+in the child before the target: ``PR_SET_PDEATHSIG``, the child's own pid in
+``LISTEN_PID`` and ``WATCHDOG_PID`` (socket activation), the child's settings
+(``settings``: limits, nice, OOM score, umask, groups, gid, uid), its fds, working
+directory and signals, and the closing of every fd it must not inherit. The helper
+knows nothing of sockets or settings: it runs a **list of system calls** the
+supervisor encodes (:func:`encode`), then the parent check and ``execve``. Each
+step is a few bytes and a system call or two in the child, with no Python; a
+failing step is reported with its index and ``errno``, so the start error says
+which step failed and why.
 
-The order of the steps: the sockets first (``dup2`` to 3, 4, ... and ``close``
-of the copy; before a ``nofile`` limit could refuse the target), then the pid
-variables, then the settings (credentials last: each needs the privilege the next
-drops), then ``PR_SET_PDEATHSIG``, which a credential change would clear.
+The order of the steps in this process's child: ``setsid``, ``/dev/null`` at fd 0,
+the output at 1 and 2 and the held sockets at 3, 4, ... (``dup2`` from
+close-on-exec sources), ``chdir`` (with the supervisor's credentials, where
+``Popen`` did it), ``SIGPIPE`` and ``SIGXFSZ`` at their defaults, the pid
+variables, the settings (credentials last: each needs the privilege the next
+drops), ``close_range`` of every other fd but the error pipe; then
+``PR_SET_PDEATHSIG``, which a credential change would clear. When the helper is
+exec'd, ``Popen`` does the first ones (session, stdin, output, ``cwd``, signals,
+``close_fds``), and the program places the sockets itself (:class:`PlaceFd`:
+``dup2`` and ``close`` of a copy), as the ``preexec_fn`` fallback does.
 
 Called as ``helper PARENT_PID ERRFD PROGRAM PATH ARGV0 ARGS...``:
 
@@ -35,6 +45,15 @@ Called as ``helper PARENT_PID ERRFD PROGRAM PATH ARGV0 ARGS...``:
    ``PARENT_PID`` (the supervisor died before the prctl).
 4. ``execve(PATH, &ARGV0, envp)``.
 
+In this process, ``vfork(frame, stack_top)`` (System V ABI, from ``ctypes``) blocks
+every signal, calls ``clone(CLONE_VM|CLONE_VFORK|SIGCHLD)`` onto ``stack_top``,
+restores the mask and returns the pid (or ``-errno``) once the child has exec'd
+or exited. The child, which shares this memory, sets each caught signal to
+``SIG_DFL`` (no handler of ours may run in it), restores the signal mask, and
+runs the above from step 1 with ``frame`` laid out as the kernel lays out
+``argc``, ``argv`` and ``envp``; ``ERRFD`` is then our close-on-exec pipe, whose
+report is written before the child exits: there when ``clone`` returns.
+
 On a failure (a step or ``execve``) it writes 8 bytes to ``ERRFD``: ``errno``
 (i32) and the step's index (i32, ``-1`` for ``execve``), and exits 127.
 
@@ -43,7 +62,7 @@ objdump; ``tests/test_exec_helper.py`` assembles it again when ``as`` is
 installed and compares::
 
     _start: mov r12, rsp  # [r12] argc, [r12+8+8i] argv[i]
-            mov rsi, [r12+24]; call atoi; mov r13, rax  # ERRFD
+    body:   mov rsi, [r12+24]; call atoi; mov r13, rax  # ERRFD
             mov rdi, r13; mov esi, 2; mov edx, 1; mov eax, 72; syscall  # fcntl
             mov rsi, [r12+32]; sub rsp, 32768; mov r15, rsp; mov rdi, rsp
     decode: movzx eax, byte ptr [rsi]; test eax, eax; jz decoded  # hex pairs
@@ -91,13 +110,37 @@ installed and compares::
             mov byte ptr [rdi], 0; mov rax, rsi
     7:      xor edx, edx; div rcx; add edx, 48; dec rdi; mov [rdi], dl; test rax, rax; jnz 7b
             jmp result  # rax is 0: done
+    vfork:  push rbx; push rbp; push r12; push r13; push r14; push r15  # (frame, stack top)
+            mov r12, rdi; mov r13, rsi; sub rsp, 24
+            mov qword ptr [rsp], -1; xor edi, edi; mov rsi, rsp; lea rdx, [rsp+8]; mov r10d, 8
+            mov eax, 14; syscall  # rt_sigprocmask: block all, the old mask at [rsp+8]
+            lea rbp, [rsp+8]
+            mov edi, 0x4111; mov rsi, r13; xor edx, edx; xor r10d, r10d; xor r8d, r8d
+            mov eax, 56; syscall  # clone(CLONE_VM|CLONE_VFORK|SIGCHLD): back at exec or exit
+            test rax, rax; jz child
+            mov rbx, rax
+            mov edi, 2; mov rsi, rbp; xor edx, edx; mov r10d, 8; mov eax, 14; syscall  # the mask
+            mov rax, rbx; add rsp, 24
+            pop r15; pop r14; pop r13; pop r12; pop rbp; pop rbx; ret  # the pid, or -errno
+    child:  sub rsp, 32; mov ebx, 1  # on its own stack: each caught signal to SIG_DFL
+    8:      mov qword ptr [rsp], 0; mov edi, ebx; xor esi, esi; mov rdx, rsp; mov r10d, 8
+            mov eax, 13; syscall  # rt_sigaction(sig, NULL, &old)
+            cmp qword ptr [rsp], 1; jbe 9f  # SIG_DFL, SIG_IGN: kept
+            xor eax, eax; mov [rsp], rax; mov [rsp+8], rax; mov [rsp+16], rax; mov [rsp+24], rax
+            mov edi, ebx; mov rsi, rsp; xor edx, edx; mov r10d, 8; mov eax, 13; syscall
+    9:      inc ebx; cmp ebx, 64; jbe 8b
+            mov edi, 2; mov rsi, rbp; xor edx, edx; mov r10d, 8; mov eax, 14; syscall  # the mask
+            jmp body  # r12: the frame, as the kernel lays out argc, argv, envp
 """
 
 from __future__ import annotations
 
+import array
+import ctypes
 import errno as _errno
 import fcntl
 import itertools
+import mmap
 import os
 import signal
 import struct
@@ -136,8 +179,17 @@ HELPER_X86_64 = bytes.fromhex(
     "00000f05bf7f000000eb05bf01000000b8e70000000f0531c00fb60e85c9740f486bc00a83e9"
     "304801c848ffc6ebeac3b8270000000f05498b0c24498d4ccc10488b3cf948ffc7807fff3d75"
     "f74889c6b90a00000048ffc731d248f7f14885c075f3c607004889f031d248f7f183c23048ff"
-    "cf88174885c075eee9f6feffff"
+    "cf88174885c075eee9f6feffff535541544155415641574989fc4989f54883ec1848c70424ff"
+    "ffffff31ff4889e6488d54240841ba08000000b80e0000000f05488d6c2408bf114100004c89"
+    "ee31d24531d24531c0b8380000000f054885c0742c4889c3bf020000004889ee31d241ba0800"
+    "0000b80e0000000f054889d84883c418415f415e415d415c5d5bc34883ec20bb0100000048c7"
+    "04240000000089df31f64889e241ba08000000b80d0000000f0548833c2401762931c0488904"
+    "2448894424084889442410488944241889df4889e631d241ba08000000b80d0000000f05ffc3"
+    "83fb4076adbf020000004889ee31d241ba08000000b80e0000000f05e936fdffff"
 )
+
+VFORK_ENTRY = 469
+"""Where ``vfork`` begins in :data:`HELPER_X86_64` (the in-process entry, see :func:`spawn_vfork`)."""
 
 MAX_PROGRAM = 32768
 """Bytes of program the helper decodes (its stack buffer)."""
@@ -149,12 +201,17 @@ PID_WIDTH = 10
 """The least width of a pid variable's value (its placeholder): a pid has at most
 7 digits (``PID_MAX_LIMIT`` is 2**22), and the helper writes it in place."""
 
+RESTORED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name))
+"""Signals the child gets at their defaults, as ``Popen(restore_signals=True)``
+does: Python ignores them, and an ignored signal stays ignored across exec."""
+
+
 REPORT = struct.Struct("<ii")
 """What the helper writes on a failure: errno, and the step's index (-1: execve)."""
 EXEC_STEP = -1
 
 # x86-64 system call numbers
-_WRITE, _OPEN, _CLOSE, _DUP2, _UMASK = 1, 2, 3, 33, 95
+_WRITE, _OPEN, _CLOSE, _RT_SIGACTION, _DUP2, _CHDIR, _UMASK, _SETSID, _CLOSE_RANGE = 1, 2, 3, 13, 33, 80, 95, 112, 436
 _SETGROUPS, _SETRESUID, _SETRESGID, _SETPRIORITY, _SETRLIMIT = 116, 117, 119, 141, 160
 _PID = 2**64 - 1  # not a system call: the helper's pid into a variable
 _O_WRONLY_CLOEXEC = 0o1 | 0o2000000
@@ -168,8 +225,9 @@ _MAX_FD = 1 << 20  # above any RLIMIT_NOFILE; closerange uses close_range(2)
 
 @dataclass(frozen=True, slots=True)
 class PlaceFd:
-    """A held socket for the child: ``source`` (a copy above the targets, see
-    :func:`spawn`) duplicated to ``target`` (3, 4, ...), then closed."""
+    """A held socket for the child, where the helper is exec'd or ``preexec_fn``
+    runs: ``source`` (a copy above the targets, see :func:`spawn`) duplicated to
+    ``target`` (3, 4, ...), then closed."""
 
     source: int
     target: int
@@ -190,7 +248,71 @@ class WritePid:
         return f"writing the pid into {self.name}"
 
 
-Action = PlaceFd | WritePid | Step
+@dataclass(frozen=True, slots=True)
+class ChangeDir:
+    """``chdir(path)``: the child's working directory (first, with the supervisor's
+    credentials, as ``Popen(cwd=...)`` did before the helper ran)."""
+
+    path: str | bytes
+
+    def describe(self) -> str:
+        return f"changing directory to {os.fsdecode(self.path)!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class CloseFrom:
+    """``close_range(fd, ~0U, 0)``: every fd from ``fd`` up is closed (what
+    ``close_fds=True`` did), so an inheritable fd the application leaked, or one
+    another thread's spawn made, never reaches the child."""
+
+    fd: int
+    last: int = 2**32 - 1  # close_range's ~0U: all
+
+    def describe(self) -> str:
+        return f"closing the fds from {self.fd} up"
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultSignal:
+    """``signal`` at its default action (``rt_sigaction``): ``SIGPIPE`` and
+    ``SIGXFSZ``, which Python ignores and an ignored signal keeps across exec, as
+    ``Popen(restore_signals=True)`` restores them."""
+
+    signal: int
+
+    def describe(self) -> str:
+        return f"restoring the default action of signal {self.signal}"
+
+
+@dataclass(frozen=True, slots=True)
+class SetSid:
+    """``setsid()``: the child leads a new session (``start_new_session``)."""
+
+    def describe(self) -> str:
+        return "starting a new session"
+
+
+@dataclass(frozen=True, slots=True)
+class DevNullStdin:
+    """``/dev/null`` at fd 0 (read-write, as ``Popen``'s ``DEVNULL``): ``close_range(0, 0)``,
+    then ``open`` takes the lowest fd."""
+
+    def describe(self) -> str:
+        return "opening /dev/null as stdin"
+
+
+@dataclass(frozen=True, slots=True)
+class Dup2:
+    """``dup2(source, target)``: the child's output at 1 and 2, a socket at 3, 4, ..."""
+
+    source: int
+    target: int
+
+    def describe(self) -> str:
+        return f"placing fd {self.target}"
+
+
+Action = PlaceFd | WritePid | ChangeDir | CloseFrom | DefaultSignal | SetSid | DevNullStdin | Dup2 | Step
 """What the helper does before the parent check and exec, in order."""
 
 
@@ -222,6 +344,22 @@ def encode(steps: Sequence[Action]) -> tuple[str, list[int]]:
             add(index, _CLOSE, [step.source])  # pass_fds made the copy inheritable
         elif isinstance(step, WritePid):
             add(index, _PID, [step.index])
+        elif isinstance(step, ChangeDir):
+            path = os.fsencode(step.path)
+            if b"\0" in path:
+                raise ValueError("embedded null byte")
+            add(index, _CHDIR, [datum(path + b"\0")], _POINTER[0])
+        elif isinstance(step, CloseFrom):
+            add(index, _CLOSE_RANGE, [step.fd, step.last, 0])
+        elif isinstance(step, SetSid):
+            add(index, _SETSID, [])
+        elif isinstance(step, DevNullStdin):
+            add(index, _CLOSE_RANGE, [0, 0, 0])
+            add(index, _OPEN, [datum(b"/dev/null\0"), os.O_RDWR, 0], _POINTER[0])
+        elif isinstance(step, Dup2):
+            add(index, _DUP2, [step.source, step.target])
+        elif isinstance(step, DefaultSignal):  # struct kernel_sigaction, all 0: SIG_DFL
+            add(index, _RT_SIGACTION, [step.signal, datum(bytes(32)), 0, 8], _POINTER[1])
         elif isinstance(step, SetLimit):
             soft = _RLIM_INFINITY if step.soft is None else step.soft
             hard = _RLIM_INFINITY if step.hard is None else step.hard
@@ -252,6 +390,158 @@ def encode(steps: Sequence[Action]) -> tuple[str, list[int]]:
     return program.hex(), owners
 
 
+# -- the helper's code run in this process: clone(CLONE_VM|CLONE_VFORK), no exec of it --
+
+
+_SESSION: tuple[Action, ...] = (SetSid(), DevNullStdin())
+_RESTORED: tuple[Action, ...] = tuple(DefaultSignal(number) for number in RESTORED_SIGNALS)
+_ENCODED: dict[tuple[Action, ...], tuple[bytes, list[int]]] = {}
+
+
+def _encoded(actions: Sequence[Action]) -> tuple[bytes, list[int]]:
+    """:func:`encode`, remembered: a respawn encodes what the last spawn did (the
+    fds of new pipes are mostly the numbers just freed)."""
+    key = tuple(actions)
+    found = _ENCODED.get(key)
+    if found is None:
+        program, owners = encode(actions)
+        if len(_ENCODED) >= 256:
+            _ENCODED.clear()
+        found = _ENCODED[key] = program.encode(), owners
+    return found
+
+
+def _next(offset: int, length: int) -> int:
+    return offset + length + 1  # past the string and its NUL
+
+
+def _environment(env: Env) -> list[bytes]:
+    """``env`` as ``NAME=value`` strings, in its order."""
+    try:
+        entries: list[bytes] = [name + b"=" + value for name, value in env.items()]  # type: ignore[operator,misc]
+        names = b"".join(env)  # type: ignore[arg-type]
+    except TypeError:  # str, or mixed
+        entries = [os.fsencode(name) + b"=" + os.fsencode(value) for name, value in env.items()]
+        names = b"".join(map(os.fsencode, env))
+    if b"=" in names:  # in one of them
+        raise ValueError("illegal environment variable name")
+    return entries
+
+
+class InProcess:
+    """The helper's ``vfork`` entry (:data:`VFORK_ENTRY`), mapped executable from
+    the memfd ``fd`` holding its ELF image (the code at ``offset``), called through
+    ``ctypes`` (which releases the GIL). It blocks every signal, calls
+    ``clone(CLONE_VM|CLONE_VFORK|SIGCHLD)`` onto a stack of ours, and returns the
+    pid once the child has exec'd or exited; the child, sharing our memory, sets
+    every caught signal to ``SIG_DFL`` (no handler of ours may run in it), restores
+    the signal mask, and runs the helper's program from a frame laid out as the
+    kernel lays out ``argc``, ``argv`` and ``envp``: the same steps, check and
+    ``execve`` as the exec'd helper, without its ``execve``. A failure is in the
+    error pipe by then (the child writes before it exits); else the pipe's EOF comes
+    as the target's exec closes it, a few microseconds later."""
+
+    STACK = 65536
+    """Bytes of each child stack: the program's buffer (:data:`MAX_PROGRAM`) and more."""
+
+    def __init__(self, fd: int, size: int, offset: int) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._mmap, self._munmap = libc.mmap, libc.munmap
+        self._mmap.restype = ctypes.c_void_p
+        self._mmap.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_long,
+        ]
+        self._munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        address = self._mmap(None, size, mmap.PROT_READ | mmap.PROT_EXEC, mmap.MAP_PRIVATE, fd, 0)
+        if address is None or address == ctypes.c_void_p(-1).value:
+            code = ctypes.get_errno()
+            raise OSError(code, f"mapping the exec helper: {os.strerror(code)}")
+        self._address, self._size = address, size
+        self._call = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p)(address + offset + VFORK_ENTRY)
+        self._stacks: list[ctypes.Array[ctypes.c_char]] = []  # free ones (a spawn in each thread takes its own)
+
+    def close(self) -> None:
+        if self._address is not None:
+            self._munmap(self._address, self._size)
+            self._address = None
+
+    def spawn(
+        self,
+        argv: Sequence[str],
+        path: str,
+        common: Mapping[str, Any],
+        *,
+        parent: int,
+        steps: Sequence[Step] = (),
+        listen: Sequence[int] = (),
+        pid_variables: int = 0,
+    ) -> int:
+        """As :func:`spawn`, in this process."""
+        env: Env = common.get("env") or os.environ
+        cwd = common.get("cwd")
+        made: list[int] = []  # our copies, closed at the end
+        try:
+            sources = _copies(listen, made)
+            base = 3 + len(sources)
+            actions: list[Action] = [*_SESSION]
+            for target, name in ((1, "stdout"), (2, "stderr")):
+                fd = common.get(name)
+                if fd is not None:
+                    if fd < 3:  # it may be a target: from a copy above them
+                        fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+                        made.append(fd)
+                    actions.append(Dup2(fd, target))
+            actions += [Dup2(fd, 3 + index) for index, fd in enumerate(sources)]
+            if cwd is not None:
+                actions.append(ChangeDir(cwd))
+            actions += _RESTORED
+            if pid_variables:
+                actions += _activation((), env, pid_variables)
+            actions += steps
+            read_end, write_end = _pipe(base)  # the child's error pipe: the same fd
+            try:
+                try:
+                    if write_end > base:
+                        actions.append(CloseFrom(base, write_end - 1))
+                    actions.append(CloseFrom(write_end + 1))
+                    program, owners = _encoded(actions)
+                    strings = [b"", str(parent).encode(), str(write_end).encode(), program, os.fsencode(path)]
+                    strings += map(os.fsencode, argv)
+                    count = len(strings)
+                    strings += _environment(env)
+                    blob = b"\0".join(strings)
+                    if blob.count(0) != len(strings) - 1:
+                        raise ValueError("embedded null byte")
+                    text = array.array("B", blob + b"\0")  # writable: the pid variables
+                    offsets = list(itertools.accumulate(map(len, strings), _next, initial=text.buffer_info()[0]))
+                    frame = array.array("Q", [count, *offsets[:count], 0, *offsets[count:-1], 0])
+                    stack = self._stacks.pop() if self._stacks else ctypes.create_string_buffer(self.STACK)
+                    try:
+                        pid: int = self._call(frame.buffer_info()[0], (ctypes.addressof(stack) + self.STACK) & ~15)
+                    finally:
+                        self._stacks.append(stack)
+                finally:
+                    os.close(write_end)
+                if pid < 0:
+                    raise OSError(-pid, os.strerror(-pid))
+                # A failure was written before the child exited; else EOF once the target's
+                # exec closes it (shortly after clone returned): where Popen returned.
+                data = os.read(read_end, REPORT.size)
+            finally:
+                os.close(read_end)
+        finally:
+            for fd in made:
+                os.close(fd)
+        if data:
+            _fail(pid, data, argv, actions, owners)
+        return pid
+
+
 # -- spawning through the helper, or with preexec_fn where it cannot run ---------
 
 Env = Mapping[bytes, bytes] | Mapping[str, str]
@@ -261,7 +551,7 @@ def spawn(
     helper: str,
     argv: Sequence[str],
     path: str,
-    common: dict[str, Any],
+    common: Mapping[str, Any],
     *,
     parent: int,
     steps: Sequence[Step] = (),
@@ -269,15 +559,24 @@ def spawn(
     pid_variables: int = 0,
 ) -> int:
     """Run ``argv`` (its program resolved to ``path``) through the helper at
-    ``helper``, applying ``steps`` first and, with ``parent`` not 0, setting
-    ``PR_SET_PDEATHSIG``. ``common`` holds the other ``Popen`` arguments.
-    ``listen``: fds the child gets at 3, 4, ... (socket activation);
-    ``pid_variables``: the first that many variables of ``common["env"]`` (an
-    insertion-ordered mapping, values at least :data:`PID_WIDTH` wide) get the
-    child's pid as their value. Returns the pid once the target is exec'd; raises
-    ``OSError`` (``SettingFailed`` for a step) with nothing left running otherwise."""
-    copies = _copies(listen)
+    ``helper``, exec'd by ``Popen``'s vfork path, applying ``steps`` first and, with
+    ``parent`` not 0, setting ``PR_SET_PDEATHSIG``. ``common`` holds the other
+    ``Popen`` arguments. ``listen``: fds the child gets at 3, 4, ... (socket
+    activation); ``pid_variables``: the first that many variables of
+    ``common["env"]`` (an insertion-ordered mapping, values at least
+    :data:`PID_WIDTH` wide) get the child's pid as their value. Returns the pid once
+    the target is exec'd; raises ``OSError`` (``SettingFailed`` for a step) with
+    nothing left running otherwise.
+
+    The fallback of :class:`InProcess`, which needs ``close_range`` (Linux 5.9):
+    ``Popen`` closes the fds itself (``close_fds``), sets the ``cwd``, stdin, output
+    and session, restores the signals, and makes ``pass_fds`` inheritable in the
+    child only. ``os.posix_spawn`` with file actions would start the helper for the
+    same cost (``bench/spawn_methods.py``) but could not close the other fds
+    without ``close_range`` either."""
+    made: list[int] = []
     try:
+        copies = _copies(listen, made, reuse=False)  # each closed by the helper once placed
         actions = [*_activation(copies, common.get("env"), pid_variables), *steps]
         program, owners = encode(actions) if actions else (EMPTY, [])
         read_end, write_end = _pipe(3 + len(copies))
@@ -296,7 +595,7 @@ def spawn(
         finally:
             os.close(read_end)
     finally:
-        for fd in copies:
+        for fd in made:
             os.close(fd)
     if data:
         _fail(pid, data, argv, actions, owners)
@@ -320,8 +619,9 @@ def spawn_preexec(
     With sockets or pid variables, the child calls ``execve(path, ...)`` itself:
     ``Popen`` would close the placed fds after ``preexec_fn``, and its
     environment is fixed before the fork."""
-    copies = _copies(listen)
+    made: list[int] = []
     try:
+        copies = _copies(listen, made, reuse=False)  # each closed in the child once placed
         actions = [*_activation(copies, common.get("env"), pid_variables), *steps]
         base = 3 + len(copies)
         read_end, write_end = _pipe(base)  # closed in the child at exec
@@ -363,31 +663,31 @@ def spawn_preexec(
         finally:
             os.close(read_end)
     finally:
-        for fd in copies:
+        for fd in made:
             os.close(fd)
     if data:
         _fail(pid, data, argv, actions, list(range(len(actions))))
     return pid
 
 
-def _copies(listen: Sequence[int]) -> list[int]:
-    """Copies of ``listen`` above the targets 3, 4, ... (close-on-exec here), so
-    that placing them works for any sources: one may be another's target."""
+def _copies(listen: Sequence[int], made: list[int], reuse: bool = True) -> list[int]:
+    """The sources of ``listen``'s targets 3, 4, ...: with ``reuse``, the fds
+    themselves if all are above the targets; else copies above them (close-on-exec,
+    appended to ``made``), so that placing them works for any sources: one may be
+    another's target."""
     base = 3 + len(listen)
+    if reuse and all(fd >= base for fd in listen):
+        return list(listen)
     copies: list[int] = []
-    try:
-        for fd in listen:
-            copies.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base))
-    except OSError:
-        for fd in copies:
-            os.close(fd)
-        raise
+    for fd in listen:
+        copies.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base + 1))
+        made.append(copies[-1])
     return copies
 
 
-def _pipe(base: int) -> tuple[int, int]:
+def _pipe(base: int, flags: int = 0) -> tuple[int, int]:
     """The error pipe, its write end at ``base`` or above (clear of the targets)."""
-    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    read_end, write_end = os.pipe2(os.O_CLOEXEC | flags)
     if write_end >= base:
         return read_end, write_end
     try:
@@ -419,6 +719,14 @@ def _apply(action: Action) -> None:
         os.close(action.source)
     elif isinstance(action, WritePid):
         pass  # the environment is built at the execve
+    elif isinstance(action, ChangeDir):
+        os.chdir(action.path)
+    elif isinstance(action, CloseFrom):
+        os.closerange(action.fd, _MAX_FD)
+    elif isinstance(action, DefaultSignal):
+        signal.signal(action.signal, signal.SIG_DFL)
+    elif isinstance(action, (SetSid, DevNullStdin, Dup2)):
+        raise AssertionError(f"{action} is for the helper only")
     else:
         try:
             apply([action])
@@ -432,7 +740,9 @@ def _fail(pid: int, data: bytes, argv: Sequence[str], actions: Sequence[Action],
     if index == EXEC_STEP or not 0 <= index < len(owners):
         raise OSError(code, os.strerror(code), argv[0])
     action = actions[owners[index]]
-    if isinstance(action, (PlaceFd, WritePid)):
+    if isinstance(action, ChangeDir):  # as Popen reported a bad cwd
+        raise OSError(code, os.strerror(code), action.path)
+    if isinstance(action, (PlaceFd, WritePid, CloseFrom, DefaultSignal, SetSid, DevNullStdin, Dup2)):
         raise OSError(code, f"{action.describe()}: {os.strerror(code)}")
     raise SettingFailed(action, code)
 

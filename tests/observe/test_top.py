@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import pty
@@ -113,7 +114,12 @@ async def test_a_real_tree_renders_with_its_figures() -> None:
         [sv.process("web", ["sleep", "1000"]), sv.child("db", sv.Supervisor([sv.process("pool", ["sleep", "1000"])]))]
     )
     async with Served(spec) as served:
-        status = await served.handler({"v": 1, "cmd": "status"})
+        for _ in range(1000):  # a child counts as started from exec's point of no return: its memory comes after
+            status = await served.handler({"v": 1, "cmd": "status"})
+            body = [line for line in screen(status)[3:] if line.strip()][:3]
+            if all(len(line.split()) > 5 and line.split()[5][-1] in "KM" for line in (body[0], body[2])):
+                break
+            await asyncio.sleep(0.01)
     lines = screen(status)
     assert lines[0].startswith("test  running") and "ready" in lines[0]
     body = [line for line in lines[3:] if line.strip()][:3]

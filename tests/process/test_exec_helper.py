@@ -21,7 +21,7 @@ import pytest
 from supervision._core.settings import Settings
 from supervision._process import helper as _helper
 from supervision._process.settings import SetLimit, SettingFailed, prepare, settings
-from supervision._process.spawn import _elf
+from supervision._process.spawn import ELF_HEADERS, _elf
 
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="the exec helper is x86-64 code")
 ROOT = os.geteuid() == 0
@@ -43,6 +43,21 @@ def helper() -> Iterator[str]:
         os.close(fd)
 
 
+_IN_PROCESS: dict[int, _helper.InProcess] = {}
+
+
+def _spawn(via: str, helper: str, *args: Any, **kwargs: Any) -> int:
+    """``_helper.spawn`` through the exec'd helper (``via`` "helper") or in this
+    process (``via`` "vfork", the helper's code mapped from the same memfd)."""
+    if via == "helper":
+        return _helper.spawn(helper, *args, **kwargs)
+    assert via == "vfork"
+    fd = int(helper.rpartition("/")[2])
+    if fd not in _IN_PROCESS:
+        _IN_PROCESS[fd] = _helper.InProcess(fd, os.fstat(fd).st_size, ELF_HEADERS)
+    return _IN_PROCESS[fd].spawn(*args, **kwargs)
+
+
 def _common(stdout: int | None) -> dict[str, Any]:
     return {
         "cwd": "/",
@@ -55,7 +70,7 @@ def _common(stdout: int | None) -> dict[str, Any]:
     }
 
 
-def _run(helper: str | None, script: str, given: Settings, parent: int = 0) -> list[str]:
+def _run(helper: str | None, script: str, given: Settings, parent: int = 0, via: str = "helper") -> list[str]:
     """Run ``sh -c script`` with ``given`` settings (through the helper, or with
     preexec_fn if ``helper`` is None); its output lines."""
     steps = prepare(given).steps
@@ -66,7 +81,7 @@ def _run(helper: str | None, script: str, given: Settings, parent: int = 0) -> l
                 ["/bin/sh", "-c", script], _common(write_end), parent=0, steps=steps, prctl=None
             )
         else:
-            pid = _helper.spawn(helper, ["sh", "-c", script], "/bin/sh", _common(write_end), parent=parent, steps=steps)
+            pid = _spawn(via, helper, ["sh", "-c", script], "/bin/sh", _common(write_end), parent=parent, steps=steps)
     finally:
         os.close(write_end)
     with os.fdopen(read_end, "rb") as output:
@@ -76,32 +91,33 @@ def _run(helper: str | None, script: str, given: Settings, parent: int = 0) -> l
     return text.split()
 
 
-@pytest.mark.parametrize("via", ["helper", "preexec"])
+@pytest.mark.parametrize("via", ["helper", "vfork", "preexec"])
 def test_umask_limits_nice_and_oom_score_as_the_child_reports_them(helper: str, via: str) -> None:
     given = settings(("web",), umask="027", limits={"nofile": (100, 200), "core": 0}, nice=7, oom_score_adj=250)
-    umask, soft, hard, core, nice, oom, fds = _run(helper if via == "helper" else None, REPORT, given)
+    umask, soft, hard, core, nice, oom, fds = _run(None if via == "preexec" else helper, REPORT, given, via=via)
     assert (umask, soft, hard, core, nice, oom) == ("0027", "100", "200", "0", "7", "250")
     assert int(fds) == 4  # 0, 1, 2 and ls's own directory: no pipe of ours leaked
 
 
-def test_no_settings_runs_the_program_unchanged(helper: str) -> None:
+@pytest.mark.parametrize("via", ["helper", "vfork"])
+def test_no_settings_runs_the_program_unchanged(helper: str, via: str) -> None:
     umask = os.umask(0o022)
     os.umask(umask)
-    lines = _run(helper, "umask; cat /proc/self/oom_score_adj", Settings())
+    lines = _run(helper, "umask; cat /proc/self/oom_score_adj", Settings(), via=via)
     assert lines == [f"{umask:04o}", Path("/proc/self/oom_score_adj").read_text().strip()]
 
 
 @needs_root
-@pytest.mark.parametrize("via", ["helper", "preexec"])
+@pytest.mark.parametrize("via", ["helper", "vfork", "preexec"])
 def test_user_nobody_seen_in_proc_status(helper: str, via: str) -> None:
     nobody = pwd.getpwnam("nobody")
     given = settings(("web",), user="nobody")
     prepared = prepare(given)
     assert prepared.env["USER"] == "nobody" and prepared.env["HOME"] == nobody.pw_dir
     common = _common(None)
-    if via == "helper":
-        pid = _helper.spawn(
-            helper, ["sleep", "30"], shutil.which("sleep") or "/bin/sleep", common, parent=0, steps=prepared.steps
+    if via != "preexec":
+        pid = _spawn(
+            via, helper, ["sleep", "30"], shutil.which("sleep") or "/bin/sleep", common, parent=0, steps=prepared.steps
         )
     else:
         pid = _helper.spawn_preexec(["sleep", "30"], common, parent=0, steps=prepared.steps, prctl=None)
@@ -131,7 +147,8 @@ def _status(pid: int) -> dict[str, list[int]]:
 
 
 @needs_root
-def test_pdeathsig_survives_the_user_switch(helper: str) -> None:
+@pytest.mark.parametrize("via", ["helper", "vfork"])
+def test_pdeathsig_survives_the_user_switch(helper: str, via: str) -> None:
     """Changing credentials clears PR_SET_PDEATHSIG: the helper sets it after the
     switch, so a child running as nobody still dies with its supervisor."""
     read_end, write_end = os.pipe()
@@ -140,7 +157,7 @@ def test_pdeathsig_survives_the_user_switch(helper: str) -> None:
         try:
             os.close(read_end)
             steps = prepare(settings(("web",), user="nobody")).steps
-            pid = _helper.spawn(helper, ["sleep", "60"], "/bin/sleep", _common(None), parent=os.getpid(), steps=steps)
+            pid = _spawn(via, helper, ["sleep", "60"], "/bin/sleep", _common(None), parent=os.getpid(), steps=steps)
             os.write(write_end, str(pid).encode())
         finally:
             os._exit(0)
@@ -165,28 +182,30 @@ def _state(pid: int) -> str:
         return "gone"
 
 
-@pytest.mark.parametrize("via", ["helper", "preexec"])
+@pytest.mark.parametrize("via", ["helper", "vfork", "preexec"])
 def test_a_setting_that_fails_is_a_start_failure_naming_it(helper: str, via: str) -> None:
     hard = int(Path("/proc/sys/fs/nr_open").read_text()) + 1  # above what even root may set
     given = settings(("web",), umask=0o077, limits={"nofile": (hard, hard)})
     steps = prepare(given).steps
     with pytest.raises(SettingFailed) as caught:
-        if via == "helper":
-            _helper.spawn(helper, ["true"], "/bin/true", _common(None), parent=0, steps=steps)
+        if via != "preexec":
+            _spawn(via, helper, ["true"], "/bin/true", _common(None), parent=0, steps=steps)
         else:
             _helper.spawn_preexec(["/bin/true"], _common(None), parent=0, steps=steps, prctl=None)
     assert isinstance(caught.value.step, SetLimit)
     assert re.match(rf"setting limit nofile to {hard}:{hard}: ", str(caught.value))
 
 
-def test_a_missing_program_is_still_reported_after_the_steps(helper: str) -> None:
+@pytest.mark.parametrize("via", ["helper", "vfork"])
+def test_a_missing_program_is_still_reported_after_the_steps(helper: str, via: str) -> None:
     steps = prepare(settings(("web",), umask=0o077, nice=1)).steps
     with pytest.raises(FileNotFoundError):
-        _helper.spawn(helper, ["nope"], "/nonexistent/nope", _common(None), parent=0, steps=steps)
+        _spawn(via, helper, ["nope"], "/nonexistent/nope", _common(None), parent=0, steps=steps)
 
 
 @needs_root
-def test_another_user_without_root_fails_with_a_clear_error(helper: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", ["helper", "vfork"])
+def test_another_user_without_root_fails_with_a_clear_error(helper: str, via: str, tmp_path: Path) -> None:
     """A supervisor that is not root cannot run a child as another user; as
     itself it can (nothing to switch)."""
     read_end, write_end = os.pipe()
@@ -203,10 +222,10 @@ def test_another_user_without_root_fails_with_a_clear_error(helper: str, tmp_pat
             ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
             helper = f"/proc/{os.getpid()}/fd/{helper.rpartition('/')[2]}"
             own = prepare(settings(("web",), user="nobody")).steps
-            _, status = os.waitpid(_helper.spawn(helper, ["true"], "/bin/true", _common(None), parent=0, steps=own), 0)
+            _, status = os.waitpid(_spawn(via, helper, ["true"], "/bin/true", _common(None), parent=0, steps=own), 0)
             try:
                 steps = prepare(settings(("web",), user="daemon")).steps
-                _helper.spawn(helper, ["true"], "/bin/true", _common(None), parent=0, steps=steps)
+                _spawn(via, helper, ["true"], "/bin/true", _common(None), parent=0, steps=steps)
                 message = "started"
             except SettingFailed as exc:
                 message = str(exc)
@@ -268,7 +287,7 @@ ACTIVATED = (
 )
 
 
-@pytest.mark.parametrize("via", ["helper", "preexec"])
+@pytest.mark.parametrize("via", ["helper", "vfork", "preexec"])
 def test_sockets_pid_variables_and_settings_from_the_lowest_fds(helper: str, via: str, tmp_path: Path) -> None:
     """A supervisor whose sockets sit at the targets, swapped (fd 4 goes to 3, 3 to 4),
     then one whose error pipe would land on a target: the sockets are placed, the pid
@@ -298,8 +317,9 @@ def test_sockets_pid_variables_and_settings_from_the_lowest_fds(helper: str, via
                     expected.append([os.fstat(fd).st_ino for fd in listen])
                     for program in ("/nonexistent/x", argv[0]):  # the failure is reported on the pipe
                         try:
-                            if via == "helper":
-                                pid = _helper.spawn(
+                            if via != "preexec":
+                                pid = _spawn(
+                                    via,
                                     helper,
                                     [program, *argv[1:]],
                                     program,
@@ -353,10 +373,11 @@ def _moved(sock: Any) -> Any:
         os.close(fd)
 
 
-def test_the_pid_placeholder_must_be_wide_enough(helper: str) -> None:
+@pytest.mark.parametrize("via", ["helper", "vfork"])
+def test_the_pid_placeholder_must_be_wide_enough(helper: str, via: str) -> None:
     common = {**_common(None), "env": {"LISTEN_PID": "1", "PATH": "/bin"}}
     with pytest.raises(ValueError, match="LISTEN_PID"):
-        _helper.spawn(helper, ["true"], "/bin/true", common, parent=0, pid_variables=1)
+        _spawn(via, helper, ["true"], "/bin/true", common, parent=0, pid_variables=1)
 
 
 def test_placing_a_socket_takes_two_calls_and_the_pid_one() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import time
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,13 @@ async def test_user_nobody_as_seen_in_proc_status() -> None:
         assert status["Uid"] == [nobody.pw_uid] * 4
         assert status["Gid"] == [nobody.pw_gid] * 4
         assert sorted(status["Groups"]) == sorted(set(os.getgrouplist("nobody", nobody.pw_gid)))
-        with open(f"/proc/{info.pid}/environ", "rb") as file:
-            environ = dict(item.split(b"=", 1) for item in file.read().split(b"\0") if b"=" in item)
+        deadline = time.monotonic() + 10
+        while True:  # a child counts as started from exec's point of no return: its environ comes after
+            with open(f"/proc/{info.pid}/environ", "rb") as file:
+                environ = dict(item.split(b"=", 1) for item in file.read().split(b"\0") if b"=" in item)
+            if environ or time.monotonic() > deadline:
+                break
+            time.sleep(0.001)
         assert environ[b"USER"] == b"nobody" and environ[b"HOME"] == nobody.pw_dir.encode()
 
 

@@ -440,13 +440,13 @@ print(json.dumps([os.getpid(), os.environ["LISTEN_PID"], os.environ["WATCHDOG_PI
 """
 
 
-@pytest.mark.parametrize("method", ["helper", "preexec"])
+@pytest.mark.parametrize("method", ["vfork", "helper", "preexec"])
 @pytest.mark.parametrize("pdeathsig", [True, False])
 def test_the_spawner_places_sockets_and_writes_the_pid(method: str, pdeathsig: bool, tmp_path: Path) -> None:
     from supervision._process.reaper import spawner
 
     spawn = spawner()
-    if method == "helper" and spawn.method != "helper":
+    if (method == "vfork" and spawn.method != "vfork") or (method == "helper" and spawn.method == "preexec"):
         pytest.skip("no exec helper on this machine (not x86-64, or memfd exec forbidden)")
     socks = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
     out = tmp_path / "out"
