@@ -496,7 +496,7 @@ class SupervisorRunner:
         pid = incarnation.pid if incarnation is not None and running else None
         health: Health | None = None
         if child.spec.health is not None and running:
-            healthy = child.health.healthy
+            healthy = child.health.healthy if child.health is not None else None
             health = Health.UNKNOWN if healthy is None else Health.HEALTHY if healthy else Health.UNHEALTHY
         role = incarnation.role if isinstance(incarnation, GatedIncarnation) and running else None
         fence = incarnation.fence if isinstance(incarnation, GatedIncarnation) and running else None
