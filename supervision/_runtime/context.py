@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .._core.durable import DurablePaths
@@ -14,10 +15,11 @@ if TYPE_CHECKING:
     import socket
 
     from .._core.snapshot import PathStore
-    from .registry import Registry
+    from .incarnation import WorkerIncarnation
     from .tree import Tree
 
 _current: ContextVar[Context] = ContextVar("supervision.current")
+_NO_SOCKETS: Mapping[str, Any] = MappingProxyType({})  # shared by every worker that holds none
 
 
 class Context:
@@ -28,53 +30,41 @@ class Context:
     ...     ctx.save(ctx.state.set("n", n + 1))
     """
 
-    __slots__ = (
-        "_alive",
-        "_default",
-        "_heartbeat",
-        "_on_ready",
-        "_registry",
-        "_store",
-        "_tree",
-        "id",
-        "path",
-        "sockets",
-        "starts",
-    )
+    # Two slots: the rest is read from the incarnation it belongs to (its path,
+    # start count, spec and tree, whether it still runs), so that a worker costs
+    # one small object here. The incarnation does not refer back to it.
+    __slots__ = ("_inc", "sockets")
 
-    def __init__(
-        self,
-        path: Path,
-        starts: int,
-        store: PathStore,
-        default: Any,
-        on_ready: Callable[[], None] | None = None,
-        registry: Registry | None = None,
-        tree: Any = None,
-        heartbeat: Callable[[], None] | None = None,
-        sockets: Mapping[str, socket.socket] | None = None,
-    ) -> None:
-        self.id = path[-1]
-        """The child's id."""
-        self.path = path
-        """The child's path from the root, e.g. ``("db", "pool")``."""
-        self.starts = starts
-        """1 on the first start of this path, +1 on each restart (failed ones included)."""
-        self._store = store
-        self._default = default
-        self._on_ready = on_ready
-        self._heartbeat = heartbeat
-        self.sockets: Mapping[str, socket.socket] = sockets if sockets is not None else {}
+    def __init__(self, incarnation: WorkerIncarnation, sockets: Mapping[str, socket.socket] | None = None) -> None:
+        self._inc = incarnation
+        self.sockets: Mapping[str, socket.socket] = sockets if sockets is not None else _NO_SOCKETS
         """The listening sockets its spec asked for (``sockets=[sv.listen(...)]``), by
         name. Held by the supervisor across restarts: serve on them, never close them."""
-        self._alive = True
-        self._registry = registry
-        self._tree = tree
+
+    @property
+    def id(self) -> str:
+        """The child's id."""
+        return self._inc.id
+
+    @property
+    def path(self) -> Path:
+        """The child's path from the root, e.g. ``("db", "pool")``."""
+        return self._inc.path
+
+    @property
+    def starts(self) -> int:
+        """1 on the first start of this path, +1 on each restart (failed ones included)."""
+        return self._inc.starts
+
+    @property
+    def _store(self) -> PathStore:
+        return self._inc.runner.runtime.store
 
     @property
     def state(self) -> Any:
         """The last saved snapshot, else the spec's ``state``, else an empty ``pmap()``."""
-        return self._store.snapshot(self.path, self._default)
+        incarnation = self._inc
+        return incarnation.runner.runtime.store.snapshot(incarnation.path, incarnation.spec.initial_state)
 
     def save(self, value: Any) -> None:
         """Store a new snapshot. It survives restarts, reloads and re-exec.
@@ -82,7 +72,7 @@ class Context:
         ``value`` must be immutable plain data (pyrsistent structures, tuples,
         frozensets, str, int, float, bool, None, bytes), else ``TypeError``.
         """
-        if self._alive:
+        if self._inc.alive:
             self._store.save(self.path, value)  # checks the value (or its store's codec does)
         else:
             check_immutable(value)
@@ -110,13 +100,17 @@ class Context:
         >>> async def orders(ctx):
         ...     ctx.register(asyncio.Queue(), name="orders")
         """
-        if self._registry is not None and self._alive:  # an ended incarnation publishes nothing
-            self._registry.register(self, self.path, value, name)
+        incarnation = self._inc
+        if incarnation.alive:  # an ended incarnation publishes nothing
+            registry = incarnation.runner.runtime.registry
+            started = incarnation.started
+            task = incarnation.task if started else None
+            registry.register(incarnation, self.path, value, name, live=started, task=task)
 
     def unregister(self, name: str | None = None) -> None:
         """Withdraw what :meth:`register` published under the path, or ``name``."""
-        if self._registry is not None:
-            self._registry.unregister(self, self.path, name)
+        incarnation = self._inc
+        incarnation.runner.runtime.registry.unregister(incarnation, self.path, name)
 
     @property
     def tree(self) -> Tree:
@@ -126,16 +120,14 @@ class Context:
         >>> async def listener(ctx):
         ...     await ctx.tree.at("conns").start_child(reader, writer)
         """
-        if self._tree is None:
+        tree = self._inc.runner.runtime.tree
+        if tree is None:
             raise LookupError("this context belongs to no running tree")
-        tree: Tree = self._tree
         return tree
 
     def ready(self) -> None:
         """Tell the supervisor this worker has started (for ``ready=True`` children)."""
-        if self._on_ready is not None:
-            callback, self._on_ready = self._on_ready, None
-            callback()
+        self._inc._on_ready()
 
     def heartbeat(self) -> None:
         """Tell the supervisor this worker is alive (for ``watchdog=`` children).
@@ -143,8 +135,9 @@ class Context:
         Cheap (it only notes the time): call it from the worker's main loop. A
         worker with ``watchdog=S`` that goes ``S`` seconds without calling it,
         once ready, is cancelled and restarted as a crash (``sv.WatchdogTimeout``)."""
-        if self._heartbeat is not None:
-            self._heartbeat()
+        monitor = self._inc.monitor
+        if monitor is not None:
+            monitor.beat()
 
     def __repr__(self) -> str:
         return f"<Context {'/'.join(self.path)} starts={self.starts}>"

@@ -263,7 +263,11 @@ class SupervisorRunner:
         path = effect.path or (*self.path, effect.id)
         store = self.runtime.store
         starts = store.count_start(path)
-        incarnation = self._incarnation(effect.id, effect.token, spec, path, starts)
+        incarnation: Incarnation
+        if spec.kind is Kind.WORKER:  # the common kind, without a call to dispatch it
+            incarnation = WorkerIncarnation(self, effect.id, effect.token, spec, path, starts)
+        else:
+            incarnation = self._incarnation(effect.id, effect.token, spec, path, starts)
         if effect.overlaps:
             old = self.incarnations[effect.id]
             assert old.token == effect.overlaps, (old.token, effect)
@@ -274,7 +278,10 @@ class SupervisorRunner:
             store.prepare_start(path, spec.state_version, spec.migrate)  # a reload may have changed it
         except Exception as exc:  # a migrate that raises: the start fails, the snapshot is kept
             return incarnation._failed(exc)
-        return self._complete(incarnation.start(), incarnation, stopping=False)
+        started = incarnation.start()
+        if type(started) is StartDone:  # the common case: started at once
+            return started
+        return self._complete(started, incarnation, stopping=False)
 
     def _incarnation(self, id: str, token: int, spec: ChildSpec, path: Path, starts: int) -> Incarnation:
         """A new incarnation for the child's kind: the closed set, dispatched here."""
