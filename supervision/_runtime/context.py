@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     import socket
 
     from .._core.snapshot import PathStore
+    from .._core.spec import ChildSpec
     from .incarnation import WorkerIncarnation
+    from .runner import SupervisorRunner
     from .tree import Tree
 
 _current: ContextVar[Context] = ContextVar("supervision.current")
@@ -30,41 +32,56 @@ class Context:
     ...     ctx.save(ctx.state.set("n", n + 1))
     """
 
-    # Two slots: the rest is read from the incarnation it belongs to (its path,
-    # start count, spec and tree, whether it still runs), so that a worker costs
-    # one small object here. The incarnation does not refer back to it.
-    __slots__ = ("_inc", "sockets")
+    # No reference to its incarnation nor to the task: the worker's frame holds the
+    # context, and a crash's traceback holds the frame, so a link back to the task
+    # (which holds the exception) would leave a cycle for the garbage collector on
+    # every restart. Shared objects (the runner, the spec) are fine. What a context
+    # rarely needs of its incarnation (readiness, heartbeats) it looks up.
+    __slots__ = ("_alive", "_runner", "_spec", "path", "sockets", "starts")
 
-    def __init__(self, incarnation: WorkerIncarnation, sockets: Mapping[str, socket.socket] | None = None) -> None:
-        self._inc = incarnation
+    def __init__(
+        self,
+        runner: SupervisorRunner,
+        spec: ChildSpec,
+        path: Path,
+        starts: int,
+        sockets: Mapping[str, socket.socket] | None = None,
+    ) -> None:
+        self._runner = runner
+        self._spec = spec
+        self.path = path
+        """The child's path from the root, e.g. ``("db", "pool")``."""
+        self.starts = starts
+        """1 on the first start of this path, +1 on each restart (failed ones included)."""
         self.sockets: Mapping[str, socket.socket] = sockets if sockets is not None else _NO_SOCKETS
         """The listening sockets its spec asked for (``sockets=[sv.listen(...)]``), by
         name. Held by the supervisor across restarts: serve on them, never close them."""
+        self._alive = True
 
     @property
     def id(self) -> str:
         """The child's id."""
-        return self._inc.id
-
-    @property
-    def path(self) -> Path:
-        """The child's path from the root, e.g. ``("db", "pool")``."""
-        return self._inc.path
-
-    @property
-    def starts(self) -> int:
-        """1 on the first start of this path, +1 on each restart (failed ones included)."""
-        return self._inc.starts
+        return self.path[-1]
 
     @property
     def _store(self) -> PathStore:
-        return self._inc.runner.runtime.store
+        return self._runner.runtime.store
+
+    def _incarnation(self) -> WorkerIncarnation | None:
+        """The incarnation this context was made for, while its supervisor knows it."""
+        runner = self._runner
+        found = runner.incarnations.get(self.path[-1])
+        if found is not None and getattr(found, "ctx", None) is self:
+            return found  # type: ignore[return-value]
+        for retiring in runner.retiring.values():  # replaced by an overlapping restart, still running
+            if getattr(retiring, "ctx", None) is self:
+                return retiring  # type: ignore[return-value]
+        return None
 
     @property
     def state(self) -> Any:
         """The last saved snapshot, else the spec's ``state``, else an empty ``pmap()``."""
-        incarnation = self._inc
-        return incarnation.runner.runtime.store.snapshot(incarnation.path, incarnation.spec.initial_state)
+        return self._runner.runtime.store.snapshot(self.path, self._spec.initial_state)
 
     def save(self, value: Any) -> None:
         """Store a new snapshot. It survives restarts, reloads and re-exec.
@@ -72,7 +89,7 @@ class Context:
         ``value`` must be immutable plain data (pyrsistent structures, tuples,
         frozensets, str, int, float, bool, None, bytes), else ``TypeError``.
         """
-        if self._inc.alive:
+        if self._alive:
             self._store.save(self.path, value)  # checks the value (or its store's codec does)
         else:
             check_immutable(value)
@@ -100,17 +117,15 @@ class Context:
         >>> async def orders(ctx):
         ...     ctx.register(asyncio.Queue(), name="orders")
         """
-        incarnation = self._inc
-        if incarnation.alive:  # an ended incarnation publishes nothing
-            registry = incarnation.runner.runtime.registry
-            started = incarnation.started
-            task = incarnation.task if started else None
-            registry.register(incarnation, self.path, value, name, live=started, task=task)
+        if self._alive:  # an ended incarnation publishes nothing
+            incarnation = self._incarnation()
+            started = incarnation is not None and incarnation.started
+            task = incarnation.task if incarnation is not None and started else None
+            self._runner.runtime.registry.register(self, self.path, value, name, live=started, task=task)
 
     def unregister(self, name: str | None = None) -> None:
         """Withdraw what :meth:`register` published under the path, or ``name``."""
-        incarnation = self._inc
-        incarnation.runner.runtime.registry.unregister(incarnation, self.path, name)
+        self._runner.runtime.registry.unregister(self, self.path, name)
 
     @property
     def tree(self) -> Tree:
@@ -120,14 +135,16 @@ class Context:
         >>> async def listener(ctx):
         ...     await ctx.tree.at("conns").start_child(reader, writer)
         """
-        tree = self._inc.runner.runtime.tree
+        tree = self._runner.runtime.tree
         if tree is None:
             raise LookupError("this context belongs to no running tree")
         return tree
 
     def ready(self) -> None:
         """Tell the supervisor this worker has started (for ``ready=True`` children)."""
-        self._inc._on_ready()
+        incarnation = self._incarnation()
+        if incarnation is not None:
+            incarnation._on_ready()
 
     def heartbeat(self) -> None:
         """Tell the supervisor this worker is alive (for ``watchdog=`` children).
@@ -135,9 +152,10 @@ class Context:
         Cheap (it only notes the time): call it from the worker's main loop. A
         worker with ``watchdog=S`` that goes ``S`` seconds without calling it,
         once ready, is cancelled and restarted as a crash (``sv.WatchdogTimeout``)."""
-        monitor = self._inc.monitor
-        if monitor is not None:
-            monitor.beat()
+        if self._spec.watchdog is not None and self._alive:
+            incarnation = self._incarnation()
+            if incarnation is not None and incarnation.monitor is not None:
+                incarnation.monitor.beat()
 
     def __repr__(self) -> str:
         return f"<Context {'/'.join(self.path)} starts={self.starts}>"

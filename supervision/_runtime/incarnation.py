@@ -209,16 +209,13 @@ class WorkerIncarnation(Incarnation):
     """An ``async def`` worker running as an asyncio task."""
 
     kind = "worker"
-    # No reference to its Context (the context refers to it): a restart leaves no
-    # cycle behind for the garbage collector.
-    __slots__ = ("alive", "injected", "ready_future", "task")
+    __slots__ = ("ctx", "injected", "ready_future", "task")
 
     def start(self) -> Completion | Awaitable[Completion]:
         runtime = self.runner.runtime
         spec = self.spec
         self.injected: BaseException | None = None
         self.ready_future: asyncio.Future[None] | None = None
-        self.alive = True  # False once the task is done (or abandoned): what it registers is dropped
         if spec.ready:
             self.ready_future = runtime.loop.create_future()
         sockets: dict[str, socket.socket] | None = None
@@ -231,7 +228,7 @@ class WorkerIncarnation(Incarnation):
             # Its own copies (the same sockets, other fds): asyncio's Server.close()
             # closes the socket it serves on, and the held one must stay open.
             sockets = {listen.name: sock.dup() for listen, sock in zip(spec.sockets, held, strict=True)}
-        ctx = Context(self, sockets)
+        self.ctx = ctx = Context(self.runner, spec, self.path, self.starts, sockets)
         context = runtime.context.copy()
         context.run(_current.set, ctx)
         try:
@@ -255,8 +252,8 @@ class WorkerIncarnation(Incarnation):
 
     def _done(self) -> StartDone:
         self.started = True
-        if self.alive:  # what it registered is visible from now on
-            self.runner.runtime.registry.started(self, self.task)
+        if self.ctx._alive:  # what it registered is visible from now on
+            self.runner.runtime.registry.started(self.ctx, self.task)
         spec = self.spec
         if spec.watchdog is not None or spec.health is not None:
             self._watch()
@@ -303,10 +300,10 @@ class WorkerIncarnation(Incarnation):
 
     def __call__(self, task: asyncio.Task[Any]) -> None:
         """The task is done (its done-callback)."""
-        self.alive = False
+        self.ctx._alive = False
         if self.monitor is not None:
             self._unwatch()
-        self.runner.runtime.registry.ended(self)  # before anyone hears of the exit
+        self.runner.runtime.registry.ended(self.ctx)  # before anyone hears of the exit
         if self.started and not self.stopping:
             self.runner.feed(Exited(self.id, self.token, self.outcome()))
         elif not task.cancelled():
@@ -347,8 +344,8 @@ class WorkerIncarnation(Incarnation):
         return future
 
     def _abandon(self) -> ShutdownTimeout:
-        self.alive = False
-        self.runner.runtime.registry.ended(self)
+        self.ctx._alive = False
+        self.runner.runtime.registry.ended(self.ctx)
         self.runner.runtime.abandoned.add(self.task)
         self.task.add_done_callback(self.runner.runtime.abandoned.discard)
         return ShutdownTimeout(self.path, _timeout(self.spec.shutdown) or 0.0)
