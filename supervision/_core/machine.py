@@ -324,7 +324,10 @@ class SupervisorCore:
             self._end_job(stop.value)
             return
         if effect is None:  # a hand-written job (``_RestartOne``) that ended, without raising StopIteration
-            self._end_job(None)
+            if self._job_command is None:  # _end_job(None), inline: the end of every one_for_one restart
+                self._job = None
+            else:
+                self._end_job(None)
             return
         self._awaiting = effect
         self._out.append(effect)
@@ -358,11 +361,13 @@ class SupervisorCore:
 
     def _begin_start(self, id: str, overlaps: int = 0) -> Start:
         child = self.children[id]
-        child.token = self.next_token()
+        self._tokens = token = self._tokens + 1  # next_token(), inline: every start takes this path
+        child.token = token
         child.status = Status.STARTING
-        if child.spec.health is not None or child.spec.watchdog is not None:
+        spec = child.spec
+        if spec.health is not None or spec.watchdog is not None:
             child.health = HealthRecord()
-        return Start(id, child.token, child.spec, child.path, overlaps)
+        return Start(id, token, spec, child.path, overlaps)
 
     def _end_start(self, id: str, done: StartDone | StartFailed, *, reload: bool = False) -> StartError | None:
         child = self.children[id]
@@ -444,8 +449,9 @@ class SupervisorCore:
                 continue  # terminated before a re-exec: it stays so
             if id in init.adopted:
                 error = yield from self._adopt(id)
-            else:
-                error = yield from self._start(id)
+            else:  # _start(id), without a generator per child
+                done = yield self._begin_start(id)
+                error = self._end_start(id, done)
             if error is not None:
                 for done in reversed(started):
                     yield from self._stop(done)
@@ -557,12 +563,14 @@ class SupervisorCore:
         terminated. Any other child counts against the supervisor's intensity."""
         child = self.children[id]
         own = child.spec.intensity
-        if own is None:  # the common case: the supervisor's window
-            return (
-                Verdict.RESTART
-                if add_restart(self.restarts, self.now, self.spec.intensity, self.spec.period)
-                else Verdict.GIVE_UP
-            )
+        if own is None:  # the common case: the supervisor's window (add_restart, inline)
+            now = self.now
+            restarts = self.restarts
+            restarts.append(now)
+            period = self.spec.period
+            while now - restarts[0] > period:
+                restarts.popleft()
+            return Verdict.RESTART if len(restarts) <= self.spec.intensity else Verdict.GIVE_UP
         if own is not None:
             if not isinstance(child.restarts, deque):
                 child.restarts = deque()
@@ -619,10 +627,11 @@ class SupervisorCore:
         if self.observed:
             self._emit_exit(message.id, outcome)
         spec = child.spec
-        if spec.restart is Restart.TEMPORARY or (
-            spec.restart is Restart.TRANSIENT and outcome.reason is not ExitReason.CRASH
+        restart = spec.restart
+        if restart is not Restart.PERMANENT and (
+            restart is Restart.TEMPORARY or outcome.reason is not ExitReason.CRASH
         ):
-            if spec.restart is Restart.TEMPORARY:
+            if restart is Restart.TEMPORARY:
                 self._remove(message.id)
             if spec.significant:
                 self._check_auto_shutdown()
@@ -638,8 +647,18 @@ class SupervisorCore:
             child.backoff_n = 0
         if backoff is not None:
             self._schedule_retry(message.id, ())
+            return
+        job = self._restart(message.id)
+        if type(job) is _RestartOne:  # one_for_one: its first step at once (what _run would do)
+            self._job = job
+            self._job_command = None
+            if child.retry is not None:
+                self._cancel_retry(child)
+            effect = self._begin_start(message.id)
+            self._awaiting = effect
+            self._out.append(effect)
         else:
-            self._run(self._restart(message.id))
+            self._run(job)
 
     def _schedule_retry(self, id: str, waiting: tuple[str, ...]) -> None:
         child = self.children[id]

@@ -252,8 +252,9 @@ class WorkerIncarnation(Incarnation):
 
     def _done(self) -> StartDone:
         self.started = True
-        if self.ctx._alive:  # what it registered is visible from now on
-            self.runner.runtime.registry.started(self.ctx, self.task)
+        registry = self.runner.runtime.registry
+        if registry.owners and self.ctx._alive:  # what it registered is visible from now on
+            registry.started(self.ctx, self.task)
         spec = self.spec
         if spec.watchdog is not None or spec.health is not None:
             self._watch()
@@ -303,7 +304,9 @@ class WorkerIncarnation(Incarnation):
         self.ctx._alive = False
         if self.monitor is not None:
             self._unwatch()
-        self.runner.runtime.registry.ended(self.ctx)  # before anyone hears of the exit
+        registry = self.runner.runtime.registry
+        if registry.owners:
+            registry.ended(self.ctx)  # before anyone hears of the exit
         if self.started and not self.stopping:
             self.runner.feed(Exited(self.id, self.token, self.outcome()))
         elif not task.cancelled():

@@ -47,6 +47,10 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str | Path, _Entry] = {}
         self._owned: dict[Hashable, list[_Entry]] = {}
+        self.owners = self._owned
+        """The owners that registered something, with their entries: when it is
+        empty, :meth:`started` and :meth:`ended` have nothing to do (a worker's
+        start and exit skip the calls)."""
         self._live: dict[Hashable, _Task | None] = {}
         self._waiters: dict[str | Path, list[asyncio.Future[_Entry]]] = {}
         self._closed: BaseException | None = None

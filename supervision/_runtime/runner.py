@@ -217,11 +217,13 @@ class SupervisorRunner:
     def _process(self, message: Input | None) -> None:
         runtime = self.runtime
         core = self.core
-        core.observed = runtime.hub.observed or bool(runtime.observers)
+        core.observed = bool(runtime.observers) or runtime.hub.observed
+        handle_input = core.handle
+        now = runtime.clock.now
         while message is not None:
             if self._overlaps and isinstance(message, (StartDone, StartFailed)):
                 self._overlap_settled(message)
-            effects = core.handle(message, runtime.clock.now())
+            effects = handle_input(message, now())
             message = None
             for effect in effects:
                 kind = type(effect)
@@ -262,7 +264,8 @@ class SupervisorRunner:
         spec = effect.spec
         path = effect.path or (*self.path, effect.id)
         store = self.runtime.store
-        starts = store.count_start(path)
+        counts = store.starts  # store.count_start(path), inline: every start takes this path
+        counts[path] = starts = counts.get(path, 0) + 1
         incarnation: Incarnation
         if spec.kind is Kind.WORKER:  # the common kind, without a call to dispatch it
             incarnation = WorkerIncarnation(self, effect.id, effect.token, spec, path, starts)
@@ -274,10 +277,11 @@ class SupervisorRunner:
             self.retiring[old.token] = old
             self._overlaps[effect.token] = old.token
         self.incarnations[effect.id] = incarnation
-        try:
-            store.prepare_start(path, spec.state_version, spec.migrate)  # a reload may have changed it
-        except Exception as exc:  # a migrate that raises: the start fails, the snapshot is kept
-            return incarnation._failed(exc)
+        if store.versions.get(path, 0) != spec.state_version:  # a reload changed it: convert the snapshot
+            try:
+                store.prepare_start(path, spec.state_version, spec.migrate)
+            except Exception as exc:  # a migrate that raises: the start fails, the snapshot is kept
+                return incarnation._failed(exc)
         started = incarnation.start()
         if type(started) is StartDone:  # the common case: started at once
             return started
