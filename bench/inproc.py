@@ -8,6 +8,15 @@
     bare asyncio task re-created from its own done-callback.
 (b) start N idle workers under one supervisor; the floor creates N bare tasks
     that wait on an event. Memory per child is the RSS growth divided by N.
+(c) with --sizes: the cost of one crash -> restart in a tree of N idle workers
+    (one_for_one), for each N given, against the same floor as (a) run among N
+    bare tasks waiting: it must not grow with N.
+
+For other benchmarks (bench/scale.py): ``restart_floor_among(n, restarts)`` and
+``restart_supervised_among(n, restarts)`` return the seconds per restart among
+``n`` idle tasks / workers; ``start_floor(n)`` and ``start_supervised(n)`` return
+(seconds, bytes of RSS grown) for ``n`` tasks / workers. Each is a coroutine to
+run in a fresh interpreter (``measure_among`` does that for the first two).
 
 Each measurement runs in a fresh interpreter (clean memory), best of --repeat.
 The "supervision" logger is silenced: logging 100 000 crash tracebacks would
@@ -117,20 +126,88 @@ async def start_supervised(n: int) -> tuple[float, int]:
     return elapsed, grown
 
 
+async def _idle_forever() -> None:
+    await asyncio.get_running_loop().create_future()
+
+
+async def restart_floor_among(n: int, restarts: int = 10_000) -> float:
+    """Seconds per restart of a bare task re-created from its done-callback,
+    while ``n`` other bare tasks wait."""
+    loop = asyncio.get_running_loop()
+    idle = [loop.create_task(_idle_forever()) for _ in range(n)]
+    await asyncio.sleep(0)
+    try:
+        return await restart_floor(restarts) / restarts
+    finally:
+        for task in idle:
+            task.cancel()
+        await asyncio.gather(*idle, return_exceptions=True)
+
+
+async def restart_supervised_among(n: int, restarts: int = 10_000) -> float:
+    """Seconds per crash -> restart of one worker of a one_for_one supervisor
+    that also runs ``n`` idle workers (started before the crasher)."""
+    import supervision as sv
+
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    count = 0
+    began = 0.0
+
+    async def idle(ctx: sv.Context) -> None:
+        await asyncio.get_running_loop().create_future()
+
+    async def crasher(ctx: sv.Context) -> None:
+        nonlocal count, began
+        count += 1
+        if count == 1:  # the first start is not a restart: the clock starts here
+            began = time.perf_counter()
+        elif count > restarts:
+            done.set_result(time.perf_counter() - began)
+            await asyncio.Event().wait()
+        raise Boom
+
+    children = [sv.child(f"w{i}", idle) for i in range(n)]
+    spec = sv.Supervisor([*children, sv.child("crasher", crasher)], intensity=10 * restarts, period=3600)
+    tree = await sv.start(spec)
+    try:
+        elapsed: float = await done
+    finally:
+        await tree.stop()
+    return elapsed / restarts
+
+
 SCENARIOS: dict[str, Any] = {
     "restart-floor": restart_floor,
     "restart-supervision": restart_supervised,
     "start-floor": start_floor,
     "start-supervision": start_supervised,
+    "restart-floor-among": restart_floor_among,
+    "restart-supervision-among": restart_supervised_among,
 }
 
 
-def child_main(name: str, n: int) -> None:
+def child_main(name: str, n: int, restarts: int = 10_000) -> None:
     logging.getLogger("supervision").setLevel(logging.CRITICAL)
     import supervision  # noqa: F401  (imported before measuring, in both cases)
 
-    result = asyncio.run(SCENARIOS[name](n))
+    scenario = SCENARIOS[name]
+    result = asyncio.run(scenario(n, restarts) if name.endswith("-among") else scenario(n))
     print(json.dumps(result))
+
+
+def among(sizes: list[int], restarts: int, repeat: int) -> None:
+    """(c): the cost of one restart among N, for each N; floor and supervision alternate."""
+    version = sys.version.split()[0]
+    print(f"\ncrash -> restart among N idle, {restarts:,} restarts, best of {repeat}, Python {version}\n")
+    print("| N | floor | supervision | ratio |")
+    print("|---|---|---|---|")
+    for size in sizes:
+        floor, sup = float("inf"), float("inf")
+        for _ in range(repeat):
+            floor = min(floor, measure_among("restart-floor-among", size, restarts))
+            sup = min(sup, measure_among("restart-supervision-among", size, restarts))
+        print(f"| {size:,} | {floor * 1e6:.2f} µs | {sup * 1e6:.2f} µs | {sup / floor:.2f}× |")
 
 
 def measure(name: str, n: int, repeat: int) -> tuple[float, int]:
@@ -146,16 +223,29 @@ def measure(name: str, n: int, repeat: int) -> tuple[float, int]:
     return best_time, best_mem
 
 
+def measure_among(name: str, n: int, restarts: int = 10_000) -> float:
+    """``restart-floor-among`` or ``restart-supervision-among`` among ``n``, in a
+    fresh interpreter: seconds per restart."""
+    argv = [sys.executable, __file__, "--child", name, "-n", str(n), "--restarts", str(restarts)]
+    result: float = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10 000 instead of 100 000")
     parser.add_argument("-n", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--sizes", default=None, help="(c): tree sizes, e.g. 10,1000,100000")
+    parser.add_argument("--restarts", type=int, default=10_000, help="(c): restarts measured per size")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     n = args.n or (10_000 if args.quick else 100_000)
     if args.child:
-        child_main(args.child, n)
+        child_main(args.child, n, args.restarts)
+        return
+    if args.sizes:
+        among(sorted(int(size) for size in args.sizes.split(",")), args.restarts, args.repeat)
         return
 
     rows = []

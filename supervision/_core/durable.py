@@ -80,6 +80,8 @@ class DurablePaths(PathStore):
         self.snapshots[path] = value
 
     def prepare_start(self, path: Path, version: int, migrate: Callable[[Any, int], Any] | None) -> None:
+        if self.versions.get(path, 0) == version:
+            return  # the common case: nothing to migrate (nor to write)
         before = self.snapshots.get(path, _MISSING)
         super().prepare_start(path, version, migrate)
         after = self.snapshots.get(path, _MISSING)

@@ -76,10 +76,7 @@ class DynamicCore(SupervisorCore):
             return
         order = sorted(self.children, key=_number)
         if order != list(self.children):
-            self.children = {id: self.children[id] for id in order}
-            self._rank = {id: n for n, id in enumerate(order)}
-            self._last_rank = len(order)
-            self._ids = None
+            self._reorder({id: self.children[id] for id in order})
 
     def children_args(self) -> list[tuple[str, Args]]:
         """Re-exec: the children made from the template, in start order, with

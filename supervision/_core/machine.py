@@ -36,7 +36,7 @@ import enum
 import random
 from collections import deque
 from collections.abc import Generator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
 from .diff import Plan, diff, same_child
@@ -101,7 +101,7 @@ from .messages import (
     WatchdogExpired,
 )
 from .paths import Path
-from .spec import AutoShutdown, ChildSpec, Restart, RestartMode, Supervisor
+from .spec import AutoShutdown, ChildSpec, Restart, RestartMode, Strategy, Supervisor
 from .status import Phase, Status
 
 # -- inputs -------------------------------------------------------------------
@@ -116,7 +116,7 @@ Job: TypeAlias = Generator["Start | Adopt | Stop | UpdateSupervisor", Any, Any]
 class _Steps(Protocol):
     """What runs a job: a generator, or a hand-written object with the same ``send``."""
 
-    def send(self, value: Any, /) -> Start | Adopt | Stop | UpdateSupervisor: ...
+    def send(self, value: Any, /) -> Start | Adopt | Stop | UpdateSupervisor | None: ...
 
 
 @dataclass(slots=True)
@@ -131,8 +131,16 @@ class Child:
     since: float = 0.0  # when it last started running (backoff reset)
     backoff_n: int = 0  # consecutive restarts, for the backoff delay
     retry: int | None = None  # token of its pending retry timer
-    restarts: deque[float] = field(default_factory=deque)  # its own window, if its spec has an intensity
-    health: HealthRecord = field(default_factory=HealthRecord)  # the running incarnation's probe results
+    # Its own restart window, if its spec has an intensity: () until the first
+    # restart is counted (an empty deque is 600 bytes; most children never need one).
+    restarts: deque[float] | tuple[()] = ()
+    health: HealthRecord | None = None  # the running incarnation's probe results (with a probe or watchdog)
+
+    def health_record(self) -> HealthRecord:
+        """The running incarnation's health record, made on first use."""
+        if self.health is None:
+            self.health = HealthRecord()
+        return self.health
 
 
 class Verdict(enum.Enum):
@@ -163,6 +171,9 @@ def add_restart(restarts: deque[float], now: float, intensity: int, period: floa
     return len(restarts) <= intensity
 
 
+_PLAN = Supervisor.plan  # the built-in strategies' plan(): one_for_one needs no call
+
+
 class SupervisorCore:
     """The state machine of one supervisor. See the module docstring."""
 
@@ -173,8 +184,10 @@ class SupervisorCore:
         self.phase = Phase.NEW
         # Children in start order (dicts keep insertion order: O(1) append and removal).
         self.children: dict[str, Child] = {c.id: Child(c, (*path, c.id)) for c in spec.children}
-        self._rank: dict[str, int] = {id: n for n, id in enumerate(self.children)}
-        self._last_rank = len(self._rank)
+        # Each child's place in start order, for sorting a group: built on first
+        # use (a one_for_one supervisor never needs it), then kept up to date.
+        self._rank_cache: dict[str, int] | None = None
+        self._last_rank = len(self.children)
         self._ids: tuple[str, ...] | None = None  # cached start order, for plan()
         self.observed = True  # False: nobody listens, so events are not even built
         self.restarts: deque[float] = deque()
@@ -233,9 +246,26 @@ class SupervisorCore:
     def _append(self, spec: ChildSpec) -> Child:
         child = self.children[spec.id] = Child(spec, (*self.path, spec.id), dynamic=True)
         self._last_rank += 1
-        self._rank[spec.id] = self._last_rank
+        if self._rank_cache is not None:
+            self._rank_cache[spec.id] = self._last_rank
         self._ids = None
         return child
+
+    @property
+    def _rank(self) -> dict[str, int]:
+        """Each child's place in start order (larger: later)."""
+        rank = self._rank_cache
+        if rank is None:
+            rank = self._rank_cache = {id: n for n, id in enumerate(self.children)}
+            self._last_rank = len(rank)
+        return rank
+
+    def _reorder(self, order: dict[str, Child]) -> None:
+        """Install a new start order (a reload, an instance group renumbered)."""
+        self.children = order
+        self._rank_cache = None
+        self._last_rank = len(order)
+        self._ids = None
 
     @property
     def busy(self) -> bool:
@@ -291,14 +321,23 @@ class SupervisorCore:
         try:
             effect = self._job.send(value)
         except StopIteration as stop:
-            command = self._job_command
-            self._job = None
-            self._job_command = None
-            if command is not None:
-                self._reply(command, stop.value)
+            self._end_job(stop.value)
+            return
+        if effect is None:  # a hand-written job (``_RestartOne``) that ended, without raising StopIteration
+            if self._job_command is None:  # _end_job(None), inline: the end of every one_for_one restart
+                self._job = None
+            else:
+                self._end_job(None)
             return
         self._awaiting = effect
         self._out.append(effect)
+
+    def _end_job(self, value: Any) -> None:
+        command = self._job_command
+        self._job = None
+        self._job_command = None
+        if command is not None:
+            self._reply(command, value)
 
     def _reply(self, command: Command, value: Any) -> None:
         if isinstance(value, BaseException):
@@ -322,11 +361,13 @@ class SupervisorCore:
 
     def _begin_start(self, id: str, overlaps: int = 0) -> Start:
         child = self.children[id]
-        child.token = self.next_token()
+        self._tokens = token = self._tokens + 1  # next_token(), inline: every start takes this path
+        child.token = token
         child.status = Status.STARTING
-        if child.spec.health is not None or child.spec.watchdog is not None:
+        spec = child.spec
+        if spec.health is not None or spec.watchdog is not None:
             child.health = HealthRecord()
-        return Start(id, child.token, child.spec, child.path, overlaps)
+        return Start(id, token, spec, child.path, overlaps)
 
     def _end_start(self, id: str, done: StartDone | StartFailed, *, reload: bool = False) -> StartError | None:
         child = self.children[id]
@@ -386,7 +427,8 @@ class SupervisorCore:
 
     def _remove(self, id: str) -> None:
         child = self.children.pop(id)
-        del self._rank[id]
+        if self._rank_cache is not None:
+            del self._rank_cache[id]
         self._ids = None
         self._cancel_retry(child)
         self._forget(id, child.spec)
@@ -407,8 +449,9 @@ class SupervisorCore:
                 continue  # terminated before a re-exec: it stays so
             if id in init.adopted:
                 error = yield from self._adopt(id)
-            else:
-                error = yield from self._start(id)
+            else:  # _start(id), without a generator per child
+                done = yield self._begin_start(id)
+                error = self._end_start(id, done)
             if error is not None:
                 for done in reversed(started):
                     yield from self._stop(done)
@@ -455,6 +498,10 @@ class SupervisorCore:
     def _restart(self, failed: str, waiting: Iterable[str] = ()) -> _Steps:
         """The job that restarts ``failed`` and the children its supervisor's plan
         names with it."""
+        spec = self.spec
+        if not waiting and spec.strategy is Strategy.ONE_FOR_ONE and type(spec).plan is _PLAN:
+            # one_for_one, the hot path: no plan() to call, no ids to list (O(1) in the number of children)
+            return _RestartOne(self, failed)
         try:
             group = self._group(failed, waiting)
         except Exception as exc:  # a broken plan() crashes the supervisor, as in OTP
@@ -516,7 +563,17 @@ class SupervisorCore:
         terminated. Any other child counts against the supervisor's intensity."""
         child = self.children[id]
         own = child.spec.intensity
+        if own is None:  # the common case: the supervisor's window (add_restart, inline)
+            now = self.now
+            restarts = self.restarts
+            restarts.append(now)
+            period = self.spec.period
+            while now - restarts[0] > period:
+                restarts.popleft()
+            return Verdict.RESTART if len(restarts) <= self.spec.intensity else Verdict.GIVE_UP
         if own is not None:
+            if not isinstance(child.restarts, deque):
+                child.restarts = deque()
             if add_restart(child.restarts, self.now, own, child.spec.period):
                 return Verdict.RESTART
             child.restarts.clear()
@@ -567,12 +624,14 @@ class SupervisorCore:
             return  # stale: that incarnation was already stopped or replaced
         child.status = Status.TERMINATED
         outcome = message.outcome
-        self._emit_exit(message.id, outcome)
+        if self.observed:
+            self._emit_exit(message.id, outcome)
         spec = child.spec
-        if spec.restart is Restart.TEMPORARY or (
-            spec.restart is Restart.TRANSIENT and outcome.reason is not ExitReason.CRASH
+        restart = spec.restart
+        if restart is not Restart.PERMANENT and (
+            restart is Restart.TEMPORARY or outcome.reason is not ExitReason.CRASH
         ):
-            if spec.restart is Restart.TEMPORARY:
+            if restart is Restart.TEMPORARY:
                 self._remove(message.id)
             if spec.significant:
                 self._check_auto_shutdown()
@@ -588,8 +647,18 @@ class SupervisorCore:
             child.backoff_n = 0
         if backoff is not None:
             self._schedule_retry(message.id, ())
+            return
+        job = self._restart(message.id)
+        if type(job) is _RestartOne:  # one_for_one: its first step at once (what _run would do)
+            self._job = job
+            self._job_command = None
+            if child.retry is not None:
+                self._cancel_retry(child)
+            effect = self._begin_start(message.id)
+            self._awaiting = effect
+            self._out.append(effect)
         else:
-            self._run(self._restart(message.id))
+            self._run(job)
 
     def _schedule_retry(self, id: str, waiting: tuple[str, ...]) -> None:
         child = self.children[id]
@@ -655,7 +724,7 @@ class SupervisorCore:
         probe = child.spec.health if child is not None else None
         if child is None or probe is None:
             return
-        changed, fail = child.health.probed(
+        changed, fail = child.health_record().probed(
             message.healthy, now=self.now, ready_at=child.since, grace=probe.grace, failures=probe.failures
         )
         if changed is not None:
@@ -665,7 +734,7 @@ class SupervisorCore:
 
     def _on_watchdog(self, message: WatchdogExpired) -> None:
         child = self._running(message.id, message.token)
-        if child is None or not child.health.expired():
+        if child is None or not child.health_record().expired():
             return
         error = WatchdogTimeout(child.path, message.period, message.triggered)
         self._out.append(Fail(message.id, message.token, error, watchdog=True))
@@ -846,10 +915,8 @@ class SupervisorCore:
                 order[spec.id] = child_or_none
             for id, child in children.items():
                 order.setdefault(id, child)
-            self.children = children = order
-            self._rank = {id: n for n, id in enumerate(order)}
-            self._last_rank = len(order)
-            self._ids = None
+            self._reorder(order)
+            children = order
             rank = self._rank.__getitem__
         else:  # the same order: only the specs change (removed children are gone already)
             for spec in plan.new.children:
@@ -900,14 +967,16 @@ class _RestartOne:
         self.core = core
         self.id = id
 
-    def send(self, done: StartDone | StartFailed | None, /) -> Start | Adopt | Stop | UpdateSupervisor:
+    def send(self, done: StartDone | StartFailed | None, /) -> Start | Adopt | Stop | UpdateSupervisor | None:
         core = self.core
         if done is None:
-            core._cancel_retry(core.children[self.id])  # this restart is the retry it waited for
+            child = core.children[self.id]
+            if child.retry is not None:
+                core._cancel_retry(child)  # this restart is the retry it waited for
             return core._begin_start(self.id)
         error = core._end_start(self.id, done)
         if error is None:
-            raise StopIteration
+            return None  # done (``_advance`` ends the job; cheaper than raising StopIteration)
         job = core._retry_or_give_up(self.id, (), error)
         core._job = job  # the rest, if any (giving up), is an ordinary job
         return job.send(None)

@@ -53,6 +53,7 @@ class LoopClock:
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop if loop is not None else asyncio.get_running_loop()
+        self.now = self._loop.time  # type: ignore[method-assign]  # read twice per restart: no frame of our own
 
     def now(self) -> float:
         return self._loop.time()

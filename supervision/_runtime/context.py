@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .._core.durable import DurablePaths
@@ -14,10 +15,13 @@ if TYPE_CHECKING:
     import socket
 
     from .._core.snapshot import PathStore
-    from .registry import Registry
+    from .._core.spec import ChildSpec
+    from .incarnation import WorkerIncarnation
+    from .runner import SupervisorRunner
     from .tree import Tree
 
 _current: ContextVar[Context] = ContextVar("supervision.current")
+_NO_SOCKETS: Mapping[str, Any] = MappingProxyType({})  # shared by every worker that holds none
 
 
 class Context:
@@ -28,53 +32,56 @@ class Context:
     ...     ctx.save(ctx.state.set("n", n + 1))
     """
 
-    __slots__ = (
-        "_alive",
-        "_default",
-        "_heartbeat",
-        "_on_ready",
-        "_registry",
-        "_store",
-        "_tree",
-        "id",
-        "path",
-        "sockets",
-        "starts",
-    )
+    # No reference to its incarnation nor to the task: the worker's frame holds the
+    # context, and a crash's traceback holds the frame, so a link back to the task
+    # (which holds the exception) would leave a cycle for the garbage collector on
+    # every restart. Shared objects (the runner, the spec) are fine. What a context
+    # rarely needs of its incarnation (readiness, heartbeats) it looks up.
+    __slots__ = ("_alive", "_runner", "_spec", "path", "sockets", "starts")
 
     def __init__(
         self,
+        runner: SupervisorRunner,
+        spec: ChildSpec,
         path: Path,
         starts: int,
-        store: PathStore,
-        default: Any,
-        on_ready: Callable[[], None] | None = None,
-        registry: Registry | None = None,
-        tree: Any = None,
-        heartbeat: Callable[[], None] | None = None,
         sockets: Mapping[str, socket.socket] | None = None,
     ) -> None:
-        self.id = path[-1]
-        """The child's id."""
+        self._runner = runner
+        self._spec = spec
         self.path = path
         """The child's path from the root, e.g. ``("db", "pool")``."""
         self.starts = starts
         """1 on the first start of this path, +1 on each restart (failed ones included)."""
-        self._store = store
-        self._default = default
-        self._on_ready = on_ready
-        self._heartbeat = heartbeat
-        self.sockets: Mapping[str, socket.socket] = sockets if sockets is not None else {}
+        self.sockets: Mapping[str, socket.socket] = sockets if sockets is not None else _NO_SOCKETS
         """The listening sockets its spec asked for (``sockets=[sv.listen(...)]``), by
         name. Held by the supervisor across restarts: serve on them, never close them."""
         self._alive = True
-        self._registry = registry
-        self._tree = tree
+
+    @property
+    def id(self) -> str:
+        """The child's id."""
+        return self.path[-1]
+
+    @property
+    def _store(self) -> PathStore:
+        return self._runner.runtime.store
+
+    def _incarnation(self) -> WorkerIncarnation | None:
+        """The incarnation this context was made for, while its supervisor knows it."""
+        runner = self._runner
+        found = runner.incarnations.get(self.path[-1])
+        if found is not None and getattr(found, "ctx", None) is self:
+            return found  # type: ignore[return-value]
+        for retiring in runner.retiring.values():  # replaced by an overlapping restart, still running
+            if getattr(retiring, "ctx", None) is self:
+                return retiring  # type: ignore[return-value]
+        return None
 
     @property
     def state(self) -> Any:
         """The last saved snapshot, else the spec's ``state``, else an empty ``pmap()``."""
-        return self._store.snapshot(self.path, self._default)
+        return self._runner.runtime.store.snapshot(self.path, self._spec.initial_state)
 
     def save(self, value: Any) -> None:
         """Store a new snapshot. It survives restarts, reloads and re-exec.
@@ -110,13 +117,15 @@ class Context:
         >>> async def orders(ctx):
         ...     ctx.register(asyncio.Queue(), name="orders")
         """
-        if self._registry is not None and self._alive:  # an ended incarnation publishes nothing
-            self._registry.register(self, self.path, value, name)
+        if self._alive:  # an ended incarnation publishes nothing
+            incarnation = self._incarnation()
+            started = incarnation is not None and incarnation.started
+            task = incarnation.task if incarnation is not None and started else None
+            self._runner.runtime.registry.register(self, self.path, value, name, live=started, task=task)
 
     def unregister(self, name: str | None = None) -> None:
         """Withdraw what :meth:`register` published under the path, or ``name``."""
-        if self._registry is not None:
-            self._registry.unregister(self, self.path, name)
+        self._runner.runtime.registry.unregister(self, self.path, name)
 
     @property
     def tree(self) -> Tree:
@@ -126,16 +135,16 @@ class Context:
         >>> async def listener(ctx):
         ...     await ctx.tree.at("conns").start_child(reader, writer)
         """
-        if self._tree is None:
+        tree = self._runner.runtime.tree
+        if tree is None:
             raise LookupError("this context belongs to no running tree")
-        tree: Tree = self._tree
         return tree
 
     def ready(self) -> None:
         """Tell the supervisor this worker has started (for ``ready=True`` children)."""
-        if self._on_ready is not None:
-            callback, self._on_ready = self._on_ready, None
-            callback()
+        incarnation = self._incarnation()
+        if incarnation is not None:
+            incarnation._on_ready()
 
     def heartbeat(self) -> None:
         """Tell the supervisor this worker is alive (for ``watchdog=`` children).
@@ -143,8 +152,10 @@ class Context:
         Cheap (it only notes the time): call it from the worker's main loop. A
         worker with ``watchdog=S`` that goes ``S`` seconds without calling it,
         once ready, is cancelled and restarted as a crash (``sv.WatchdogTimeout``)."""
-        if self._heartbeat is not None:
-            self._heartbeat()
+        if self._spec.watchdog is not None and self._alive:
+            incarnation = self._incarnation()
+            if incarnation is not None and incarnation.monitor is not None:
+                incarnation.monitor.beat()
 
     def __repr__(self) -> str:
         return f"<Context {'/'.join(self.path)} starts={self.starts}>"

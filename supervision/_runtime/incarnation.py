@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .._core.dynamic import DynamicSupervisor
 from .._core.errors import Shutdown, ShutdownTimeout
 from .._core.events import Event, ExitReason
-from .._core.messages import Init, Outcome, StartDone, StartFailed, StopDone, UpdateDone
+from .._core.messages import Exited, Init, Outcome, StartDone, StartFailed, StopDone, UpdateDone
 from .._core.paths import Path, format_path
 from .._core.snapshot import PathStore
 from .._core.spec import BRUTAL_KILL, INFINITY, ChildSpec, ShutdownSpec, Supervisor
@@ -216,12 +216,9 @@ class WorkerIncarnation(Incarnation):
         spec = self.spec
         self.injected: BaseException | None = None
         self.ready_future: asyncio.Future[None] | None = None
-        on_ready = None
         if spec.ready:
             self.ready_future = runtime.loop.create_future()
-            on_ready = self._on_ready
-        default = spec.initial_state
-        sockets: dict[str, socket.socket] = {}
+        sockets: dict[str, socket.socket] | None = None
         if spec.sockets:
             try:
                 held = runtime.sockets.acquire(self.socket_owner, spec.sockets)
@@ -231,10 +228,7 @@ class WorkerIncarnation(Incarnation):
             # Its own copies (the same sockets, other fds): asyncio's Server.close()
             # closes the socket it serves on, and the held one must stay open.
             sockets = {listen.name: sock.dup() for listen, sock in zip(spec.sockets, held, strict=True)}
-        heartbeat = self._heartbeat if spec.watchdog is not None else None
-        self.ctx = ctx = Context(
-            self.path, self.starts, runtime.store, default, on_ready, runtime.registry, runtime.tree, heartbeat, sockets
-        )
+        self.ctx = ctx = Context(self.runner, spec, self.path, self.starts, sockets)
         context = runtime.context.copy()
         context.run(_current.set, ctx)
         try:
@@ -243,20 +237,28 @@ class WorkerIncarnation(Incarnation):
                 coroutine, name="/".join(self.path), context=context
             )
         except Exception as exc:
-            for sock in sockets.values():
-                sock.close()
+            if sockets:
+                _close_all(sockets.values())
             return self._failed(exc)
-        self.task.add_done_callback(self._on_task_done)
+        # The incarnation itself is its task's done-callback (``__call__``), run in
+        # the tree's context: neither a bound method nor a context copy per worker.
+        self.task.add_done_callback(self, context=runtime.context)
         if sockets:
-            self.task.add_done_callback(lambda _: _close_all(sockets.values()))
+            opened = sockets.values()
+            self.task.add_done_callback(lambda _: _close_all(opened))
         if self.ready_future is None:
             return self._done()
         return self._wait_ready()
 
     def _done(self) -> StartDone:
-        if self.ctx._alive:  # what it registered is visible from now on
-            self.runner.runtime.registry.started(self.ctx, self.task)
-        return super()._done()
+        self.started = True
+        registry = self.runner.runtime.registry
+        if registry.owners and self.ctx._alive:  # what it registered is visible from now on
+            registry.started(self.ctx, self.task)
+        spec = self.spec
+        if spec.watchdog is not None or spec.health is not None:
+            self._watch()
+        return StartDone(self.id, self.token, self.starts)
 
     def _on_ready(self) -> None:
         if self.ready_future is not None and not self.ready_future.done():
@@ -297,16 +299,16 @@ class WorkerIncarnation(Incarnation):
             return Outcome(ExitReason.SHUTDOWN, error)
         return Outcome(ExitReason.CRASH, error)
 
-    def _heartbeat(self) -> None:
-        if self.monitor is not None:
-            self.monitor.beat()
-
-    def _on_task_done(self, task: asyncio.Task[Any]) -> None:
+    def __call__(self, task: asyncio.Task[Any]) -> None:
+        """The task is done (its done-callback)."""
         self.ctx._alive = False
-        self._unwatch()
-        self.runner.runtime.registry.ended(self.ctx)  # before anyone hears of the exit
+        if self.monitor is not None:
+            self._unwatch()
+        registry = self.runner.runtime.registry
+        if registry.owners:
+            registry.ended(self.ctx)  # before anyone hears of the exit
         if self.started and not self.stopping:
-            self._report_exit()
+            self.runner.feed(Exited(self.id, self.token, self.outcome()))
         elif not task.cancelled():
             task.exception()  # retrieved here: the start or stop path reports it
 
@@ -369,7 +371,7 @@ class WorkerIncarnation(Incarnation):
 
         def expired() -> None:
             if not self.task.done() and not self.stopping:
-                self.task.remove_done_callback(self._on_task_done)
+                self.task.remove_done_callback(self)
                 self._abandon()
                 self.runner.child_exited(self, Outcome(ExitReason.CRASH, error))
 

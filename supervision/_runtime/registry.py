@@ -47,6 +47,10 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str | Path, _Entry] = {}
         self._owned: dict[Hashable, list[_Entry]] = {}
+        self.owners = self._owned
+        """The owners that registered something, with their entries: when it is
+        empty, :meth:`started` and :meth:`ended` have nothing to do (a worker's
+        start and exit skip the calls)."""
         self._live: dict[Hashable, _Task | None] = {}
         self._waiters: dict[str | Path, list[asyncio.Future[_Entry]]] = {}
         self._closed: BaseException | None = None
@@ -56,12 +60,22 @@ class Registry:
 
     # -- the owner's side (a worker's context) ---------------------------------------
 
-    def register(self, owner: Hashable, path: Path, value: Any, name: str | None = None) -> None:
+    def register(
+        self,
+        owner: Hashable,
+        path: Path,
+        value: Any,
+        name: str | None = None,
+        *,
+        live: bool = False,
+        task: _Task | None = None,
+    ) -> None:
         """Publish ``value`` for ``owner`` (at ``path``) under its path, or under
         ``name``. Registering again under the same key replaces the value; a
         name held by another incarnation is ``AlreadyPresent``. An owner that
         has ended must not call this (its value would be stale at once): the worker's
-        context checks that it is alive first."""
+        context checks that it is alive first. ``live``: the owner has started
+        already (:meth:`started` was called before it owned anything), running ``task``."""
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"a registered name is a non-empty string without '/', got {name!r}")
         if self._closed is not None:
@@ -76,6 +90,8 @@ class Registry:
         else:
             entry = self._entries[key] = _Entry(owner, key, path, value)
             self._owned.setdefault(owner, []).append(entry)
+        if live and owner not in self._live and (task is None or not task.done()):
+            self._live[owner] = task
         if owner in self._live:
             self._wake(key)
 
@@ -90,15 +106,22 @@ class Registry:
     def started(self, owner: Hashable, task: _Task | None = None) -> None:
         """``owner``'s incarnation has started: what it registered is visible.
         Once ``task`` is done it is not, even before :meth:`ended` is called
-        (a task's done-callbacks run a loop turn after it finished)."""
-        if task is not None and task.done():
+        (a task's done-callbacks run a loop turn after it finished).
+
+        Only owners that registered something are tracked (one that registers
+        later says it is live then): starting a worker that registers nothing
+        costs nothing here."""
+        owned = self._owned.get(owner)
+        if owned is None or (task is not None and task.done()):
             return
         self._live[owner] = task
-        for entry in self._owned.get(owner, ()):
+        for entry in owned:
             self._wake(entry.key)
 
     def ended(self, owner: Hashable) -> None:
         """``owner``'s incarnation has ended: drop everything it registered."""
+        if not self._owned:  # nothing registered at all (a live owner always owns a list)
+            return
         self._live.pop(owner, None)
         for entry in self._owned.pop(owner, ()):
             if self._entries.get(entry.key) is entry:

@@ -217,11 +217,13 @@ class SupervisorRunner:
     def _process(self, message: Input | None) -> None:
         runtime = self.runtime
         core = self.core
-        core.observed = runtime.hub.observed or bool(runtime.observers)
+        core.observed = bool(runtime.observers) or runtime.hub.observed
+        handle_input = core.handle
+        now = runtime.clock.now
         while message is not None:
             if self._overlaps and isinstance(message, (StartDone, StartFailed)):
                 self._overlap_settled(message)
-            effects = core.handle(message, runtime.clock.now())
+            effects = handle_input(message, now())
             message = None
             for effect in effects:
                 kind = type(effect)
@@ -262,19 +264,28 @@ class SupervisorRunner:
         spec = effect.spec
         path = effect.path or (*self.path, effect.id)
         store = self.runtime.store
-        starts = store.count_start(path)
-        incarnation = self._incarnation(effect.id, effect.token, spec, path, starts)
+        counts = store.starts  # store.count_start(path), inline: every start takes this path
+        counts[path] = starts = counts.get(path, 0) + 1
+        incarnation: Incarnation
+        if spec.kind is Kind.WORKER:  # the common kind, without a call to dispatch it
+            incarnation = WorkerIncarnation(self, effect.id, effect.token, spec, path, starts)
+        else:
+            incarnation = self._incarnation(effect.id, effect.token, spec, path, starts)
         if effect.overlaps:
             old = self.incarnations[effect.id]
             assert old.token == effect.overlaps, (old.token, effect)
             self.retiring[old.token] = old
             self._overlaps[effect.token] = old.token
         self.incarnations[effect.id] = incarnation
-        try:
-            store.prepare_start(path, spec.state_version, spec.migrate)  # a reload may have changed it
-        except Exception as exc:  # a migrate that raises: the start fails, the snapshot is kept
-            return incarnation._failed(exc)
-        return self._complete(incarnation.start(), incarnation, stopping=False)
+        if store.versions.get(path, 0) != spec.state_version:  # a reload changed it: convert the snapshot
+            try:
+                store.prepare_start(path, spec.state_version, spec.migrate)
+            except Exception as exc:  # a migrate that raises: the start fails, the snapshot is kept
+                return incarnation._failed(exc)
+        started = incarnation.start()
+        if type(started) is StartDone:  # the common case: started at once
+            return started
+        return self._complete(started, incarnation, stopping=False)
 
     def _incarnation(self, id: str, token: int, spec: ChildSpec, path: Path, starts: int) -> Incarnation:
         """A new incarnation for the child's kind: the closed set, dispatched here."""
@@ -496,7 +507,7 @@ class SupervisorRunner:
         pid = incarnation.pid if incarnation is not None and running else None
         health: Health | None = None
         if child.spec.health is not None and running:
-            healthy = child.health.healthy
+            healthy = child.health.healthy if child.health is not None else None
             health = Health.UNKNOWN if healthy is None else Health.HEALTHY if healthy else Health.UNHEALTHY
         role = incarnation.role if isinstance(incarnation, GatedIncarnation) and running else None
         fence = incarnation.fence if isinstance(incarnation, GatedIncarnation) and running else None
