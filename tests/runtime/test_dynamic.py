@@ -189,7 +189,7 @@ async def test_a_process_template_appends_arguments_and_fills_placeholders(tmp_p
         for id, expected in (("1", "['a', '1'] reader"), ("2", "['b'] writer")):
             log = tmp_path / f"{id}.log"
             deadline = time.monotonic() + WAIT
-            while (not log.exists() or not log.read_text()) and time.monotonic() < deadline:
+            while (not log.exists() or not log.read_text().endswith("\n")) and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
             assert log.read_text().strip() == expected
         with pytest.raises(TypeError, match="strings and numbers"):
