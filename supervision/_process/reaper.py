@@ -119,11 +119,13 @@ class Reaper:
         self._watches: dict[int, _Watch] = {}
         self._own_pid = os.getpid()
         self._own_session = os.getsid(0)
-        # The children files that say whether a service may have left something
-        # behind (see ``_unwatched_children``): the first thread's, which the kernel
-        # gives orphans to, and this loop's, which spawns the services. Opened
-        # once, read with pread; closed with the reaper.
-        self._children_files: list[int] | None = None
+        # The threads whose children files say whether a service may have left
+        # something behind (see ``_unwatched_children``): the first thread, which
+        # the kernel gives orphans to, and each thread that spawned a watched child.
+        # Their files are opened when first read, read with pread, closed with the reaper.
+        self._threads = {self._own_pid}
+        self._children_files: dict[int, int] = {}
+        weakref.finalize(self, _close_all, self._children_files)
         if _subreaper is None:
             _subreaper = set_child_subreaper()
             if not _subreaper:
@@ -143,8 +145,10 @@ class Reaper:
     def watch(self, pid: int, callback: ExitCallback, born: int | None = None) -> None:
         """Call ``callback`` once ``pid`` (our child) has exited and been reaped.
         ``born``: its start time (see :func:`start_time`; :func:`boot_ticks` taken
-        before the spawn will do), read from ``/proc`` when needed if not given."""
+        before the spawn will do), read from ``/proc`` when needed if not given.
+        Called in the thread that spawned ``pid`` (see ``_unwatched_children``)."""
         pidfd = os.pidfd_open(pid)
+        self._threads.add(threading.get_native_id())
         self._watches[pid] = _Watch(pid, pidfd, callback, born)
         self.loop.add_reader(pidfd, self._collect, pid)
 
@@ -152,6 +156,7 @@ class Reaper:
         """Watch a child through a pidfd opened already (re-exec: a child the
         previous image of this process started, see ``adopt``). The watch owns
         ``pidfd`` from now on."""
+        self._threads.add(threading.get_native_id())
         self._watches[pid] = _Watch(pid, pidfd, callback, born)
         self.loop.add_reader(pidfd, self._collect, pid)
 
@@ -245,32 +250,40 @@ class Reaper:
     def _unwatched_children(self) -> bool:
         """Whether we have a child that is not watched: without one, no service can
         have left anything behind (what a service leaves behind comes back to us, to
-        the first thread of this process, before its pidfd says it exited). One
-        read of a children file in the common case, instead of a scan of every
-        thread's and a ``stat`` of each child. True if it cannot tell."""
+        the first thread of this process, before its pidfd says it exited).
+
+        Counted, not parsed: a watched pid is a child of the thread that spawned it
+        (or of the first thread, if that thread ended) until its watch is collected,
+        so there is an unwatched child among the children of those threads exactly
+        when they have more children than we have watches. One ``pread`` of each
+        of their children files (kept open), a ``count`` of the separators: a
+        constant cost per exit in Python however many children run, where parsing
+        every pid cost O(children) per exit and O(n²) to stop n. True if it cannot
+        tell (a thread ended while counting; another event loop of this process
+        watches children too)."""
+        if len(_reapers) > 1 and any(other is not self and other._watches for other in list(_reapers.values())):
+            return True
         files = self._children_files
-        if files is None:
-            files = self._children_files = []
-            weakref.finalize(self, _close_all, files)
-            for tid in dict.fromkeys((self._own_pid, threading.get_native_id())):
-                try:
-                    files.append(os.open(f"/proc/{self._own_pid}/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC))
-                except OSError:
-                    files.append(-1)
-        watches = self._watches
-        for fd in files:
-            chunks = []
-            offset = 0
+        count = 0
+        for tid in list(self._threads):
             try:
+                fd = files.get(tid)
+                if fd is None:
+                    fd = files[tid] = os.open(f"/proc/{self._own_pid}/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
+                offset = 0
                 while chunk := os.pread(fd, 65536, offset):
-                    chunks.append(chunk)
+                    count += chunk.count(b" ")
                     offset += len(chunk)
             except OSError:
-                return True  # that thread is gone (or never opened): the full scan decides
-            for pid in b"".join(chunks).split():
-                if int(pid) not in watches:
-                    return True
-        return False
+                # That thread ended: its children are the first thread's now (the
+                # next count sees them there).
+                fd = files.pop(tid, None)
+                if fd is not None:
+                    os.close(fd)
+                if tid != self._own_pid:
+                    self._threads.discard(tid)
+                return True
+        return count > len(self._watches)
 
     def leftovers(self, leader: int, marker: bytes, born: int | None = None) -> list[int]:
         """Live or zombie processes a service left behind, and their descendants:
@@ -352,11 +365,10 @@ def _only_theirs(pid: int, born: int | None, others: list[int]) -> bool:
     return started is not None and started >= born and (not others or others[0] > started)
 
 
-def _close_all(fds: list[int]) -> None:
-    for fd in fds:
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+def _close_all(fds: dict[int, int]) -> None:
+    for fd in fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _with_descendants(roots: list[int]) -> list[int]:

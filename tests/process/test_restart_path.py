@@ -60,6 +60,43 @@ async def test_the_quick_check_sees_unwatched_children_only() -> None:
     await asyncio.wait_for(exited, WAIT)
 
 
+async def test_the_quick_check_counts_every_child_against_the_watches() -> None:
+    """It counts children instead of parsing their pids: many watched children and
+    one orphan that came back (through a thread that ended, so to the first thread)
+    still say yes; the watches alone say no, and so does a reaped orphan."""
+    found = reaper()
+    loop = asyncio.get_running_loop()
+    watched: list[asyncio.Future[None]] = []
+    pids = []
+    for _ in range(30):
+        pid = spawner().spawn(["/bin/sleep", "1000"], None, None, None, None, pdeathsig=True)
+        exited: asyncio.Future[None] = loop.create_future()
+        found.watch(pid, lambda code, status, done=exited: done.set_result(None))
+        watched.append(exited)
+        pids.append(pid)
+    try:
+        assert not found._unwatched_children()
+        started: list[subprocess.Popen[bytes]] = []
+        thread = threading.Thread(
+            target=lambda: started.append(subprocess.Popen(["sleep", "1000"], start_new_session=True))
+        )
+        thread.start()
+        thread.join()
+        orphan = started[0]
+        try:
+            assert found._unwatched_children()
+            assert found._unwatched_children()  # and again, through the first thread's file
+        finally:
+            orphan.kill()
+            orphan.wait()
+        assert not found._unwatched_children()
+    finally:
+        for pid in pids:
+            os.kill(pid, 9)
+        await asyncio.wait_for(asyncio.gather(*watched), WAIT)
+    assert not found._unwatched_children()
+
+
 async def _leftover_is_killed_before_the_exit(tmp_path: Path) -> None:
     spec = sv.Supervisor([sv.process("svc", LEAVER, restart="temporary", output=str(tmp_path / "out"))])
     async with start_watched(spec) as (_tree, events):
