@@ -199,7 +199,11 @@ FLOORS = (
     Floor("posix_spawn", "posix_spawn loop", "blocking posix_spawn + waitpid", floor=True, method="posix"),
     Floor("pidfd", "asyncio+pidfd", "posix_spawn + pidfd_open + add_reader", floor=True, method="pidfd"),
     Floor(
-        "same_work", "same work", "asyncio+pidfd, spawning with supervision's exec helper", floor=True, method="same"
+        "same_work",
+        "same work",
+        "asyncio+pidfd, spawning as supervision does (the exec helper's code in a vfork child)",
+        floor=True,
+        method="same",
     ),
 )
 SUPERVISION = Supervision(
@@ -258,7 +262,7 @@ BREAKDOWN = (
     Supervision(
         "sv_nopdeathsig",
         "both, pdeathsig=False",
-        "logger silenced, output=inherit, pdeathsig=False (plain vfork spawn, no exec helper)",
+        "logger silenced, output=inherit, pdeathsig=False (no PR_SET_PDEATHSIG, no parent check)",
         quiet=True,
         output="inherit",
         pdeathsig=False,

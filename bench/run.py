@@ -31,7 +31,7 @@ Scenarios:
    circus's ``incr``/``decr``;
 9. how the cost grows with the tree (``bench/scale.py``; only with ``--only scale``):
    10 to 10 000 OS children, 10 to 1 000 000 workers; ``--plot`` draws it (matplotlib);
-and a breakdown of supervision's respawn time (logging, output pipes, exec helper off
+and a breakdown of supervision's respawn time (logging, output pipes, pdeathsig off
 one at a time).
 
 With ``--priority fifo`` every contender runs under SCHED_FIFO 1, inherited by its
@@ -755,8 +755,8 @@ def _reexec_script(bench: Bench, scenario: str) -> dict[str, Any]:
             first, last = daemon.execs[1], daemon.execs[-1]
             kids = bench.observer.children(daemon.pid)
             across = sum(1 for kid in kids if kid.fork_ns < first and (kid.exit_ns is None or kid.exit_ns > last))
-            # a restarted child would be a new fork spawned through the exec helper (two execs)
-            respawned = sum(1 for kid in kids if kid.fork_ns > first and len(kid.execs) > 1)
+            # a restarted child would be a new fork of the daemon that exec'd its program
+            respawned = sum(1 for kid in kids if kid.fork_ns > first and kid.execs)
             note += (
                 f"; kernel: {len(daemon.execs) - 1} exec(s) of the same pid, {across} children alive across them,"
                 f" {respawned} spawned anew"
@@ -1238,9 +1238,9 @@ def explain(goal: dict[str, Any], rows: dict[str, Any], results: dict[str, Any])
         sv, floor, same = m["supervision"], m["pidfd"], m.get("same_work")
         if short.startswith("≤1.15") and same is not None:
             why = (
-                f"supervision {t(sv)} against the same-work floor's {t(same)} (which spawns the same way, through"
-                f" the exec helper, without a tree): the tree's own work per restart (reap, core, events, two log"
-                f" lines, new output pipes) is about {t(sv - same)}"
+                f"supervision {t(sv)} against the same-work floor's {t(same)} (which spawns the same way, with the"
+                f" exec helper's code in a vfork child, without a tree): the tree's own work per restart (reap,"
+                f" core, events, two log lines, new output pipes) is about {t(sv - same)}"
             )
         else:
             why = f"supervision {t(sv)} against the floor's {t(floor)}"
@@ -1253,8 +1253,9 @@ def explain(goal: dict[str, Any], rows: dict[str, Any], results: dict[str, Any])
             )
         elif same is not None:
             why += (
-                f"; the same-work floor (spawning through the PR_SET_PDEATHSIG exec helper, no tree) takes {t(same)}:"
-                f" the helper's extra exec is about {t(max(0.0, same - floor))}, the tree's own work per restart"
+                f"; the same-work floor (spawning as supervision does, no tree) takes {t(same)}:"
+                f" the spawn's own steps (PR_SET_PDEATHSIG, setsid, /dev/null, the parent check) are about"
+                f" {t(max(0.0, same - floor))}, the tree's own work per restart"
                 f" (reap, core, events, two log lines, new output pipes) about {t(sv - same)}"
             )
         base = breakdown.get("supervision")
@@ -1277,7 +1278,7 @@ def explain(goal: dict[str, Any], rows: dict[str, Any], results: dict[str, Any])
         count = 500
         why = f"supervision {t(sv)} against the floor's {t(floor)} ({t((sv - floor) / count)} more a child)"
         if same is not None:
-            why += f" and the same-work floor's {t(same)} (the exec helper: {t((same - floor) / count)} a child)"
+            why += f" and the same-work floor's {t(same)} (the spawn's own steps: {t((same - floor) / count)} a child)"
         return (
             f"{by}: {why}; children start one at a time, each waited for until its program runs (OTP start order;"
             " the floor too), and each gets two output pipes, a pidfd, events and a log line"
