@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections import deque
 from typing import Any
@@ -126,7 +127,7 @@ class EventHub:
         self._streams: dict[int, weakref.ref[EventStream]] = {}
         self._waiting: set[EventStream] = set()  # streams a reader awaits now: held strongly
         self.closed = False
-        self._pending: list[tuple[int, Event]] = []  # logged at the loop's next turn
+        self._pending: list[tuple[int, Event, float]] = []  # logged at the loop's next turn, with their time
 
     def stream(self, prefix: Path, maxsize: int = 10_000) -> EventStream:
         stream = EventStream(self, prefix, maxsize)
@@ -179,21 +180,23 @@ class EventHub:
     def _log_soon(self, level: int, event: Event) -> None:
         """Log the event at the loop's next turn (in order, all of one turn at
         once): a restart goes from the old process's exit to the new one's spawn
-        without stopping to make and write a log record on the way. Synchronous
-        without a running loop."""
+        without stopping to make and write a log record on the way. The record
+        carries the time the event happened, not the time it was written (a
+        group of 500 instances starts in one go: its lines come after it, each
+        with its own time). Synchronous without a running loop."""
         if not self._pending:
             try:
                 asyncio.get_running_loop().call_soon(self.flush_log)
             except RuntimeError:  # no running loop (or it is closing)
                 _log(level, event)
                 return
-        self._pending.append((level, event))
+        self._pending.append((level, event, time.time()))
 
     def flush_log(self) -> None:
         """Log the events still waiting for the loop's next turn."""
         pending, self._pending = self._pending, []
-        for level, event in pending:
-            _log(level, event)
+        for level, event, created in pending:
+            _log(level, event, created)
 
     def close(self) -> None:
         """The tree has stopped: every stream ends after its queued events."""
@@ -207,9 +210,20 @@ class EventHub:
                 stream._close()
 
 
-def _log(level: int, event: Event) -> None:
+def _log(level: int, event: Event, created: float | None = None) -> None:
     # The event travels with the record: --log-format json/journal show its fields.
-    logger.log(level, "%s", describe(event), exc_info=_traceback(event, level), extra={"supervision_event": event})
+    if created is None:
+        logger.log(level, "%s", describe(event), exc_info=_traceback(event, level), extra={"supervision_event": event})
+        return
+    error = _traceback(event, level)
+    exc_info = (type(error), error, error.__traceback__) if error is not None else None
+    record = logger.makeRecord(
+        logger.name, level, __file__, 0, "%s", (describe(event),), exc_info, "_log", {"supervision_event": event}
+    )
+    record.created = created
+    record.msecs = (created - int(created)) * 1000
+    record.relativeCreated = (created - logging._startTime) * 1000  # type: ignore[attr-defined]
+    logger.handle(record)
 
 
 def _level(event: Event) -> int:
