@@ -39,6 +39,7 @@ import weakref
 from collections.abc import Callable
 
 from .proc import _environ_has, children_of, read_stat, set_done, start_time
+from .signals import quiet_wakeup
 from .spawn import Spawner, set_child_subreaper
 
 logger = logging.getLogger("supervision")
@@ -136,6 +137,7 @@ class Reaper:
         self.sigchld = False
         try:
             loop.add_signal_handler(signal.SIGCHLD, self._on_sigchld)
+            quiet_wakeup()  # a crash storm's SIGCHLDs fill the wakeup socket: no warning per byte
             self.sigchld = True
         except (RuntimeError, ValueError):  # not the main thread: orphans are reaped at cleanups only
             logger.debug("no SIGCHLD handler (event loop not in the main thread)")

@@ -47,6 +47,7 @@ from .._process.logfile import reopen as reopen_log_files
 from .._process.output import DRAIN_AT_EXIT, Output, drain_sinks, non_blocking, write_prefixed
 from .._process.proc import kill_other_sessions
 from .._process.reaper import claim_orphans, existing_reaper
+from .._process.signals import add_signal_handler
 from .._reload.reexec import Handover, attach
 from .._reload.reexec import pending as pending_handover
 from .._reload.services import is_services_file
@@ -436,7 +437,7 @@ class Service:
             watchdog.start()
         signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         for signum in signals:
-            loop.add_signal_handler(signum, self._on_signal, signum)
+            add_signal_handler(loop, signum, self._on_signal, signum)
         try:
             if self._server is not None:
                 await self._server.start()
