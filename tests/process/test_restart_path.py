@@ -42,11 +42,18 @@ def test_a_start_time_from_the_clock_is_the_child_s_or_a_tick_before() -> None:
             os.waitpid(pid, 0)
 
 
+async def next_turn() -> None:
+    """A "no" of the quick check holds for the rest of the loop's turn: each state
+    below is checked in a turn of its own."""
+    await asyncio.sleep(0)
+
+
 async def test_the_quick_check_sees_unwatched_children_only() -> None:
     found = reaper()
     assert not found._unwatched_children()
     other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
     try:
+        await next_turn()
         assert found._unwatched_children()
     finally:
         other.kill()
@@ -55,6 +62,7 @@ async def test_the_quick_check_sees_unwatched_children_only() -> None:
     pid = spawner().spawn(["/bin/sleep", "10"], None, None, None, None, pdeathsig=True)
     exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     found.watch(pid, lambda code, status: exited.set_result(None))
+    await next_turn()
     assert not found._unwatched_children()  # watched: not a leftover
     os.kill(pid, 9)
     await asyncio.wait_for(exited, WAIT)
@@ -84,17 +92,33 @@ async def test_the_quick_check_counts_every_child_against_the_watches() -> None:
         thread.join()
         orphan = started[0]
         try:
+            await next_turn()
             assert found._unwatched_children()
             assert found._unwatched_children()  # and again, through the first thread's file
         finally:
             orphan.kill()
             orphan.wait()
+        await next_turn()
         assert not found._unwatched_children()
     finally:
         for pid in pids:
             os.kill(pid, 9)
         await asyncio.wait_for(asyncio.gather(*watched), WAIT)
+    await next_turn()
     assert not found._unwatched_children()
+
+
+async def test_a_no_holds_for_the_rest_of_the_turn_only() -> None:
+    found = reaper()
+    assert not found._unwatched_children()
+    other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    try:
+        assert not found._unwatched_children()  # the same turn: the exits it handles were counted
+        await next_turn()
+        assert found._unwatched_children()
+    finally:
+        other.kill()
+        other.wait()
 
 
 async def _leftover_is_killed_before_the_exit(tmp_path: Path) -> None:
