@@ -207,8 +207,11 @@ class Reaper:
             if stat is None or stat[3] == self._own_session:
                 # A watched child (its pidfd reports it) or a child another part of
                 # this process owns (not ours to reap) hides the zombies behind it
-                # from the peek: look for orphans through /proc instead.
-                self._reap_orphans_by_scan()
+                # from the peek: look for orphans through /proc instead — if there
+                # can be any (a crash storm's SIGCHLDs find watched zombies: a scan
+                # of every child each time was O(children) per signal).
+                if self._unwatched_children():
+                    self._reap_orphans_by_scan()
                 return
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
