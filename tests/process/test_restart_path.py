@@ -90,6 +90,7 @@ async def test_the_quick_check_counts_every_child_against_the_watches() -> None:
         )
         thread.start()
         thread.join()
+        await until(lambda: not os.path.exists(f"/proc/self/task/{thread.native_id}"))  # gone, not just joined
         orphan = started[0]
         try:
             await next_turn()
@@ -279,3 +280,34 @@ async def test_a_grandchild_holding_the_pipes_does_not_hold_up_the_restarts(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
         await until(lambda: not descendants(), what="the sleeps to be gone")
+
+
+async def test_a_sweep_behind_a_watched_zombie_scans_only_if_an_orphan_can_be_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    found = reaper()
+    scans: list[None] = []
+    monkeypatch.setattr(found, "_reap_orphans_by_scan", lambda: scans.append(None))
+
+    def watched_zombie() -> asyncio.Future[None]:
+        pid = spawner().spawn(["/bin/true"], None, None, None, None, pdeathsig=True)
+        exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        found.watch(pid, lambda code, status: exited.set_result(None))
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # a zombie now, its pidfd not read yet
+        return exited
+
+    await next_turn()
+    exited = watched_zombie()
+    found._sweep()  # the peek finds the watched zombie first
+    assert scans == []  # only watched children: nothing to look for
+    await asyncio.wait_for(exited, WAIT)
+    other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    try:
+        await next_turn()
+        exited = watched_zombie()
+        found._sweep()
+        assert scans == [None]  # an unwatched child too: the scan looks
+        await asyncio.wait_for(exited, WAIT)
+    finally:
+        other.kill()
+        other.wait()
