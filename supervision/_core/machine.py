@@ -199,6 +199,7 @@ class SupervisorCore:
         self._awaiting: Start | Adopt | Stop | UpdateSupervisor | None = None
         self._retries: dict[int, _Retry] = {}
         self._out: list[Effect] = []
+        self._restart_one = _RestartOne(self, "")  # the job of every one_for_one restart from an exit, reused
 
     def restarts_within(self, now: float) -> int:
         """Restarts in the intensity window at ``now``: those the next restart
@@ -223,7 +224,11 @@ class SupervisorCore:
             if message.id != awaiting.id or message.token != awaiting.token:
                 raise RuntimeError(f"completion {message!r} does not answer {awaiting!r}")
             self._awaiting = None
-            self._advance(message)
+            job = self._job
+            if type(job) is _RestartOne and type(message) is StartDone:
+                job.started(message)  # the end of a one_for_one restart: no send(), no _advance()
+            else:
+                self._advance(message)
         elif self._job is not None:
             self._mailbox.append(message)
         else:
@@ -636,19 +641,34 @@ class SupervisorCore:
             if spec.significant:
                 self._check_auto_shutdown()
             return
-        verdict = self._count_restart(message.id, outcome.error)
-        if verdict is Verdict.GIVE_UP:
-            self._run(self._give_up_job(outcome.error))
+        sup = self.spec
+        if spec.intensity is None:  # _count_restart(), inline: the supervisor's window
+            now = self.now
+            restarts = self.restarts
+            restarts.append(now)
+            period = sup.period
+            while now - restarts[0] > period:
+                restarts.popleft()
+            verdict = Verdict.RESTART if len(restarts) <= sup.intensity else Verdict.GIVE_UP
+        else:
+            verdict = self._count_restart(message.id, outcome.error)
+        if verdict is not Verdict.RESTART:
+            if verdict is Verdict.GIVE_UP:
+                self._run(self._give_up_job(outcome.error))
             return
-        if verdict is Verdict.LEAVE:
-            return
-        backoff = spec.backoff or self.spec.backoff
-        if self.now - child.since >= (backoff.reset_time if backoff else 0.0):
-            child.backoff_n = 0
+        backoff = spec.backoff or sup.backoff
         if backoff is not None:
+            if self.now - child.since >= backoff.reset_time:
+                child.backoff_n = 0
             self._schedule_retry(message.id, ())
             return
-        job = self._restart(message.id)
+        if self.now >= child.since:
+            child.backoff_n = 0
+        if sup.strategy is Strategy.ONE_FOR_ONE and type(sup).plan is _PLAN:
+            job: _Steps = self._restart_one  # _restart(), inline: one_for_one (no job is running)
+            job.id = message.id
+        else:
+            job = self._restart(message.id)
         if type(job) is _RestartOne:  # one_for_one: its first step at once (what _run would do)
             self._job = job
             self._job_command = None
@@ -980,3 +1000,17 @@ class _RestartOne:
         job = core._retry_or_give_up(self.id, (), error)
         core._job = job  # the rest, if any (giving up), is an ordinary job
         return job.send(None)
+
+    def started(self, done: StartDone) -> None:
+        """The start succeeded: the job is over (``_end_start`` and ``_advance``'s
+        ending, inline: every restart of a one_for_one child ends here)."""
+        core = self.core
+        child = core.children[self.id]
+        child.status = Status.RUNNING
+        child.since = now = core.now
+        if core.observed:
+            core._out.append(Emit(ChildStarted(path=child.path, time=now, starts=done.starts, pid=done.pid)))
+        if core._job_command is None:
+            core._job = None
+        else:
+            core._end_job(None)

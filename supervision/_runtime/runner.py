@@ -62,6 +62,7 @@ from .incarnation import Completion, Incarnation, Runtime, WorkerIncarnation
 from .process import ProcessIncarnation
 
 logger = logging.getLogger("supervision")
+_logger_enabled = logger.isEnabledFor
 
 
 class SupervisorIncarnation(Incarnation):
@@ -207,23 +208,26 @@ class SupervisorRunner:
             return
         self._feeding = True
         try:
-            next_message: Input | None = message
-            while next_message is not None:
-                self._process(next_message)
-                next_message = self._backlog.popleft() if self._backlog else None
+            self._process(message)
+            backlog = self._backlog
+            while backlog:
+                self._process(backlog.popleft())
         finally:
             self._feeding = False
 
     def _process(self, message: Input | None) -> None:
         runtime = self.runtime
         core = self.core
-        core.observed = bool(runtime.observers) or runtime.hub.observed
+        # hub.observed, inline (no property call): a stream listens, or the logger would log
+        core.observed = bool(runtime.observers or runtime.hub._streams) or _logger_enabled(logging.ERROR)
         handle_input = core.handle
-        now = runtime.clock.now
+        # One reading of the clock per input: the completions an effect answers at
+        # once (a worker's start) happen at the same instant as the input.
+        now = runtime.clock.now()
         while message is not None:
             if self._overlaps and isinstance(message, (StartDone, StartFailed)):
                 self._overlap_settled(message)
-            effects = handle_input(message, now())
+            effects = handle_input(message, now)
             message = None
             for effect in effects:
                 kind = type(effect)
@@ -277,7 +281,9 @@ class SupervisorRunner:
             self.retiring[old.token] = old
             self._overlaps[effect.token] = old.token
         self.incarnations[effect.id] = incarnation
-        if store.versions.get(path, 0) != spec.state_version:  # a reload changed it: convert the snapshot
+        versions = store.versions  # only versions other than 0: mostly empty
+        if (versions or spec.state_version) and versions.get(path, 0) != spec.state_version:
+            # a reload changed it: convert the snapshot
             try:
                 store.prepare_start(path, spec.state_version, spec.migrate)
             except Exception as exc:  # a migrate that raises: the start fails, the snapshot is kept
