@@ -63,6 +63,7 @@ from .process import ProcessIncarnation
 
 logger = logging.getLogger("supervision")
 _logger_enabled = logger.isEnabledFor
+_WORKER = Kind.WORKER  # a global: cheaper to read than the enum's member
 
 
 class SupervisorIncarnation(Incarnation):
@@ -271,7 +272,7 @@ class SupervisorRunner:
         counts = store.starts  # store.count_start(path), inline: every start takes this path
         counts[path] = starts = counts.get(path, 0) + 1
         incarnation: Incarnation
-        if spec.kind is Kind.WORKER:  # the common kind, without a call to dispatch it
+        if spec.kind is _WORKER:  # the common kind, without a call to dispatch it
             incarnation = WorkerIncarnation(self, effect.id, effect.token, spec, path, starts)
         else:
             incarnation = self._incarnation(effect.id, effect.token, spec, path, starts)
