@@ -677,8 +677,9 @@ class SupervisorCore:
         if self.now >= child.since:
             child.backoff_n = 0
         if sup.strategy is _ONE_FOR_ONE and type(sup).plan is _PLAN:
-            job: _Steps = self._restart_one  # _restart(), inline: one_for_one (no job is running)
-            job.id = message.id
+            one = self._restart_one  # _restart(), inline: one_for_one (no job is running)
+            one.id = message.id
+            job: _Steps = one
         else:
             job = self._restart(message.id)
         if type(job) is _RestartOne:  # one_for_one: its first step at once (what _run would do)

@@ -64,6 +64,7 @@ from .process import ProcessIncarnation
 logger = logging.getLogger("supervision")
 _logger_enabled = logger.isEnabledFor
 _WORKER = Kind.WORKER  # a global: cheaper to read than the enum's member
+_ERROR = logging.ERROR
 
 
 class SupervisorIncarnation(Incarnation):
@@ -220,7 +221,7 @@ class SupervisorRunner:
         runtime = self.runtime
         core = self.core
         # hub.observed, inline (no property call): a stream listens, or the logger would log
-        core.observed = bool(runtime.observers or runtime.hub._streams) or _logger_enabled(logging.ERROR)
+        core.observed = bool(runtime.observers or runtime.hub._streams) or _logger_enabled(_ERROR)
         handle_input = core.handle
         # One reading of the clock per input: the completions an effect answers at
         # once (a worker's start) happen at the same instant as the input.
