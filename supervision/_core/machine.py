@@ -240,13 +240,31 @@ class SupervisorCore:
             self._awaiting = None
             job = self._job
             if type(job) is _RestartOne and type(message) is StartDone:
-                job.started(message)  # the end of a one_for_one restart: no send(), no _advance()
+                job.started(message.starts, message.pid)  # the end of a one_for_one restart: no send()
             else:
                 self._advance(message)
         elif self._job is not None:
             self._mailbox.append(message)
         else:
             self._dispatch(message)
+        while self._job is None and self._mailbox:
+            self._dispatch(self._mailbox.popleft())
+        return out
+
+    def handle_started(self, starts: int, now: float) -> list[Effect]:
+        """``handle(StartDone(id, token, starts), now)`` for the awaited ``Start``,
+        without the message: what a runtime calls when the start completed at
+        once (an asyncio worker's does). The same transition, the same effects."""
+        awaiting = self._awaiting
+        job = self._job
+        if type(job) is not _RestartOne or type(awaiting) is not Start:
+            if awaiting is None:
+                raise RuntimeError("handle_started() while no start is awaited")
+            return self.handle(StartDone(awaiting.id, awaiting.token, starts), now)
+        self.now = now
+        out = self._out = []
+        self._awaiting = None
+        job.started(starts, None)  # the end of a one_for_one restart
         while self._job is None and self._mailbox:
             self._dispatch(self._mailbox.popleft())
         return out
@@ -1014,7 +1032,7 @@ class _RestartOne:
         core._job = job  # the rest, if any (giving up), is an ordinary job
         return job.send(None)
 
-    def started(self, done: StartDone) -> None:
+    def started(self, starts: int, pid: int | None) -> None:
         """The start succeeded: the job is over (``_end_start`` and ``_advance``'s
         ending, inline: every restart of a one_for_one child ends here)."""
         core = self.core
@@ -1022,7 +1040,7 @@ class _RestartOne:
         child.status = _RUNNING
         child.since = now = core.now
         if core.observed:
-            core._out.append(Emit(ChildStarted(path=child.path, time=now, starts=done.starts, pid=done.pid)))
+            core._out.append(Emit(ChildStarted(path=child.path, time=now, starts=starts, pid=pid)))
         if core._job_command is None:
             core._job = None
         else:

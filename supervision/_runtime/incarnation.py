@@ -219,6 +219,14 @@ class WorkerIncarnation(Incarnation):
     __slots__ = ("ctx", "injected", "ready_future", "task")
 
     def start(self) -> Completion | Awaitable[Completion]:
+        started = self.launch()
+        if started is None:
+            return StartDone(self.id, self.token, self.starts)
+        return started
+
+    def launch(self) -> Completion | Awaitable[Completion] | None:
+        """``start()``, but None when the worker started at once (the common case):
+        the runner tells its core so without a ``StartDone``."""
         runtime = self.runner.runtime
         spec = self.spec
         self.injected: BaseException | None = None
@@ -261,7 +269,7 @@ class WorkerIncarnation(Incarnation):
         if spec.watchdog is not None or spec.health is not None or runtime.registry.owners:
             return self._done()
         self.started = True  # _done(), inline: the common case, nothing to watch or publish
-        return StartDone(self.id, self.token, self.starts)
+        return None
 
     def _done(self) -> StartDone:
         self.started = True

@@ -217,7 +217,7 @@ class SupervisorRunner:
         finally:
             self._feeding = False
 
-    def _process(self, message: Input | None) -> None:
+    def _process(self, message: Input | int | None) -> None:
         runtime = self.runtime
         core = self.core
         # hub.observed, inline (no property call): a stream listens, or the logger would log
@@ -227,9 +227,12 @@ class SupervisorRunner:
         # once (a worker's start) happen at the same instant as the input.
         now = runtime.clock.now()
         while message is not None:
-            if self._overlaps and isinstance(message, (StartDone, StartFailed)):
-                self._overlap_settled(message)
-            effects = handle_input(message, now)
+            if isinstance(message, int):  # a worker's start completed at once: its start count
+                effects = core.handle_started(message, now)
+            else:
+                if self._overlaps and isinstance(message, (StartDone, StartFailed)):
+                    self._overlap_settled(message)
+                effects = handle_input(message, now)
             message = None
             for effect in effects:
                 kind = type(effect)
@@ -266,7 +269,10 @@ class SupervisorRunner:
 
     # -- effects ----------------------------------------------------------------
 
-    def _start(self, effect: Start) -> Completion | None:
+    def _start(self, effect: Start) -> Completion | int | None:
+        """Start the incarnation ``effect`` asks for: its completion if it is
+        known at once (an int: a worker that started, its start count), else
+        None (a task feeds it back)."""
         spec = effect.spec
         path = effect.path or (*self.path, effect.id)
         store = self.runtime.store
@@ -290,8 +296,14 @@ class SupervisorRunner:
                 store.prepare_start(path, spec.state_version, spec.migrate)
             except Exception as exc:  # a migrate that raises: the start fails, the snapshot is kept
                 return incarnation._failed(exc)
-        started = incarnation.start()
-        if type(started) is StartDone:  # the common case: started at once
+        if type(incarnation) is WorkerIncarnation and not effect.overlaps:
+            launched = incarnation.launch()
+            if launched is None:  # the common case: started at once, told without a StartDone
+                return starts
+            started = launched
+        else:
+            started = incarnation.start()
+        if type(started) is StartDone:
             return started
         return self._complete(started, incarnation, stopping=False)
 
