@@ -228,7 +228,8 @@ class SupervisorCore:
 
         A ``Start``, ``Stop`` or ``UpdateSupervisor`` effect, if any, is the last
         one: the caller must answer it (with ``StartDone``/``StartFailed``,
-        ``StopDone`` or ``UpdateDone``) before the core does anything else. Other
+        ``StopDone`` or ``UpdateDone``; a start that succeeded at once may be
+        answered with ``handle_started``) before the core does anything else. Other
         inputs may be fed at any time; the core queues them while it is busy.
         """
         self.now = now
