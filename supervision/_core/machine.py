@@ -151,6 +151,20 @@ class Verdict(enum.Enum):
     LEAVE = "leave"  # the child's own intensity is exceeded and it is not permanent: it stays terminated
 
 
+# Enum members as module constants for the hot paths (exit, restart, start): reading
+# ``Status.RUNNING`` goes through the enum's metaclass, about 4x a global's cost.
+_STARTING = Status.STARTING
+_RUNNING = Status.RUNNING
+_TERMINATED = Status.TERMINATED
+_PERMANENT = Restart.PERMANENT
+_TEMPORARY = Restart.TEMPORARY
+_CRASH = ExitReason.CRASH
+_RESTART = Verdict.RESTART
+_GIVE_UP = Verdict.GIVE_UP
+_ONE_FOR_ONE = Strategy.ONE_FOR_ONE
+_STOPPED = Phase.STOPPED
+
+
 @dataclass(slots=True)
 class _Retry:
     id: str
@@ -199,6 +213,7 @@ class SupervisorCore:
         self._awaiting: Start | Adopt | Stop | UpdateSupervisor | None = None
         self._retries: dict[int, _Retry] = {}
         self._out: list[Effect] = []
+        self._restart_one = _RestartOne(self, "")  # the job of every one_for_one restart from an exit, reused
 
     def restarts_within(self, now: float) -> int:
         """Restarts in the intensity window at ``now``: those the next restart
@@ -213,7 +228,8 @@ class SupervisorCore:
 
         A ``Start``, ``Stop`` or ``UpdateSupervisor`` effect, if any, is the last
         one: the caller must answer it (with ``StartDone``/``StartFailed``,
-        ``StopDone`` or ``UpdateDone``) before the core does anything else. Other
+        ``StopDone`` or ``UpdateDone``; a start that succeeded at once may be
+        answered with ``handle_started``) before the core does anything else. Other
         inputs may be fed at any time; the core queues them while it is busy.
         """
         self.now = now
@@ -223,11 +239,33 @@ class SupervisorCore:
             if message.id != awaiting.id or message.token != awaiting.token:
                 raise RuntimeError(f"completion {message!r} does not answer {awaiting!r}")
             self._awaiting = None
-            self._advance(message)
+            job = self._job
+            if type(job) is _RestartOne and type(message) is StartDone:
+                job.started(message.starts, message.pid)  # the end of a one_for_one restart: no send()
+            else:
+                self._advance(message)
         elif self._job is not None:
             self._mailbox.append(message)
         else:
             self._dispatch(message)
+        while self._job is None and self._mailbox:
+            self._dispatch(self._mailbox.popleft())
+        return out
+
+    def handle_started(self, starts: int, now: float) -> list[Effect]:
+        """``handle(StartDone(id, token, starts), now)`` for the awaited ``Start``,
+        without the message: what a runtime calls when the start completed at
+        once (an asyncio worker's does). The same transition, the same effects."""
+        awaiting = self._awaiting
+        job = self._job
+        if type(job) is not _RestartOne or type(awaiting) is not Start:
+            if awaiting is None:
+                raise RuntimeError("handle_started() while no start is awaited")
+            return self.handle(StartDone(awaiting.id, awaiting.token, starts), now)
+        self.now = now
+        out = self._out = []
+        self._awaiting = None
+        job.started(starts, None)  # the end of a one_for_one restart
         while self._job is None and self._mailbox:
             self._dispatch(self._mailbox.popleft())
         return out
@@ -279,7 +317,7 @@ class SupervisorCore:
     # -- dispatch -------------------------------------------------------------
 
     def _dispatch(self, message: Input) -> None:
-        if self.phase is Phase.STOPPED:
+        if self.phase is _STOPPED:
             if isinstance(message, Command):
                 error = SupervisorNotRunning.at(self.path, "supervisor is not running")
                 self._out.append(Reply(message, error=error))
@@ -363,7 +401,7 @@ class SupervisorCore:
         child = self.children[id]
         self._tokens = token = self._tokens + 1  # next_token(), inline: every start takes this path
         child.token = token
-        child.status = Status.STARTING
+        child.status = _STARTING
         spec = child.spec
         if spec.health is not None or spec.watchdog is not None:
             child.health = HealthRecord()
@@ -372,12 +410,12 @@ class SupervisorCore:
     def _end_start(self, id: str, done: StartDone | StartFailed, *, reload: bool = False) -> StartError | None:
         child = self.children[id]
         if isinstance(done, StartDone):
-            child.status = Status.RUNNING
+            child.status = _RUNNING
             child.since = self.now
             if self.observed:
                 self._emit(ChildStarted(path=child.path, time=self.now, starts=done.starts, pid=done.pid))
             return None
-        child.status = Status.TERMINATED
+        child.status = _TERMINATED
         error = self._start_error(id, done.error)
         self._emit(ChildStartFailed(path=child.path, time=self.now, error=error, reload=reload))
         return error
@@ -620,35 +658,49 @@ class SupervisorCore:
 
     def _on_exited(self, message: Exited) -> None:
         child = self.children.get(message.id)
-        if child is None or child.token != message.token or child.status is not Status.RUNNING:
+        if child is None or child.token != message.token or child.status is not _RUNNING:
             return  # stale: that incarnation was already stopped or replaced
-        child.status = Status.TERMINATED
+        child.status = _TERMINATED
         outcome = message.outcome
         if self.observed:
             self._emit_exit(message.id, outcome)
         spec = child.spec
         restart = spec.restart
-        if restart is not Restart.PERMANENT and (
-            restart is Restart.TEMPORARY or outcome.reason is not ExitReason.CRASH
-        ):
-            if restart is Restart.TEMPORARY:
+        if restart is not _PERMANENT and (restart is _TEMPORARY or outcome.reason is not _CRASH):
+            if restart is _TEMPORARY:
                 self._remove(message.id)
             if spec.significant:
                 self._check_auto_shutdown()
             return
-        verdict = self._count_restart(message.id, outcome.error)
-        if verdict is Verdict.GIVE_UP:
-            self._run(self._give_up_job(outcome.error))
+        sup = self.spec
+        if spec.intensity is None:  # _count_restart(), inline: the supervisor's window
+            now = self.now
+            restarts = self.restarts
+            restarts.append(now)
+            period = sup.period
+            while now - restarts[0] > period:
+                restarts.popleft()
+            verdict = _RESTART if len(restarts) <= sup.intensity else _GIVE_UP
+        else:
+            verdict = self._count_restart(message.id, outcome.error)
+        if verdict is not _RESTART:
+            if verdict is _GIVE_UP:
+                self._run(self._give_up_job(outcome.error))
             return
-        if verdict is Verdict.LEAVE:
-            return
-        backoff = spec.backoff or self.spec.backoff
-        if self.now - child.since >= (backoff.reset_time if backoff else 0.0):
-            child.backoff_n = 0
+        backoff = spec.backoff or sup.backoff
         if backoff is not None:
+            if self.now - child.since >= backoff.reset_time:
+                child.backoff_n = 0
             self._schedule_retry(message.id, ())
             return
-        job = self._restart(message.id)
+        if self.now >= child.since:
+            child.backoff_n = 0
+        if sup.strategy is _ONE_FOR_ONE and type(sup).plan is _PLAN:
+            one = self._restart_one  # _restart(), inline: one_for_one (no job is running)
+            one.id = message.id
+            job: _Steps = one
+        else:
+            job = self._restart(message.id)
         if type(job) is _RestartOne:  # one_for_one: its first step at once (what _run would do)
             self._job = job
             self._job_command = None
@@ -980,3 +1032,17 @@ class _RestartOne:
         job = core._retry_or_give_up(self.id, (), error)
         core._job = job  # the rest, if any (giving up), is an ordinary job
         return job.send(None)
+
+    def started(self, starts: int, pid: int | None) -> None:
+        """The start succeeded: the job is over (``_end_start`` and ``_advance``'s
+        ending, inline: every restart of a one_for_one child ends here)."""
+        core = self.core
+        child = core.children[self.id]
+        child.status = _RUNNING
+        child.since = now = core.now
+        if core.observed:
+            core._out.append(Emit(ChildStarted(path=child.path, time=now, starts=starts, pid=pid)))
+        if core._job_command is None:
+            core._job = None
+        else:
+            core._end_job(None)

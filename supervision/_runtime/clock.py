@@ -8,6 +8,7 @@ without sleeping.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -53,7 +54,10 @@ class LoopClock:
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop if loop is not None else asyncio.get_running_loop()
-        self.now = self._loop.time  # type: ignore[method-assign]  # read twice per restart: no frame of our own
+        # Read at each restart: no frame of our own, nor the loop's where its time()
+        # is asyncio's own (which returns time.monotonic()).
+        plain = type(self._loop).time is asyncio.BaseEventLoop.time
+        self.now = time.monotonic if plain else self._loop.time  # type: ignore[method-assign]
 
     def now(self) -> float:
         return self._loop.time()

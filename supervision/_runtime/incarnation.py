@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from .tree import Tree
 
 
+_Task = asyncio.Task
+_NORMAL, _SHUTDOWN, _CRASH = ExitReason.NORMAL, ExitReason.SHUTDOWN, ExitReason.CRASH  # globals: cheaper than enums
+
 Completion = StartDone | StartFailed | StopDone | UpdateDone
 
 
@@ -58,6 +61,10 @@ class Runtime:
         self.tree: Tree | None = None
         """The Tree these runners make up (``ctx.tree``), once made."""
         self.context = contextvars.copy_context()
+        self.plain_loop = type(self.loop).create_task is asyncio.BaseEventLoop.create_task
+        """True for asyncio's own loops: while no task factory is set, a worker's
+        task is made as ``loop.create_task`` makes it (``asyncio.Task(...)``),
+        without a call through it per start."""
         self.operations: set[asyncio.Task[Any]] = set()
         self.abandoned: set[asyncio.Task[Any]] = set()
         """Worker tasks that ignored cancellation past their shutdown timeout."""
@@ -212,6 +219,14 @@ class WorkerIncarnation(Incarnation):
     __slots__ = ("ctx", "injected", "ready_future", "task")
 
     def start(self) -> Completion | Awaitable[Completion]:
+        started = self.launch()
+        if started is None:
+            return StartDone(self.id, self.token, self.starts)
+        return started
+
+    def launch(self) -> Completion | Awaitable[Completion] | None:
+        """``start()``, but None when the worker started at once (the common case):
+        the runner tells its core so without a ``StartDone``."""
         runtime = self.runner.runtime
         spec = self.spec
         self.injected: BaseException | None = None
@@ -233,22 +248,28 @@ class WorkerIncarnation(Incarnation):
         context.run(_current.set, ctx)
         try:
             coroutine = spec.start(ctx)
-            self.task: asyncio.Task[Any] = runtime.loop.create_task(
-                coroutine, name="/".join(self.path), context=context
-            )
+            loop = runtime.loop
+            if runtime.plain_loop and loop._task_factory is None:  # type: ignore[attr-defined]
+                task = _Task(coroutine, loop=loop, name="/".join(self.path), context=context)
+            else:
+                task = loop.create_task(coroutine, name="/".join(self.path), context=context)
+            self.task: asyncio.Task[Any] = task
         except Exception as exc:
             if sockets:
                 _close_all(sockets.values())
             return self._failed(exc)
         # The incarnation itself is its task's done-callback (``__call__``), run in
         # the tree's context: neither a bound method nor a context copy per worker.
-        self.task.add_done_callback(self, context=runtime.context)
+        task.add_done_callback(self, context=runtime.context)
         if sockets:
             opened = sockets.values()
-            self.task.add_done_callback(lambda _: _close_all(opened))
-        if self.ready_future is None:
+            task.add_done_callback(lambda _: _close_all(opened))
+        if self.ready_future is not None:
+            return self._wait_ready()
+        if spec.watchdog is not None or spec.health is not None or runtime.registry.owners:
             return self._done()
-        return self._wait_ready()
+        self.started = True  # _done(), inline: the common case, nothing to watch or publish
+        return None
 
     def _done(self) -> StartDone:
         self.started = True
@@ -304,11 +325,22 @@ class WorkerIncarnation(Incarnation):
         self.ctx._alive = False
         if self.monitor is not None:
             self._unwatch()
-        registry = self.runner.runtime.registry
+        runner = self.runner
+        registry = runner.runtime.registry
         if registry.owners:
             registry.ended(self.ctx)  # before anyone hears of the exit
         if self.started and not self.stopping:
-            self.runner.feed(Exited(self.id, self.token, self.outcome()))
+            if self.injected is None and not task.cancelled():  # outcome(), inline: a crash or a return
+                error = task.exception()
+                if error is None:
+                    outcome = Outcome(_NORMAL)
+                elif isinstance(error, Shutdown):
+                    outcome = Outcome(_SHUTDOWN, error)
+                else:
+                    outcome = Outcome(_CRASH, error)
+            else:
+                outcome = self.outcome()
+            runner.feed(Exited(self.id, self.token, outcome))
         elif not task.cancelled():
             task.exception()  # retrieved here: the start or stop path reports it
 

@@ -62,6 +62,9 @@ from .incarnation import Completion, Incarnation, Runtime, WorkerIncarnation
 from .process import ProcessIncarnation
 
 logger = logging.getLogger("supervision")
+_logger_enabled = logger.isEnabledFor
+_WORKER = Kind.WORKER  # a global: cheaper to read than the enum's member
+_ERROR = logging.ERROR
 
 
 class SupervisorIncarnation(Incarnation):
@@ -207,23 +210,29 @@ class SupervisorRunner:
             return
         self._feeding = True
         try:
-            next_message: Input | None = message
-            while next_message is not None:
-                self._process(next_message)
-                next_message = self._backlog.popleft() if self._backlog else None
+            self._process(message)
+            backlog = self._backlog
+            while backlog:
+                self._process(backlog.popleft())
         finally:
             self._feeding = False
 
-    def _process(self, message: Input | None) -> None:
+    def _process(self, message: Input | int | None) -> None:
         runtime = self.runtime
         core = self.core
-        core.observed = bool(runtime.observers) or runtime.hub.observed
+        # hub.observed, inline (no property call): a stream listens, or the logger would log
+        core.observed = bool(runtime.observers or runtime.hub._streams) or _logger_enabled(_ERROR)
         handle_input = core.handle
-        now = runtime.clock.now
+        # One reading of the clock per input: the completions an effect answers at
+        # once (a worker's start) happen at the same instant as the input.
+        now = runtime.clock.now()
         while message is not None:
-            if self._overlaps and isinstance(message, (StartDone, StartFailed)):
-                self._overlap_settled(message)
-            effects = handle_input(message, now())
+            if isinstance(message, int):  # a worker's start completed at once: its start count
+                effects = core.handle_started(message, now)
+            else:
+                if self._overlaps and isinstance(message, (StartDone, StartFailed)):
+                    self._overlap_settled(message)
+                effects = handle_input(message, now)
             message = None
             for effect in effects:
                 kind = type(effect)
@@ -260,14 +269,17 @@ class SupervisorRunner:
 
     # -- effects ----------------------------------------------------------------
 
-    def _start(self, effect: Start) -> Completion | None:
+    def _start(self, effect: Start) -> Completion | int | None:
+        """Start the incarnation ``effect`` asks for: its completion if it is
+        known at once (an int: a worker that started, its start count), else
+        None (a task feeds it back)."""
         spec = effect.spec
         path = effect.path or (*self.path, effect.id)
         store = self.runtime.store
         counts = store.starts  # store.count_start(path), inline: every start takes this path
         counts[path] = starts = counts.get(path, 0) + 1
         incarnation: Incarnation
-        if spec.kind is Kind.WORKER:  # the common kind, without a call to dispatch it
+        if spec.kind is _WORKER:  # the common kind, without a call to dispatch it
             incarnation = WorkerIncarnation(self, effect.id, effect.token, spec, path, starts)
         else:
             incarnation = self._incarnation(effect.id, effect.token, spec, path, starts)
@@ -277,13 +289,21 @@ class SupervisorRunner:
             self.retiring[old.token] = old
             self._overlaps[effect.token] = old.token
         self.incarnations[effect.id] = incarnation
-        if store.versions.get(path, 0) != spec.state_version:  # a reload changed it: convert the snapshot
+        versions = store.versions  # only versions other than 0: mostly empty
+        if (versions or spec.state_version) and versions.get(path, 0) != spec.state_version:
+            # a reload changed it: convert the snapshot
             try:
                 store.prepare_start(path, spec.state_version, spec.migrate)
             except Exception as exc:  # a migrate that raises: the start fails, the snapshot is kept
                 return incarnation._failed(exc)
-        started = incarnation.start()
-        if type(started) is StartDone:  # the common case: started at once
+        if type(incarnation) is WorkerIncarnation and not effect.overlaps:
+            launched = incarnation.launch()
+            if launched is None:  # the common case: started at once, told without a StartDone
+                return starts
+            started = launched
+        else:
+            started = incarnation.start()
+        if type(started) is StartDone:
             return started
         return self._complete(started, incarnation, stopping=False)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -168,3 +169,76 @@ def test_unobserved_core_builds_no_events() -> None:
     assert start is not None
     effects += core.handle(StartDone("a", start.token, 2), 1.0)
     assert not any(isinstance(e, Emit) for e in effects)
+
+
+def _shape(effects: list[Any]) -> list[tuple[Any, ...]]:
+    """What an effect list says, comparable across two cores (errors differ by identity)."""
+    shaped: list[tuple[Any, ...]] = []
+    for effect in effects:
+        if isinstance(effect, Emit):
+            event = effect.event
+            shaped.append(
+                (type(event).__name__, event.path, getattr(event, "reason", None), getattr(event, "starts", None))
+            )
+        else:
+            shaped.append((type(effect).__name__, getattr(effect, "id", None), getattr(effect, "token", None)))
+    return shaped
+
+
+@given(
+    strategy=st.sampled_from(["one_for_one", "one_for_all", "rest_for_one"]),
+    exits=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(list(ExitReason)), st.floats(0, 2)), max_size=25),
+    intensity=st.integers(0, 6),
+    observed=st.booleans(),
+)
+def test_handle_started_is_handle_of_a_start_done(
+    strategy: str, exits: list[tuple[int, ExitReason, float]], intensity: int, observed: bool
+) -> None:
+    """``handle_started(starts, now)`` (the answer a runtime gives a start that
+    completed at once) makes the same transitions and effects as
+    ``handle(StartDone(id, token, starts), now)``, on restarts and starts alike."""
+    spec = sv.Supervisor(
+        [
+            sv.child(id, work, restart=restart)
+            for id, restart in (("a", "permanent"), ("b", "transient"), ("c", "permanent"))
+        ],
+        strategy=strategy,
+        intensity=intensity,
+        period=3.0,
+    )
+    cores = [SupervisorCore(spec), SupervisorCore(spec)]
+    logs: list[list[tuple[Any, ...]]] = [[], []]
+    error = RuntimeError("boom")
+
+    def feed(n: int, message: Any, now: float) -> None:
+        effects = cores[n].handle(message, now)
+        while True:
+            logs[n] += _shape(effects)
+            start = effects[-1] if effects and isinstance(effects[-1], Start) else None
+            stop = effects[-1] if effects and isinstance(effects[-1], Stop) else None
+            if start is not None:
+                if n == 0:
+                    effects = cores[0].handle(StartDone(start.id, start.token, 7), now)
+                else:
+                    effects = cores[1].handle_started(7, now)
+            elif stop is not None:
+                effects = cores[n].handle(StopDone(stop.id, stop.token, Outcome(ExitReason.SHUTDOWN)), now)
+            else:
+                return
+
+    now = 0.0
+    for n in (0, 1):
+        cores[n].observed = observed
+        feed(n, Init(), now)
+    for index, reason, gap in exits:
+        now += gap
+        id = "abc"[index]
+        for n in (0, 1):
+            child = cores[n].children.get(id)
+            if child is not None:
+                feed(n, Exited(id, child.token, Outcome(reason, error if reason is ExitReason.CRASH else None)), now)
+    assert logs[0] == logs[1]
+    assert [(c.status, c.token, c.since) for c in cores[0].children.values()] == [
+        (c.status, c.token, c.since) for c in cores[1].children.values()
+    ]
+    assert cores[0].phase is cores[1].phase
