@@ -38,6 +38,7 @@ import threading
 import weakref
 from collections.abc import Callable
 
+from . import proc
 from .proc import _environ_has, children_of, read_stat, set_done, start_time
 from .spawn import Spawner, set_child_subreaper
 
@@ -148,6 +149,8 @@ class Reaper:
         before the spawn will do), read from ``/proc`` when needed if not given.
         Called in the thread that spawned ``pid`` (see ``_unwatched_children``)."""
         pidfd = os.pidfd_open(pid)
+        if pidfd >= proc._fd_room:
+            proc.make_room(pidfd)
         self._threads.add(threading.get_native_id())
         self._watches[pid] = _Watch(pid, pidfd, callback, born)
         self.loop.add_reader(pidfd, self._collect, pid)
