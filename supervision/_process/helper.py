@@ -218,6 +218,8 @@ _O_WRONLY_CLOEXEC = 0o1 | 0o2000000
 _PRIO_PROCESS = 0
 _RLIM_INFINITY = 2**64 - 1
 _ENTRY = struct.Struct("<8Q")
+_ARGUMENT = struct.Struct("<Q")
+_PLUS_ONE = (1).__add__
 _POINTER = [1 << i for i in range(6)]  # flags: a_i points into the data
 _PREVIOUS = 1 << 6  # flags: a0 is the previous call's result
 _MAX_FD = 1 << 20  # above any RLIMIT_NOFILE; closerange uses close_range(2)
@@ -403,30 +405,61 @@ def encode(steps: Sequence[Action]) -> tuple[str, list[int]]:
 
 _SESSION: tuple[Action, ...] = (SetSid(), DevNullStdin())
 _RESTORED: tuple[Action, ...] = tuple(DefaultSignal(number) for number in RESTORED_SIGNALS)
-_ENCODED: dict[tuple[Action, ...], tuple[bytes, list[int]]] = {}
+_FD = 2**31
+"""Where an fd goes in the actions :class:`InProcess` encodes: no fd has that
+number. The program is encoded once per shape and the fds of each spawn (new pipes
+at each start of a group of instances) are written into a copy of it."""
+_OUTPUT = (Dup2(_FD, 1), Dup2(_FD, 2))
+_CLOSE_BELOW = {flag: CloseFrom(_FD, _FD, flag) for flag in (False, True)}
+_CLOSE_ABOVE = {flag: CloseFrom(_FD, cloexec=flag) for flag in (False, True)}
+_ENCODED: dict[tuple[Action, ...], tuple[bytes, list[int], dict[int, int]]] = {}
 
 
-def _encoded(actions: Sequence[Action]) -> tuple[bytes, list[int]]:
-    """:func:`encode`, remembered: a respawn encodes what the last spawn did (the
-    fds of new pipes are mostly the numbers just freed)."""
+def _encoded(actions: Sequence[Action]) -> tuple[bytes, list[int], dict[int, int]]:
+    """:func:`encode`, remembered: the program (bytes, not hex), the owner of each
+    entry, and the first entry of each action (where :func:`_patched` writes)."""
     key = tuple(actions)
     found = _ENCODED.get(key)
     if found is None:
         program, owners = encode(actions)
+        first: dict[int, int] = {}
+        for entry, owner in enumerate(owners):
+            first.setdefault(owner, entry)
         if len(_ENCODED) >= 256:
             _ENCODED.clear()
-        found = _ENCODED[key] = program.encode(), owners
+        found = _ENCODED[key] = bytes.fromhex(program), owners, first
     return found
 
 
-def _next(offset: int, length: int) -> int:
-    return offset + length + 1  # past the string and its NUL
+def _patched(program: bytes, first: dict[int, int], fds: list[tuple[int, tuple[int, ...]]]) -> bytes:
+    """The program (hex) with the fds of this spawn as the first arguments of the
+    entries of the actions that hold :data:`_FD`."""
+    patched = bytearray(program)
+    for action, values in fds:
+        at = 16 + (first[action] << 6)  # past the count, the entry's nr
+        for value in values:
+            _ARGUMENT.pack_into(patched, at, value)
+            at += 8
+    return patched.hex().encode()
+
+
+def _real(actions: Sequence[Action], fds: list[tuple[int, tuple[int, ...]]]) -> list[Action]:
+    """The actions with the fds of this spawn in place of :data:`_FD` (a failure names them)."""
+    real = list(actions)
+    for index, values in fds:
+        action = real[index]
+        if isinstance(action, Dup2):
+            real[index] = Dup2(values[0], action.target)
+        elif isinstance(action, CloseFrom):
+            last = values[1] if len(values) > 1 else action.last
+            real[index] = CloseFrom(values[0], last, action.cloexec)
+    return real
 
 
 def _environment(env: Env) -> list[bytes]:
     """``env`` as ``NAME=value`` strings, in its order."""
     try:
-        entries: list[bytes] = [name + b"=" + value for name, value in env.items()]  # type: ignore[operator,misc]
+        entries: list[bytes] = list(map(b"=".join, env.items()))  # type: ignore[arg-type]
         names = b"".join(env)  # type: ignore[arg-type]
     except TypeError:  # str, or mixed
         entries = [os.fsencode(name) + b"=" + os.fsencode(value) for name, value in env.items()]
@@ -504,14 +537,18 @@ class InProcess:
             sources = _copies(listen, made)
             base = 3 + len(sources)
             actions: list[Action] = [*_SESSION]
+            fds: list[tuple[int, tuple[int, ...]]] = []  # (action, its fds): written into the program
             for target, name in ((1, "stdout"), (2, "stderr")):
                 fd = common.get(name)
                 if fd is not None:
                     if fd < 3:  # it may be a target: from a copy above them
                         fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
                         made.append(fd)
-                    actions.append(Dup2(fd, target))
-            actions += [Dup2(fd, 3 + index) for index, fd in enumerate(sources)]
+                    fds.append((len(actions), (fd,)))
+                    actions.append(_OUTPUT[target - 1])
+            for index, fd in enumerate(sources):
+                fds.append((len(actions), (fd,)))
+                actions.append(Dup2(_FD, 3 + index))
             if cwd is not None:
                 actions.append(ChangeDir(cwd))
             actions += _RESTORED
@@ -523,10 +560,12 @@ class InProcess:
                 try:
                     cloexec = self.cloexec_range
                     if write_end > base:
-                        actions.append(CloseFrom(base, write_end - 1, cloexec))
-                    actions.append(CloseFrom(write_end + 1, cloexec=cloexec))
-                    program, owners = _encoded(actions)
-                    strings = [b"", str(parent).encode(), str(write_end).encode(), program, os.fsencode(path)]
+                        fds.append((len(actions), (base, write_end - 1)))
+                        actions.append(_CLOSE_BELOW[cloexec])
+                    fds.append((len(actions), (write_end + 1,)))
+                    actions.append(_CLOSE_ABOVE[cloexec])
+                    program, owners, first = _encoded(actions)
+                    strings = [b"", b"%d" % parent, b"%d" % write_end, _patched(program, first, fds), os.fsencode(path)]
                     strings += map(os.fsencode, argv)
                     count = len(strings)
                     strings += _environment(env)
@@ -534,7 +573,10 @@ class InProcess:
                     if blob.count(0) != len(strings) - 1:
                         raise ValueError("embedded null byte")
                     text = array.array("B", blob + b"\0")  # writable: the pid variables
-                    offsets = list(itertools.accumulate(map(len, strings), _next, initial=text.buffer_info()[0]))
+                    # where each string begins: past the one before and its NUL
+                    offsets = list(
+                        itertools.accumulate(map(_PLUS_ONE, map(len, strings)), initial=text.buffer_info()[0])
+                    )
                     frame = array.array("Q", [count, *offsets[:count], 0, *offsets[count:-1], 0])
                     stack = self._stacks.pop() if self._stacks else ctypes.create_string_buffer(self.STACK)
                     try:
@@ -557,7 +599,7 @@ class InProcess:
             for fd in made:
                 os.close(fd)
         if data:
-            _fail(pid, data, argv, actions, owners)
+            _fail(pid, data, argv, _real(actions, fds), owners)
         return pid
 
 
