@@ -126,6 +126,7 @@ class Reaper:
         # Their files are opened when first read, read with pread, closed with the reaper.
         self._threads = {self._own_pid}
         self._children_files: dict[int, int] = {}
+        self._clear = False  # no unwatched child, counted in this turn of the loop
         weakref.finalize(self, _close_all, self._children_files)
         if _subreaper is None:
             _subreaper = set_child_subreaper()
@@ -256,37 +257,65 @@ class Reaper:
         the first thread of this process, before its pidfd says it exited).
 
         Counted, not parsed: a watched pid is a child of the thread that spawned it
-        (or of the first thread, if that thread ended) until its watch is collected,
-        so there is an unwatched child among the children of those threads exactly
-        when they have more children than we have watches. One ``pread`` of each
-        of their children files (kept open), a ``count`` of the separators: a
-        constant cost per exit in Python however many children run, where parsing
-        every pid cost O(children) per exit and O(n²) to stop n. True if it cannot
-        tell (a thread ended while counting; another event loop of this process
-        watches children too)."""
-        if len(_reapers) > 1 and any(other is not self and other._watches for other in list(_reapers.values())):
+        (or of the first thread, once that thread has ended) until its watch is
+        collected, so there is an unwatched child among the children of those
+        threads exactly when they have more children than we have watches. One
+        ``pread`` of each of their children files (kept open), a ``count`` of the
+        separators: a constant cost per exit in Python however many children run,
+        where parsing every pid cost O(children) per exit and O(n²) to stop n. The
+        first thread is read last: a child moving to it from a thread that ends
+        meanwhile is counted twice, never missed. True if it cannot tell (another
+        event loop of this process watches children too).
+
+        The kernel still walks the children to list them: a "no" holds for the rest
+        of this turn of the loop (see :meth:`_clear_this_turn`), so exits that come
+        together (an orderly stop) pay one walk."""
+        if self._clear:
+            return False
+        if len(_reapers) > 1 and any(other is not self and other._watches for other in _all_reapers()):
             return True
         files = self._children_files
         count = 0
-        for tid in list(self._threads):
+        expected = 8 * (len(self._watches) + 16)  # a pid and its space take 8 bytes at most
+        for tid in sorted(self._threads, key=self._own_pid.__eq__):  # the first thread last
+            fd = files.get(tid)
             try:
-                fd = files.get(tid)
                 if fd is None:
                     fd = files[tid] = os.open(f"/proc/{self._own_pid}/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
-                offset = 0
-                while chunk := os.pread(fd, 65536, offset):
-                    count += chunk.count(b" ")
-                    offset += len(chunk)
-            except OSError:
-                # That thread ended: its children are the first thread's now (the
-                # next count sees them there).
-                fd = files.pop(tid, None)
-                if fd is not None:
-                    os.close(fd)
-                if tid != self._own_pid:
-                    self._threads.discard(tid)
-                return True
-        return count > len(self._watches)
+                size = expected
+                while len(chunk := os.pread(fd, size, 0)) == size:  # one read from the start: a consistent walk
+                    size *= 4
+            except OSError:  # it ended before its file was opened: its children are the first thread's
+                if tid == self._own_pid:
+                    return True
+                self._forget_thread(tid)
+                continue
+            if chunk:
+                count += chunk.count(b" ")
+            elif tid != self._own_pid and not os.path.exists(f"/proc/{self._own_pid}/task/{tid}"):
+                self._forget_thread(tid)  # an ended thread's file reads empty
+        if count > len(self._watches):
+            return True
+        self._clear_this_turn()
+        return False
+
+    def _forget_thread(self, tid: int) -> None:
+        fd = self._children_files.pop(tid, None)
+        if fd is not None:
+            os.close(fd)
+        self._threads.discard(tid)
+
+    def _clear_this_turn(self) -> None:
+        """Remember until the loop's next turn that no child was unwatched. Every
+        exit reported in this turn happened before the loop's poll returned, and the
+        kernel gives a service's orphans to us before its pidfd says it exited: they
+        were all counted. An exit after the count is reported in a later turn, and
+        counted again. (Restarts meanwhile add a child and its watch together.)"""
+        self._clear = True
+        self.loop.call_soon(self._end_of_turn)
+
+    def _end_of_turn(self) -> None:
+        self._clear = False
 
     def leftovers(self, leader: int, marker: bytes, born: int | None = None) -> list[int]:
         """Live or zombie processes a service left behind, and their descendants:
@@ -354,6 +383,16 @@ class Reaper:
                 with contextlib.suppress(ChildProcessError):
                     os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG)
                 os.close(fd)
+
+
+def _all_reapers() -> list[Reaper]:
+    """The reapers of every event loop: a copy, made again if another thread
+    added one meanwhile (a ``WeakKeyDictionary`` iterates in Python)."""
+    while True:
+        try:
+            return list(_reapers.values())
+        except RuntimeError:  # dictionary changed size during iteration
+            continue
 
 
 def _only_theirs(pid: int, born: int | None, others: list[int]) -> bool:

@@ -42,9 +42,15 @@ def test_a_start_time_from_the_clock_is_the_child_s_or_a_tick_before() -> None:
             os.waitpid(pid, 0)
 
 
+async def _next_turn() -> None:
+    """Let the loop turn: a "no" of the quick check holds until then."""
+    await asyncio.sleep(0)
+
+
 async def test_the_quick_check_sees_unwatched_children_only() -> None:
     found = reaper()
     assert not found._unwatched_children()
+    await _next_turn()
     other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
     try:
         assert found._unwatched_children()
@@ -55,9 +61,65 @@ async def test_the_quick_check_sees_unwatched_children_only() -> None:
     pid = spawner().spawn(["/bin/sleep", "10"], None, None, None, None, pdeathsig=True)
     exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     found.watch(pid, lambda code, status: exited.set_result(None))
+    await _next_turn()
     assert not found._unwatched_children()  # watched: not a leftover
     os.kill(pid, 9)
     await asyncio.wait_for(exited, WAIT)
+
+
+async def test_a_no_holds_for_the_rest_of_the_turn_only() -> None:
+    """Exits reported in one turn of the loop exited before its poll returned, and
+    their orphans were ours before that: one count serves them all. The next turn
+    counts again."""
+    found = reaper()
+    await _next_turn()
+    assert not found._unwatched_children()
+    other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    try:
+        assert not found._unwatched_children()  # this turn: the count made before it came
+        await _next_turn()
+        assert found._unwatched_children()
+        assert found._unwatched_children()  # a yes is never remembered
+    finally:
+        other.kill()
+        other.wait()
+    assert not found._unwatched_children()
+
+
+def _ended(tid: int) -> bool:
+    """Whether the kernel is done with this thread of ours (``join`` returns before:
+    until then, its children are still its own)."""
+    return not os.path.exists(f"/proc/{os.getpid()}/task/{tid}")
+
+
+async def test_a_thread_that_spawned_watched_children_may_end() -> None:
+    """A watched child of a thread that ends goes to the first thread: still counted
+    against its watch, and the ended thread's children file is let go."""
+    found = reaper()
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+    started: list[int] = []
+
+    def spawn_and_watch() -> None:  # the loop waits in join meanwhile
+        pid = spawner().spawn(["/bin/sleep", "1000"], None, None, None, None, pdeathsig=False)
+        found.watch(pid, lambda code, status: exited.set_result(None))
+        started.append(pid)
+
+    thread = threading.Thread(target=spawn_and_watch)
+    thread.start()
+    thread.join()
+    tid = thread.native_id
+    assert tid is not None and tid in found._threads
+    try:
+        await _next_turn()
+        assert not found._unwatched_children()
+        await until(lambda: _ended(tid))
+        await _next_turn()
+        assert not found._unwatched_children()  # the child is the first thread's now
+        assert tid not in found._threads and tid not in found._children_files
+    finally:
+        os.kill(started[0], 9)
+        await asyncio.wait_for(exited, WAIT)
 
 
 async def test_the_quick_check_counts_every_child_against_the_watches() -> None:
@@ -75,6 +137,7 @@ async def test_the_quick_check_counts_every_child_against_the_watches() -> None:
         watched.append(exited)
         pids.append(pid)
     try:
+        await _next_turn()
         assert not found._unwatched_children()
         started: list[subprocess.Popen[bytes]] = []
         thread = threading.Thread(
@@ -83,7 +146,11 @@ async def test_the_quick_check_counts_every_child_against_the_watches() -> None:
         thread.start()
         thread.join()
         orphan = started[0]
+        tid = thread.native_id
+        assert tid is not None
         try:
+            await until(lambda: _ended(tid))
+            await _next_turn()
             assert found._unwatched_children()
             assert found._unwatched_children()  # and again, through the first thread's file
         finally:
@@ -94,6 +161,7 @@ async def test_the_quick_check_counts_every_child_against_the_watches() -> None:
         for pid in pids:
             os.kill(pid, 9)
         await asyncio.wait_for(asyncio.gather(*watched), WAIT)
+    await _next_turn()
     assert not found._unwatched_children()
 
 
