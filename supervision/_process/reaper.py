@@ -259,9 +259,10 @@ class Reaper:
         Counted, not parsed: a watched pid is a child of the thread that spawned it
         (or of the first thread, once that thread has ended) until its watch is
         collected, so there is an unwatched child among the children of those
-        threads exactly when they have more children than we have watches. One
-        ``pread`` of each of their children files (kept open), a ``count`` of the
-        separators: a constant cost per exit in Python however many children run,
+        threads exactly when they have more children than we have watches. A
+        ``pread`` of each of their children files (kept open; a page, some 600
+        children, at a time), a ``count`` of the separators: little Python per exit
+        however many children run,
         where parsing every pid cost O(children) per exit and O(n²) to stop n. The
         first thread is read last: a child moving to it from a thread that ends
         meanwhile is counted twice, never missed. True if it cannot tell (another
@@ -276,23 +277,22 @@ class Reaper:
             return True
         files = self._children_files
         count = 0
-        expected = 8 * (len(self._watches) + 16)  # a pid and its space take 8 bytes at most
         for tid in sorted(self._threads, key=self._own_pid.__eq__):  # the first thread last
             fd = files.get(tid)
             try:
                 if fd is None:
                     fd = files[tid] = os.open(f"/proc/{self._own_pid}/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
-                size = expected
-                while len(chunk := os.pread(fd, size, 0)) == size:  # one read from the start: a consistent walk
-                    size *= 4
+                # A read returns one page at most (some 600 pids): read on to the end.
+                offset = 0
+                while chunk := os.pread(fd, 65536, offset):
+                    count += chunk.count(b" ")
+                    offset += len(chunk)
             except OSError:  # it ended before its file was opened: its children are the first thread's
                 if tid == self._own_pid:
                     return True
                 self._forget_thread(tid)
                 continue
-            if chunk:
-                count += chunk.count(b" ")
-            elif tid != self._own_pid and not os.path.exists(f"/proc/{self._own_pid}/task/{tid}"):
+            if not offset and tid != self._own_pid and not os.path.exists(f"/proc/{self._own_pid}/task/{tid}"):
                 self._forget_thread(tid)  # an ended thread's file reads empty
         if count > len(self._watches):
             return True

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import subprocess
 import threading
 import time
@@ -84,6 +85,36 @@ async def test_a_no_holds_for_the_rest_of_the_turn_only() -> None:
         other.kill()
         other.wait()
     assert not found._unwatched_children()
+
+
+@pytest.mark.skipif(resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2048, reason="needs 800 pidfds")
+async def test_the_count_reads_a_children_file_longer_than_a_page() -> None:
+    """A read of a children file returns one page at most (some 600 pids): 800
+    watched children and one unwatched still say yes."""
+    found = reaper()
+    loop = asyncio.get_running_loop()
+    watched: list[asyncio.Future[None]] = []
+    pids = []
+    try:
+        for _ in range(800):
+            pid = spawner().spawn(["/bin/sleep", "1000"], None, None, None, None, pdeathsig=True)
+            pids.append(pid)
+            exited: asyncio.Future[None] = loop.create_future()
+            found.watch(pid, lambda code, status, done=exited: done.set_result(None))
+            watched.append(exited)
+        await _next_turn()
+        assert not found._unwatched_children()
+        await _next_turn()
+        other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        try:
+            assert found._unwatched_children()
+        finally:
+            other.kill()
+            other.wait()
+    finally:
+        for pid in pids:
+            os.kill(pid, 9)
+        await asyncio.wait_for(asyncio.gather(*watched), WAIT)
 
 
 def _ended(tid: int) -> bool:
