@@ -50,6 +50,14 @@ ExitCallback = Callable[[int, int], None]
 _SWEEP_BATCH = 64
 """Orphans reaped per turn of the event loop at most."""
 
+_PAGE_END = 4096 - 8
+"""A read of a children file shorter than this is its end: the kernel fills a page
+(4 KiB at least) but for the room of one more pid and its space."""
+
+_REMEMBERED_FROM = 64
+"""Watched children from which a "no" of the quick check is remembered for the rest
+of the loop's turn: below, counting again costs less than remembering."""
+
 _ABANDONED_AFTER = 1.0
 """Seconds a zombie in our own session is left to its owner before ``sv.run`` reaps it."""
 
@@ -122,9 +130,10 @@ class Reaper:
         self._own_session = os.getsid(0)
         # The threads whose children files say whether a service may have left
         # something behind (see ``_unwatched_children``): the first thread, which
-        # the kernel gives orphans to, and each thread that spawned a watched child.
-        # Their files are opened when first read, read with pread, closed with the reaper.
-        self._threads = {self._own_pid}
+        # the kernel gives orphans to (always read, last), and each other thread that
+        # spawned a watched child (these). Their files are opened when first read,
+        # read with pread, closed with the reaper.
+        self._threads: set[int] = set()
         self._children_files: dict[int, int] = {}
         self._clear = False  # no unwatched child, counted in this turn of the loop
         weakref.finalize(self, _close_all, self._children_files)
@@ -152,7 +161,9 @@ class Reaper:
         pidfd = os.pidfd_open(pid)
         if pidfd >= proc._fd_room:
             proc.make_room(pidfd)
-        self._threads.add(threading.get_native_id())
+        tid = threading.get_native_id()
+        if tid != self._own_pid:
+            self._threads.add(tid)
         self._watches[pid] = _Watch(pid, pidfd, callback, born)
         self.loop.add_reader(pidfd, self._collect, pid)
 
@@ -160,7 +171,9 @@ class Reaper:
         """Watch a child through a pidfd opened already (re-exec: a child the
         previous image of this process started, see ``adopt``). The watch owns
         ``pidfd`` from now on."""
-        self._threads.add(threading.get_native_id())
+        tid = threading.get_native_id()
+        if tid != self._own_pid:
+            self._threads.add(tid)
         self._watches[pid] = _Watch(pid, pidfd, callback, born)
         self.loop.add_reader(pidfd, self._collect, pid)
 
@@ -268,25 +281,28 @@ class Reaper:
         meanwhile is counted twice, never missed. True if it cannot tell (another
         event loop of this process watches children too).
 
-        The kernel still walks the children to list them: a "no" holds for the rest
-        of this turn of the loop (see :meth:`_clear_this_turn`), so exits that come
-        together (an orderly stop) pay one walk."""
+        The kernel still walks the children to list them: with many, a "no" holds
+        for the rest of this turn of the loop (see :meth:`_clear_this_turn`), so
+        exits that come together (an orderly stop) pay one walk."""
         if self._clear:
             return False
         if len(_reapers) > 1 and any(other is not self and other._watches for other in _all_reapers()):
             return True
         files = self._children_files
         count = 0
-        for tid in sorted(self._threads, key=self._own_pid.__eq__):  # the first thread last
+        for tid in (*self._threads, self._own_pid):  # the first thread last
             fd = files.get(tid)
             try:
                 if fd is None:
                     fd = files[tid] = os.open(f"/proc/{self._own_pid}/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
-                # A read returns one page at most (some 600 pids): read on to the end.
+                # A read returns one page at most (some 600 pids), as full as the
+                # entries allow: a shorter one is the end.
                 offset = 0
                 while chunk := os.pread(fd, 65536, offset):
                     count += chunk.count(b" ")
                     offset += len(chunk)
+                    if len(chunk) < _PAGE_END:
+                        break
             except OSError:  # it ended before its file was opened: its children are the first thread's
                 if tid == self._own_pid:
                     return True
@@ -294,9 +310,11 @@ class Reaper:
                 continue
             if not offset and tid != self._own_pid and not os.path.exists(f"/proc/{self._own_pid}/task/{tid}"):
                 self._forget_thread(tid)  # an ended thread's file reads empty
-        if count > len(self._watches):
+        watches = len(self._watches)
+        if count > watches:
             return True
-        self._clear_this_turn()
+        if watches >= _REMEMBERED_FROM:
+            self._clear_this_turn()
         return False
 
     def _forget_thread(self, tid: int) -> None:
