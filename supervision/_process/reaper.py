@@ -1,7 +1,8 @@
 """The central reaper: one per event loop, for every process child of every tree.
 
-* Exits of our own children are observed with ``pidfd_open`` + ``loop.add_reader``
-  (no thread per child, no polling, no wake-up while nothing happens) and reaped
+* Exits of our own children are observed with ``pidfd_open``, through the event
+  loop (its ``Poller``: no thread per child, no polling, no wake-up while nothing
+  happens) and reaped
   with ``waitid(P_PIDFD)``, so we only ever collect the pid we were told about.
 * The process is a child subreaper (``PR_SET_CHILD_SUBREAPER``): descendants
   orphaned by a service (daemons that double-forked, children of a crashed
@@ -39,6 +40,7 @@ import weakref
 from collections.abc import Callable
 
 from . import proc
+from .poller import poller
 from .proc import _environ_has, children_of, read_stat, set_done, start_time
 from .spawn import Spawner, set_child_subreaper
 
@@ -53,10 +55,6 @@ _SWEEP_BATCH = 64
 _PAGE_END = 4096 - 8
 """A read of a children file shorter than this is its end: the kernel fills a page
 (4 KiB at least) but for the room of one more pid and its space."""
-
-_REMEMBERED_FROM = 64
-"""Watched children from which a "no" of the quick check is remembered for the rest
-of the loop's turn: below, counting again costs less than remembering."""
 
 _ABANDONED_AFTER = 1.0
 """Seconds a zombie in our own session is left to its owner before ``sv.run`` reaps it."""
@@ -126,6 +124,7 @@ class Reaper:
         global _subreaper
         self.loop = loop
         self._watches: dict[int, _Watch] = {}
+        self._poller = poller(loop)
         self._own_pid = os.getpid()
         self._own_session = os.getsid(0)
         # The threads whose children files say whether a service may have left
@@ -135,7 +134,7 @@ class Reaper:
         # read with pread, closed with the reaper.
         self._threads: set[int] = set()
         self._children_files: dict[int, int] = {}
-        self._clear = False  # no unwatched child, counted in this turn of the loop
+        self._clear_at = -1  # the poll of the poller when no child was unwatched (see _unwatched_children)
         weakref.finalize(self, _close_all, self._children_files)
         if _subreaper is None:
             _subreaper = set_child_subreaper()
@@ -165,7 +164,7 @@ class Reaper:
         if tid != self._own_pid:
             self._threads.add(tid)
         self._watches[pid] = _Watch(pid, pidfd, callback, born)
-        self.loop.add_reader(pidfd, self._collect, pid)
+        self._poller.add(pidfd, self._collect, pid)
 
     def adopt(self, pid: int, pidfd: int, callback: ExitCallback, born: int | None = None) -> None:
         """Watch a child through a pidfd opened already (re-exec: a child the
@@ -175,7 +174,7 @@ class Reaper:
         if tid != self._own_pid:
             self._threads.add(tid)
         self._watches[pid] = _Watch(pid, pidfd, callback, born)
-        self.loop.add_reader(pidfd, self._collect, pid)
+        self._poller.add(pidfd, self._collect, pid)
 
     def _collect(self, pid: int) -> None:
         watch = self._watches.get(pid)
@@ -190,7 +189,7 @@ class Reaper:
                 return  # not exited yet
             code, status = info.si_code, info.si_status
         del self._watches[pid]
-        self.loop.remove_reader(watch.pidfd)
+        self._poller.remove(watch.pidfd)
         os.close(watch.pidfd)
         watch.callback(code, status)
 
@@ -264,7 +263,7 @@ class Reaper:
         self._stale_timer = None
         self._on_sigchld()
 
-    def _unwatched_children(self) -> bool:
+    def _unwatched_children(self, fresh: bool = False) -> bool:
         """Whether we have a child that is not watched: without one, no service can
         have left anything behind (what a service leaves behind comes back to us, to
         the first thread of this process, before its pidfd says it exited).
@@ -281,10 +280,15 @@ class Reaper:
         meanwhile is counted twice, never missed. True if it cannot tell (another
         event loop of this process watches children too).
 
-        The kernel still walks the children to list them: with many, a "no" holds
-        for the rest of this turn of the loop (see :meth:`_clear_this_turn`), so
-        exits that come together (an orderly stop) pay one walk."""
-        if self._clear:
+        The kernel still walks the children to list them, so a "no" is remembered
+        until the poller polls again (unless ``fresh``): every exit it reports
+        was polled before the count was made, and the kernel gives a service's
+        orphans to us before its pidfd says it exited: they were counted. An exit
+        after the count is reported by a later poll, and counted again; a restart
+        meanwhile adds a child and its watch together. Exits that come together
+        (an orderly stop) pay one walk."""
+        generation = self._poller.generation
+        if self._clear_at == generation and not fresh:
             return False
         if len(_reapers) > 1 and any(other is not self and other._watches for other in _all_reapers()):
             return True
@@ -310,11 +314,9 @@ class Reaper:
                 continue
             if not offset and tid != self._own_pid and not os.path.exists(f"/proc/{self._own_pid}/task/{tid}"):
                 self._forget_thread(tid)  # an ended thread's file reads empty
-        watches = len(self._watches)
-        if count > watches:
+        if count > len(self._watches):
             return True
-        if watches >= _REMEMBERED_FROM:
-            self._clear_this_turn()
+        self._clear_at = generation
         return False
 
     def _forget_thread(self, tid: int) -> None:
@@ -323,19 +325,7 @@ class Reaper:
             os.close(fd)
         self._threads.discard(tid)
 
-    def _clear_this_turn(self) -> None:
-        """Remember until the loop's next turn that no child was unwatched. Every
-        exit reported in this turn happened before the loop's poll returned, and the
-        kernel gives a service's orphans to us before its pidfd says it exited: they
-        were all counted. An exit after the count is reported in a later turn, and
-        counted again. (Restarts meanwhile add a child and its watch together.)"""
-        self._clear = True
-        self.loop.call_soon(self._end_of_turn)
-
-    def _end_of_turn(self) -> None:
-        self._clear = False
-
-    def leftovers(self, leader: int, marker: bytes, born: int | None = None) -> list[int]:
+    def leftovers(self, leader: int, marker: bytes, born: int | None = None, *, fresh: bool = False) -> list[int]:
         """Live or zombie processes a service left behind, and their descendants:
         orphans that came back to us from its session or process group, or
         carrying its invocation id; and, under ``sv.run`` (:func:`claim_orphans`)
@@ -344,8 +334,9 @@ class Reaper:
         and without the marker (``setsid -f env -i daemon``) that started after the
         service did, while no other watched child that started before it still
         runs. (One that might be another running child's is left to that child's
-        exit, or to :meth:`orphans` at the end.)"""
-        if not self._unwatched_children():
+        exit, or to :meth:`orphans` at the end.) ``fresh``: count the children
+        again (after killing leftovers, which may have forked meanwhile)."""
+        if not self._unwatched_children(fresh):
             return []
         others = sorted(w.born for w in self._watches.values() if w.pid != leader)
         roots = []

@@ -20,7 +20,7 @@ import pytest
 import supervision as sv
 from supervision._process.output import Sink
 from supervision._process.proc import boot_ticks, start_time
-from supervision._process.reaper import _REMEMBERED_FROM, reaper, spawner
+from supervision._process.reaper import Reaper, reaper, spawner
 from tests.helpers import WAIT, is_, next_event
 from tests.process_helpers import PY, descendants, exists, open_fds, start_watched, until
 
@@ -43,15 +43,15 @@ def test_a_start_time_from_the_clock_is_the_child_s_or_a_tick_before() -> None:
             os.waitpid(pid, 0)
 
 
-async def _next_turn() -> None:
-    """Let the loop turn: a "no" of the quick check holds until then."""
-    await asyncio.sleep(0)
+def _next_poll(found: Reaper) -> None:
+    """As if the poller had polled again: a "no" of the quick check holds until then."""
+    found._poller.generation += 1
 
 
 async def test_the_quick_check_sees_unwatched_children_only() -> None:
     found = reaper()
     assert not found._unwatched_children()
-    await _next_turn()
+    _next_poll(found)
     other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
     try:
         assert found._unwatched_children()
@@ -62,52 +62,31 @@ async def test_the_quick_check_sees_unwatched_children_only() -> None:
     pid = spawner().spawn(["/bin/sleep", "10"], None, None, None, None, pdeathsig=True)
     exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     found.watch(pid, lambda code, status: exited.set_result(None))
-    await _next_turn()
+    _next_poll(found)
     assert not found._unwatched_children()  # watched: not a leftover
     os.kill(pid, 9)
     await asyncio.wait_for(exited, WAIT)
 
 
-async def test_a_no_holds_for_the_rest_of_the_turn_only() -> None:
-    """Exits reported in one turn of the loop exited before its poll returned, and
-    their orphans were ours before that: with many watched children (a walk of
-    them in the kernel each time), one count serves them all. The next turn counts
-    again; with few, every check counts."""
+async def test_a_no_holds_until_the_next_poll() -> None:
+    """Exits reported by one poll of the poller exited before it, and their orphans
+    were ours before that: one count serves them all (a walk of the children in the
+    kernel each). The next poll counts again; so does a fresh check (the clean-up
+    of leftovers, which may have forked)."""
     found = reaper()
-    loop = asyncio.get_running_loop()
-    watched: list[asyncio.Future[None]] = []
-    pids = []
-    try:
-        for _ in range(_REMEMBERED_FROM):
-            pid = spawner().spawn(["/bin/sleep", "1000"], None, None, None, None, pdeathsig=True)
-            pids.append(pid)
-            exited: asyncio.Future[None] = loop.create_future()
-            found.watch(pid, lambda code, status, done=exited: done.set_result(None))
-            watched.append(exited)
-        await _next_turn()
-        assert not found._unwatched_children()
-        other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
-        try:
-            assert not found._unwatched_children()  # this turn: the count made before it came
-            await _next_turn()
-            assert found._unwatched_children()
-            assert found._unwatched_children()  # a yes is never remembered
-        finally:
-            other.kill()
-            other.wait()
-        assert not found._unwatched_children()
-    finally:
-        for pid in pids:
-            os.kill(pid, 9)
-        await asyncio.wait_for(asyncio.gather(*watched), WAIT)
-    await _next_turn()
+    _next_poll(found)
     assert not found._unwatched_children()
     other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
     try:
-        assert found._unwatched_children()  # few watched: counted again at once
+        assert not found._unwatched_children()  # the count made before it came
+        assert found._unwatched_children(fresh=True)
+        _next_poll(found)
+        assert found._unwatched_children()
+        assert found._unwatched_children()  # a yes is never remembered
     finally:
         other.kill()
         other.wait()
+    assert not found._unwatched_children()
 
 
 @pytest.mark.skipif(resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2048, reason="needs 800 pidfds")
@@ -125,9 +104,9 @@ async def test_the_count_reads_a_children_file_longer_than_a_page() -> None:
             exited: asyncio.Future[None] = loop.create_future()
             found.watch(pid, lambda code, status, done=exited: done.set_result(None))
             watched.append(exited)
-        await _next_turn()
+        _next_poll(found)
         assert not found._unwatched_children()
-        await _next_turn()
+        _next_poll(found)
         other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
         try:
             assert found._unwatched_children()
@@ -166,10 +145,10 @@ async def test_a_thread_that_spawned_watched_children_may_end() -> None:
     tid = thread.native_id
     assert tid is not None and tid in found._threads
     try:
-        await _next_turn()
+        _next_poll(found)
         assert not found._unwatched_children()
         await until(lambda: _ended(tid))
-        await _next_turn()
+        _next_poll(found)
         assert not found._unwatched_children()  # the child is the first thread's now
         assert tid not in found._threads and tid not in found._children_files
     finally:
@@ -192,7 +171,7 @@ async def test_the_quick_check_counts_every_child_against_the_watches() -> None:
         watched.append(exited)
         pids.append(pid)
     try:
-        await _next_turn()
+        _next_poll(found)
         assert not found._unwatched_children()
         started: list[subprocess.Popen[bytes]] = []
         thread = threading.Thread(
@@ -205,7 +184,7 @@ async def test_the_quick_check_counts_every_child_against_the_watches() -> None:
         assert tid is not None
         try:
             await until(lambda: _ended(tid))
-            await _next_turn()
+            _next_poll(found)
             assert found._unwatched_children()
             assert found._unwatched_children()  # and again, through the first thread's file
         finally:
@@ -216,7 +195,7 @@ async def test_the_quick_check_counts_every_child_against_the_watches() -> None:
         for pid in pids:
             os.kill(pid, 9)
         await asyncio.wait_for(asyncio.gather(*watched), WAIT)
-    await _next_turn()
+    _next_poll(found)
     assert not found._unwatched_children()
 
 
