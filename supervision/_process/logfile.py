@@ -450,7 +450,7 @@ class FileOutput(PrefixedOutput):
         self._paused = True
         for stream in self._streams:
             if stream.fd >= 0:
-                self.loop.remove_reader(stream.fd)
+                self._unwatch(stream)
         self.file.pause_until_drained(self.loop, self._resume)
 
     def _resume(self) -> None:
@@ -459,7 +459,7 @@ class FileOutput(PrefixedOutput):
         self._paused = False
         for stream in self._streams:
             if stream.fd >= 0:
-                self.loop.add_reader(stream.fd, self._on_readable, stream)
+                self._watch(stream)
 
     def drain_and_close(self) -> None:
         """Read what the pipes hold now, queue it for the file, close the pipes and

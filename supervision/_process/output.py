@@ -1,8 +1,8 @@
 """A process child's stdout and stderr, read line by line through the event loop, as
 structured records.
 
-With ``output="prefix"`` each stream is a pipe whose read end is registered with
-``loop.add_reader``: the supervisor never blocks on a child, reads only when there is
+With ``output="prefix"`` each stream is a pipe whose read end is watched by the
+event loop (through the loop's ``Poller``): the supervisor never blocks on a child, reads only when there is
 data, and hands each batch of complete lines to an output sink as an :class:`Output`
 record (the child's path, the stream, the lines). The default sink,
 :func:`write_prefixed`, writes them as ``path | line`` to the supervisor's own stdout
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TextIO, cast
 
 from .._core.paths import Path, format_path
+from .poller import poller
 
 _CHUNK = 65536
 _MAX_LINE = 65536
@@ -347,7 +348,7 @@ class PrefixedOutput:
             if fd >= 0:
                 os.set_inheritable(fd, False)
                 os.set_blocking(fd, False)
-                loop.add_reader(fd, self._on_readable, stream)
+                self._watch(stream)
             self._streams.append(stream)
         return self
 
@@ -365,7 +366,7 @@ class PrefixedOutput:
         if not self._reading:
             self._reading = True
             for stream in self._streams:
-                self.loop.add_reader(stream.fd, self._on_readable, stream)
+                self._watch(stream)
 
     @property
     def reusable(self) -> bool:
@@ -422,9 +423,16 @@ class PrefixedOutput:
         stamp = timestamp() if self.timestamps else None
         self.sink(Output(self.path, "stderr" if stream.to_stderr else "stdout", pieces, stamp))
 
+    def _watch(self, stream: _Stream) -> None:
+        """Read ``stream`` whenever it is readable (through the loop's ``Poller``)."""
+        poller(self.loop).add(stream.fd, self._on_readable, stream)
+
+    def _unwatch(self, stream: _Stream) -> None:
+        poller(self.loop).remove(stream.fd)
+
     def _close(self, stream: _Stream) -> None:
         if stream.fd >= 0:
-            self.loop.remove_reader(stream.fd)
+            self._unwatch(stream)
             os.close(stream.fd)
             stream.fd = -1
 

@@ -1,7 +1,8 @@
 """The central reaper: one per event loop, for every process child of every tree.
 
-* Exits of our own children are observed with ``pidfd_open`` + ``loop.add_reader``
-  (no thread per child, no polling, no wake-up while nothing happens) and reaped
+* Exits of our own children are observed with ``pidfd_open``, through the event
+  loop (its ``Poller``: no thread per child, no polling, no wake-up while nothing
+  happens) and reaped
   with ``waitid(P_PIDFD)``, so we only ever collect the pid we were told about.
 * The process is a child subreaper (``PR_SET_CHILD_SUBREAPER``): descendants
   orphaned by a service (daemons that double-forked, children of a crashed
@@ -38,6 +39,8 @@ import threading
 import weakref
 from collections.abc import Callable
 
+from . import proc
+from .poller import poller
 from .proc import _environ_has, children_of, read_stat, set_done, start_time
 from .signals import quiet_wakeup
 from .spawn import Spawner, set_child_subreaper
@@ -49,6 +52,10 @@ ExitCallback = Callable[[int, int], None]
 
 _SWEEP_BATCH = 64
 """Orphans reaped per turn of the event loop at most."""
+
+_PAGE_END = 4096 - 8
+"""A read of a children file shorter than this is its end: the kernel fills a page
+(4 KiB at least) but for the room of one more pid and its space."""
 
 _ABANDONED_AFTER = 1.0
 """Seconds a zombie in our own session is left to its owner before ``sv.run`` reaps it."""
@@ -118,16 +125,18 @@ class Reaper:
         global _subreaper
         self.loop = loop
         self._watches: dict[int, _Watch] = {}
+        self._poller = poller(loop)
         self._own_pid = os.getpid()
         self._own_session = os.getsid(0)
         # The threads whose children files say whether a service may have left
         # something behind (see ``_unwatched_children``): the first thread, which
-        # the kernel gives orphans to, and each thread that spawned a watched child.
-        # Their files are opened when first read, read with pread, closed with the reaper.
-        self._threads = {self._own_pid}
+        # the kernel gives orphans to (always read, last), and each other thread that
+        # spawned a watched child (these). Their files are opened when first read,
+        # read with pread, closed with the reaper.
+        self._threads: set[int] = set()
         self._children_files: dict[int, int] = {}
+        self._clear_at = -1  # the poll of the poller when no child was unwatched (see _unwatched_children)
         weakref.finalize(self, _close_all, self._children_files)
-        self._none_this_turn = False  # a count in this turn of the loop found no unwatched child
         if _subreaper is None:
             _subreaper = set_child_subreaper()
             if not _subreaper:
@@ -151,17 +160,23 @@ class Reaper:
         before the spawn will do), read from ``/proc`` when needed if not given.
         Called in the thread that spawned ``pid`` (see ``_unwatched_children``)."""
         pidfd = os.pidfd_open(pid)
-        self._threads.add(threading.get_native_id())
+        if pidfd >= proc._fd_room:
+            proc.make_room(pidfd)
+        tid = threading.get_native_id()
+        if tid != self._own_pid:
+            self._threads.add(tid)
         self._watches[pid] = _Watch(pid, pidfd, callback, born)
-        self.loop.add_reader(pidfd, self._collect, pid)
+        self._poller.add(pidfd, self._collect, pid)
 
     def adopt(self, pid: int, pidfd: int, callback: ExitCallback, born: int | None = None) -> None:
         """Watch a child through a pidfd opened already (re-exec: a child the
         previous image of this process started, see ``adopt``). The watch owns
         ``pidfd`` from now on."""
-        self._threads.add(threading.get_native_id())
+        tid = threading.get_native_id()
+        if tid != self._own_pid:
+            self._threads.add(tid)
         self._watches[pid] = _Watch(pid, pidfd, callback, born)
-        self.loop.add_reader(pidfd, self._collect, pid)
+        self._poller.add(pidfd, self._collect, pid)
 
     def _collect(self, pid: int) -> None:
         watch = self._watches.get(pid)
@@ -176,7 +191,7 @@ class Reaper:
                 return  # not exited yet
             code, status = info.si_code, info.si_status
         del self._watches[pid]
-        self.loop.remove_reader(watch.pidfd)
+        self._poller.remove(watch.pidfd)
         os.close(watch.pidfd)
         watch.callback(code, status)
 
@@ -210,7 +225,7 @@ class Reaper:
                 # from the peek: look for orphans through /proc instead — if there
                 # can be any (a crash storm's SIGCHLDs find watched zombies: a scan
                 # of every child each time was O(children) per signal).
-                if self._unwatched_children():
+                if self._unwatched_children(fresh=True):
                     self._reap_orphans_by_scan()
                 return
             with contextlib.suppress(ChildProcessError):
@@ -253,62 +268,69 @@ class Reaper:
         self._stale_timer = None
         self._on_sigchld()
 
-    def _unwatched_children(self) -> bool:
+    def _unwatched_children(self, fresh: bool = False) -> bool:
         """Whether we have a child that is not watched: without one, no service can
         have left anything behind (what a service leaves behind comes back to us, to
         the first thread of this process, before its pidfd says it exited).
 
         Counted, not parsed: a watched pid is a child of the thread that spawned it
-        (or of the first thread, if that thread ended) until its watch is collected,
-        so there is an unwatched child among the children of those threads exactly
-        when they have more children than we have watches. One ``pread`` of each
-        of their children files (kept open), a ``count`` of the separators: a
-        constant cost per exit in Python however many children run, where parsing
-        every pid cost O(children) per exit and O(n²) to stop n. True if it cannot
-        tell (a thread ended while counting; another event loop of this process
-        watches children too).
+        (or of the first thread, once that thread has ended) until its watch is
+        collected, so there is an unwatched child among the children of those
+        threads exactly when they have more children than we have watches. A
+        ``pread`` of each of their children files (kept open; a page, some 600
+        children, at a time), a ``count`` of the separators: little Python per exit
+        however many children run,
+        where parsing every pid cost O(children) per exit and O(n²) to stop n. The
+        first thread is read last: a child moving to it from a thread that ends
+        meanwhile is counted twice, never missed. True if it cannot tell (another
+        event loop of this process watches children too).
 
-        A "no" holds for the rest of the loop's turn: the exits this turn handles
-        were all reported before it began (their pidfds were ready), and an exit
-        gives what the service left behind to us before its pidfd is ready, so a
-        count made during the turn has seen it. (An exit during the turn is
-        handled, and counted afresh, in a later one.) Ending 10 000 children,
-        whose exits come in batches, reads the children files once per batch:
-        the kernel writes every pid into them, O(children) for each read."""
-        if self._none_this_turn:
+        The kernel still walks the children to list them, so a "no" is remembered
+        until the poller polls again (unless ``fresh``): every exit it reports
+        was polled before the count was made, and the kernel gives a service's
+        orphans to us before its pidfd says it exited: they were counted. An exit
+        after the count is reported by a later poll, and counted again; a restart
+        meanwhile adds a child and its watch together. Exits that come together
+        (an orderly stop) pay one walk."""
+        generation = self._poller.generation
+        if self._clear_at == generation and not fresh:
             return False
-        if len(_reapers) > 1 and any(other is not self and other._watches for other in list(_reapers.values())):
+        if len(_reapers) > 1 and any(other is not self and other._watches for other in _all_reapers()):
             return True
         files = self._children_files
         count = 0
-        for tid in list(self._threads):
+        for tid in (*self._threads, self._own_pid):  # the first thread last
+            fd = files.get(tid)
             try:
-                fd = files.get(tid)
                 if fd is None:
                     fd = files[tid] = os.open(f"/proc/{self._own_pid}/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
+                # A read returns one page at most (some 600 pids), as full as the
+                # entries allow: a shorter one is the end.
                 offset = 0
                 while chunk := os.pread(fd, 65536, offset):
                     count += chunk.count(b" ")
                     offset += len(chunk)
-            except OSError:
-                # That thread ended: its children are the first thread's now (the
-                # next count sees them there).
-                fd = files.pop(tid, None)
-                if fd is not None:
-                    os.close(fd)
-                if tid != self._own_pid:
-                    self._threads.discard(tid)
-                return True
+                    if len(chunk) < _PAGE_END:
+                        break
+            except OSError:  # it ended before its file was opened: its children are the first thread's
+                if tid == self._own_pid:
+                    return True
+                self._forget_thread(tid)
+                continue
+            if not offset and tid != self._own_pid and not os.path.exists(f"/proc/{self._own_pid}/task/{tid}"):
+                self._forget_thread(tid)  # an ended thread's file reads empty
         if count > len(self._watches):
             return True
-        self._none_this_turn = True
-        self.loop.call_soon(self._new_turn)
+        self._clear_at = generation
         return False
 
-    def _new_turn(self) -> None:
-        self._none_this_turn = False
+    def _forget_thread(self, tid: int) -> None:
+        fd = self._children_files.pop(tid, None)
+        if fd is not None:
+            os.close(fd)
+        self._threads.discard(tid)
 
-    def leftovers(self, leader: int, marker: bytes, born: int | None = None) -> list[int]:
+    def leftovers(self, leader: int, marker: bytes, born: int | None = None, *, fresh: bool = False) -> list[int]:
         """Live or zombie processes a service left behind, and their descendants:
         orphans that came back to us from its session or process group, or
         carrying its invocation id; and, under ``sv.run`` (:func:`claim_orphans`)
@@ -317,8 +339,9 @@ class Reaper:
         and without the marker (``setsid -f env -i daemon``) that started after the
         service did, while no other watched child that started before it still
         runs. (One that might be another running child's is left to that child's
-        exit, or to :meth:`orphans` at the end.)"""
-        if not self._unwatched_children():
+        exit, or to :meth:`orphans` at the end.) ``fresh``: count the children
+        again (after killing leftovers, which may have forked meanwhile)."""
+        if not self._unwatched_children(fresh):
             return []
         others = sorted(w.born for w in self._watches.values() if w.pid != leader)
         roots = []
@@ -374,6 +397,16 @@ class Reaper:
                 with contextlib.suppress(ChildProcessError):
                     os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG)
                 os.close(fd)
+
+
+def _all_reapers() -> list[Reaper]:
+    """The reapers of every event loop: a copy, made again if another thread
+    added one meanwhile (a ``WeakKeyDictionary`` iterates in Python)."""
+    while True:
+        try:
+            return list(_reapers.values())
+        except RuntimeError:  # dictionary changed size during iteration
+            continue
 
 
 def _only_theirs(pid: int, born: int | None, others: list[int]) -> bool:

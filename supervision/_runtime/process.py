@@ -389,7 +389,7 @@ class ProcessIncarnation(Incarnation):
         try:
             for _ in range(_MAX_CLEANUP_ROUNDS):  # again, in case they forked meanwhile
                 await self.reaper.kill_and_reap(leftovers)
-                leftovers = self.reaper.leftovers(self._pid, self.marker, self._born)
+                leftovers = self.reaper.leftovers(self._pid, self.marker, self._born, fresh=True)
                 if not leftovers:
                     break
             else:

@@ -45,7 +45,7 @@ from .._process.logfile import DRAIN_AT_EXIT as LOG_FILES_AT_EXIT
 from .._process.logfile import drain as drain_log_files
 from .._process.logfile import reopen as reopen_log_files
 from .._process.output import DRAIN_AT_EXIT, Output, drain_sinks, non_blocking, write_prefixed
-from .._process.proc import kill_other_sessions
+from .._process.proc import kill_other_sessions, reserve_fds
 from .._process.reaper import claim_orphans, existing_reaper
 from .._process.signals import add_signal_handler
 from .._reload.reexec import Handover, attach
@@ -70,6 +70,10 @@ _DEFAULT: Any = object()
 
 _STOP = "supervision stop"  # the task that stops the tree: awaited, never cancelled
 FORCED_EXIT = 130  # 128 + SIGINT, as shells report a program stopped by Ctrl-C
+RESERVED_FDS = 8192
+"""The fd table ``run`` makes room for at once (64 KiB of kernel memory): some
+2 700 process children (a pidfd and two pipes each) start without the table
+growing; see ``_process.proc.reserve_fds``."""
 
 
 def _configure_logging(log_format: str = "auto", name: str = "supervision") -> None:
@@ -128,6 +132,7 @@ def run(
     claim_orphans()  # this process is the supervisor: what its subreaper inherits is the tree's
     handover = pending_handover()
     child_nofile = raise_nofile(handover.host.get("nofile") if handover is not None else None)
+    reserve_fds(RESERVED_FDS)  # before any thread starts: no RCU grace period to wait for
     options: dict[str, Any] = {"http": http}
     if termination_log is not _DEFAULT:
         options["termination_log"] = termination_log

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import threading
@@ -644,3 +645,27 @@ async def test_an_orphan_that_exits_is_reaped_even_behind_a_foreign_zombie(tmp_p
         daemon = int(pidfile.read_text())
         await until(lambda: not exists(daemon), what="the orphan reaped")
         assert foreign.wait() == 0  # its status was left to its owner
+
+
+def test_room_in_the_fd_table_is_reserved_in_one_step() -> None:
+    """``reserve_fds`` grows the fd table at once (``FDSize`` in ``/proc/self/status``);
+    ``make_room`` reserves four times the fd it is given once fds come near the
+    room reserved, so that a growing tree grows the table a few times only."""
+    from supervision._process import proc
+
+    def size() -> int:
+        with open("/proc/self/status") as file:
+            return next(int(line.split()[1]) for line in file if line.startswith("FDSize:"))
+
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    wanted = min(2048, limit)
+    assert proc.reserve_fds(wanted) == wanted
+    assert size() >= wanted
+    assert proc._fd_room >= wanted * 3 // 4
+    room = proc._fd_room
+    proc.make_room(room - 1)  # below the room: nothing to do
+    assert proc._fd_room == room
+    if limit >= 4 * room:
+        proc.make_room(room)
+        assert size() >= 4 * room
+        assert proc._fd_room >= 3 * room

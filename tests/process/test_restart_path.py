@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import subprocess
 import threading
 import time
@@ -19,7 +20,7 @@ import pytest
 import supervision as sv
 from supervision._process.output import Sink
 from supervision._process.proc import boot_ticks, start_time
-from supervision._process.reaper import reaper, spawner
+from supervision._process.reaper import Reaper, reaper, spawner
 from tests.helpers import WAIT, is_, next_event
 from tests.process_helpers import PY, descendants, exists, open_fds, start_watched, until
 
@@ -42,18 +43,17 @@ def test_a_start_time_from_the_clock_is_the_child_s_or_a_tick_before() -> None:
             os.waitpid(pid, 0)
 
 
-async def next_turn() -> None:
-    """A "no" of the quick check holds for the rest of the loop's turn: each state
-    below is checked in a turn of its own."""
-    await asyncio.sleep(0)
+def _next_poll(found: Reaper) -> None:
+    """As if the poller had polled again: a "no" of the quick check holds until then."""
+    found._poller.generation += 1
 
 
 async def test_the_quick_check_sees_unwatched_children_only() -> None:
     found = reaper()
     assert not found._unwatched_children()
+    _next_poll(found)
     other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
     try:
-        await next_turn()
         assert found._unwatched_children()
     finally:
         other.kill()
@@ -62,10 +62,98 @@ async def test_the_quick_check_sees_unwatched_children_only() -> None:
     pid = spawner().spawn(["/bin/sleep", "10"], None, None, None, None, pdeathsig=True)
     exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     found.watch(pid, lambda code, status: exited.set_result(None))
-    await next_turn()
+    _next_poll(found)
     assert not found._unwatched_children()  # watched: not a leftover
     os.kill(pid, 9)
     await asyncio.wait_for(exited, WAIT)
+
+
+async def test_a_no_holds_until_the_next_poll() -> None:
+    """Exits reported by one poll of the poller exited before it, and their orphans
+    were ours before that: one count serves them all (a walk of the children in the
+    kernel each). The next poll counts again; so does a fresh check (the clean-up
+    of leftovers, which may have forked)."""
+    found = reaper()
+    _next_poll(found)
+    assert not found._unwatched_children()
+    other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    try:
+        assert not found._unwatched_children()  # the count made before it came
+        assert found._unwatched_children(fresh=True)
+        _next_poll(found)
+        assert found._unwatched_children()
+        assert found._unwatched_children()  # a yes is never remembered
+    finally:
+        other.kill()
+        other.wait()
+    assert not found._unwatched_children()
+
+
+@pytest.mark.skipif(resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2048, reason="needs 800 pidfds")
+async def test_the_count_reads_a_children_file_longer_than_a_page() -> None:
+    """A read of a children file returns one page at most (some 600 pids): 800
+    watched children and one unwatched still say yes."""
+    found = reaper()
+    loop = asyncio.get_running_loop()
+    watched: list[asyncio.Future[None]] = []
+    pids = []
+    try:
+        for _ in range(800):
+            pid = spawner().spawn(["/bin/sleep", "1000"], None, None, None, None, pdeathsig=True)
+            pids.append(pid)
+            exited: asyncio.Future[None] = loop.create_future()
+            found.watch(pid, lambda code, status, done=exited: done.set_result(None))
+            watched.append(exited)
+        _next_poll(found)
+        assert not found._unwatched_children()
+        _next_poll(found)
+        other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        try:
+            assert found._unwatched_children()
+        finally:
+            other.kill()
+            other.wait()
+    finally:
+        for start in range(0, len(pids), 50):  # a few at a time: 800 SIGCHLDs at once fill the wake-up pipe
+            for pid in pids[start : start + 50]:
+                os.kill(pid, 9)
+            await asyncio.wait_for(asyncio.gather(*watched[start : start + 50]), WAIT)
+
+
+def _ended(tid: int) -> bool:
+    """Whether the kernel is done with this thread of ours (``join`` returns before:
+    until then, its children are still its own)."""
+    return not os.path.exists(f"/proc/{os.getpid()}/task/{tid}")
+
+
+async def test_a_thread_that_spawned_watched_children_may_end() -> None:
+    """A watched child of a thread that ends goes to the first thread: still counted
+    against its watch, and the ended thread's children file is let go."""
+    found = reaper()
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+    started: list[int] = []
+
+    def spawn_and_watch() -> None:  # the loop waits in join meanwhile
+        pid = spawner().spawn(["/bin/sleep", "1000"], None, None, None, None, pdeathsig=False)
+        found.watch(pid, lambda code, status: exited.set_result(None))
+        started.append(pid)
+
+    thread = threading.Thread(target=spawn_and_watch)
+    thread.start()
+    thread.join()
+    tid = thread.native_id
+    assert tid is not None and tid in found._threads
+    try:
+        _next_poll(found)
+        assert not found._unwatched_children()
+        await until(lambda: _ended(tid))
+        _next_poll(found)
+        assert not found._unwatched_children()  # the child is the first thread's now
+        assert tid not in found._threads and tid not in found._children_files
+    finally:
+        os.kill(started[0], 9)
+        await asyncio.wait_for(exited, WAIT)
 
 
 async def test_the_quick_check_counts_every_child_against_the_watches() -> None:
@@ -83,6 +171,7 @@ async def test_the_quick_check_counts_every_child_against_the_watches() -> None:
         watched.append(exited)
         pids.append(pid)
     try:
+        _next_poll(found)
         assert not found._unwatched_children()
         started: list[subprocess.Popen[bytes]] = []
         thread = threading.Thread(
@@ -90,36 +179,24 @@ async def test_the_quick_check_counts_every_child_against_the_watches() -> None:
         )
         thread.start()
         thread.join()
-        await until(lambda: not os.path.exists(f"/proc/self/task/{thread.native_id}"))  # gone, not just joined
         orphan = started[0]
+        tid = thread.native_id
+        assert tid is not None
         try:
-            await next_turn()
+            await until(lambda: _ended(tid))
+            _next_poll(found)
             assert found._unwatched_children()
             assert found._unwatched_children()  # and again, through the first thread's file
         finally:
             orphan.kill()
             orphan.wait()
-        await next_turn()
         assert not found._unwatched_children()
     finally:
         for pid in pids:
             os.kill(pid, 9)
         await asyncio.wait_for(asyncio.gather(*watched), WAIT)
-    await next_turn()
+    _next_poll(found)
     assert not found._unwatched_children()
-
-
-async def test_a_no_holds_for_the_rest_of_the_turn_only() -> None:
-    found = reaper()
-    assert not found._unwatched_children()
-    other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
-    try:
-        assert not found._unwatched_children()  # the same turn: the exits it handles were counted
-        await next_turn()
-        assert found._unwatched_children()
-    finally:
-        other.kill()
-        other.wait()
 
 
 async def _leftover_is_killed_before_the_exit(tmp_path: Path) -> None:
@@ -296,16 +373,14 @@ async def test_a_sweep_behind_a_watched_zombie_scans_only_if_an_orphan_can_be_th
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # a zombie now, its pidfd not read yet
         return exited
 
-    await next_turn()
     exited = watched_zombie()
     found._sweep()  # the peek finds the watched zombie first
     assert scans == []  # only watched children: nothing to look for
     await asyncio.wait_for(exited, WAIT)
     other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
     try:
-        await next_turn()
         exited = watched_zombie()
-        found._sweep()
+        found._sweep()  # counts afresh: a "no" remembered since the last poll does not serve it
         assert scans == [None]  # an unwatched child too: the scan looks
         await asyncio.wait_for(exited, WAIT)
     finally:

@@ -355,3 +355,58 @@ def test_without_close_range_the_helper_is_exec_d(monkeypatch: pytest.MonkeyPatc
         assert report["fds"] == [0, 1, 2]
     finally:
         fallback.close()
+
+
+def test_the_fds_are_marked_close_on_exec_where_the_kernel_can(spawner: Spawner) -> None:
+    """Linux 5.11: the child marks the fds from 3 up close-on-exec (a bitmap
+    operation) instead of closing them one by one before its exec; the target's
+    exec closes them, after it has let the supervisor go on."""
+    assert spawner._in_process is not None
+    assert spawner._in_process.cloexec_range  # this kernel is newer than 5.11
+    program, _ = _helper.encode([_helper.CloseFrom(5, cloexec=True), _helper.CloseFrom(3, 4)])
+    entries = bytes.fromhex(program)
+    assert _helper._ENTRY.unpack_from(entries, 8)[:4] == (_helper._CLOSE_RANGE, 5, 2**32 - 1, 4)
+    assert _helper._ENTRY.unpack_from(entries, 8 + 64)[:4] == (_helper._CLOSE_RANGE, 3, 4, 0)
+
+
+def test_without_close_range_cloexec_the_fds_are_closed_in_the_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux 5.9 and 5.10 have ``close_range`` without ``CLOSE_RANGE_CLOEXEC``: the
+    in-process spawn closes the fds instead; nothing leaks either way."""
+    monkeypatch.setattr(_helper, "_cloexec_range_works", lambda libc: False)
+    monkeypatch.setattr(_helper, "_ENCODED", {})
+    closing = Spawner()
+    try:
+        assert closing.method == "vfork"
+        assert closing._in_process is not None and not closing._in_process.cloexec_range
+        leaked = os.open("/dev/null", os.O_RDONLY)
+        os.set_inheritable(leaked, True)
+        high = fcntl.fcntl(leaked, fcntl.F_DUPFD, 300)  # inheritable too
+        try:
+            report = _report(closing, "vfork")
+        finally:
+            os.close(leaked)
+            os.close(high)
+        assert report["fds"] == [0, 1, 2]
+    finally:
+        closing.close()
+
+
+def test_a_failure_is_reported_without_waiting_for_the_error_pipe_to_close(
+    spawner: Spawner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error pipe is read once, without blocking, right after ``clone``
+    returns: a failure was written before the child exited; a child that exec'd
+    has written nothing, and the read does not wait for its EOF."""
+    reads: list[bool] = []
+    read = os.read
+
+    def watched(fd: int, size: int) -> bytes:
+        reads.append(os.get_blocking(fd))
+        return read(fd, size)
+
+    monkeypatch.setattr(_helper.os, "read", watched)
+    with pytest.raises(FileNotFoundError):
+        _spawn(spawner, "vfork", ["/no/such/program"])
+    pid = _spawn(spawner, "vfork", ["/bin/true"])
+    assert os.waitpid(pid, 0)[1] == 0
+    assert reads == [False, False]
