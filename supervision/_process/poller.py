@@ -13,6 +13,12 @@ An event polled in a batch may come after an earlier callback of the same batch
 removed its fd, and the number may have been reused meanwhile: the callback then
 found is called once for nothing. Every callback here reads or reaps without
 blocking (``WNOHANG``, ``O_NONBLOCK``), so such a call finds nothing to do.
+
+An fd closed without :meth:`Poller.remove` while another process held a copy of it
+(a child forked without exec) would stay registered under its old number, where
+it can no longer be unregistered, and wake the loop at every turn: an fd that is
+reported in two polls in a row without a callback makes the poller start a new
+epoll with the fds it watches.
 """
 
 from __future__ import annotations
@@ -43,11 +49,12 @@ class Poller:
         self._epoll = select.epoll()
         self._callbacks: dict[int, tuple[Callable[[Any], None], Any]] = {}
         self.closed = False
+        self._strays: set[int] = set()  # fds the last poll reported without a callback
         self.generation = 0
         """How many times it was polled: exits reported by the same poll happened
         before it (see ``Reaper._unwatched_children``)."""
         loop.add_reader(self._epoll.fileno(), self._dispatch)
-        weakref.finalize(self, self._epoll.close)
+        self._finalizer = weakref.finalize(self, self._epoll.close)
 
     def add(self, fd: int, callback: Callable[[Any], None], argument: Any) -> None:
         """Call ``callback(argument)`` whenever ``fd`` is readable (or hung up)."""
@@ -64,9 +71,11 @@ class Poller:
     def _dispatch(self) -> None:
         self.generation += 1
         callbacks = self._callbacks
+        strays: set[int] = set()
         for fd, _ in self._epoll.poll(0):
             found = callbacks.get(fd)
             if found is None:
+                strays.add(fd)  # removed earlier in this batch, mostly
                 continue
             try:
                 found[0](found[1])
@@ -76,6 +85,24 @@ class Poller:
                 self.loop.call_exception_handler(
                     {"message": f"Exception in callback {found[0]!r} for fd {fd}", "exception": exc}
                 )
+
+        if strays & self._strays:
+            self._renew()
+        self._strays = strays
+
+    def _renew(self) -> None:
+        """A new epoll with the fds we watch, instead of one holding a registration
+        we cannot remove (see the module's docstring)."""
+        fresh = select.epoll()
+        for fd in self._callbacks:
+            with contextlib.suppress(OSError):  # closed already: its callback finds nothing
+                fresh.register(fd, select.EPOLLIN)
+        self.loop.remove_reader(self._epoll.fileno())
+        self._finalizer()
+        self._epoll = fresh
+        self._finalizer = weakref.finalize(self, fresh.close)
+        self.loop.add_reader(fresh.fileno(), self._dispatch)
+        self._strays = set()
 
     def close(self) -> None:
         if not self.closed:
