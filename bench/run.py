@@ -755,8 +755,12 @@ def _reexec_script(bench: Bench, scenario: str) -> dict[str, Any]:
             first, last = daemon.execs[1], daemon.execs[-1]
             kids = bench.observer.children(daemon.pid)
             across = sum(1 for kid in kids if kid.fork_ns < first and (kid.exit_ns is None or kid.exit_ns > last))
-            # a restarted child would be a new fork of the daemon that exec'd its program
-            respawned = sum(1 for kid in kids if kid.fork_ns > first and kid.execs)
+            # a restarted child: a new fork of the daemon that exec'd its program and still ran
+            # after the last exec (the pre-exec check's interpreter, forked before each re-exec,
+            # has exited by then)
+            respawned = sum(
+                1 for kid in kids if kid.fork_ns > first and kid.execs and (kid.exit_ns is None or kid.exit_ns > last)
+            )
             note += (
                 f"; kernel: {len(daemon.execs) - 1} exec(s) of the same pid, {across} children alive across them,"
                 f" {respawned} spawned anew"

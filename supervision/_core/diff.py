@@ -40,6 +40,7 @@ _CHILD_FIELDS = tuple(f.name for f in dataclasses.fields(ChildSpec) if f.compare
 _PLAIN_FIELDS = ("restart", "shutdown", "significant", "ready", "ready_timeout", "state_version", "intensity", "period")
 _OTHER_FIELDS = tuple(name for name in _CHILD_FIELDS if name not in _PLAIN_FIELDS)
 _plain = operator.attrgetter(*_PLAIN_FIELDS)
+_other = operator.attrgetter(*_OTHER_FIELDS)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -163,7 +164,12 @@ def diff(old: Supervisor, new: Supervisor, path: Path = (), fingerprints: Finger
                 plan = dataclasses.replace(plan, respec=True)
             if not plan.empty:
                 nested[spec.id] = plan
-        elif not same_child(previous, spec, fp):
+        elif not (  # the common case inline: a leaf whose fields are the same objects
+            previous.kind == spec.kind != "supervisor"
+            and _plain(previous) == _plain(spec)
+            and all(map(operator.is_, _other(previous), _other(spec)))
+            and fp.same(previous.start, spec.start)
+        ) and not same_child(previous, spec, fp):
             changed.append(spec.id)
     removed: tuple[str, ...] = ()
     if kept < len(before):
@@ -198,12 +204,10 @@ def same_fields(old: ChildSpec, new: ChildSpec, fp: Fingerprints) -> bool:
     """True if two child specs agree on every field but ``start``."""
     if _plain(old) != _plain(new):
         return False
-    for name in _OTHER_FIELDS:
-        a = getattr(old, name)
-        b = getattr(new, name)
-        if a is not b and not fp.same(a, b):
-            return False
-    return True
+    olds, news = _other(old), _other(new)
+    if all(map(operator.is_, olds, news)):  # the same objects, mostly (defaults, shared settings)
+        return True
+    return all(a is b or fp.same(a, b) for a, b in zip(olds, news, strict=True))
 
 
 def same_child(old: ChildSpec, new: ChildSpec, fp: Fingerprints | None = None) -> bool:
