@@ -13,6 +13,7 @@ import resource
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,17 @@ def test_a_start_time_from_the_clock_is_the_child_s_or_a_tick_before() -> None:
             os.waitpid(pid, 0)
 
 
+@contextlib.contextmanager
+def an_unwatched_child() -> Iterator[subprocess.Popen[bytes]]:
+    """A child of ours in a session of its own that no reaper watches, for its life."""
+    other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    try:
+        yield other
+    finally:
+        other.kill()
+        other.wait()
+
+
 def _next_poll(found: Reaper) -> None:
     """As if the poller had polled again: a "no" of the quick check holds until then."""
     found._poller.generation += 1
@@ -52,12 +64,8 @@ async def test_the_quick_check_sees_unwatched_children_only() -> None:
     found = reaper()
     assert not found._unwatched_children()
     _next_poll(found)
-    other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
-    try:
+    with an_unwatched_child():
         assert found._unwatched_children()
-    finally:
-        other.kill()
-        other.wait()
     assert not found._unwatched_children()
     pid = spawner().spawn(["/bin/sleep", "10"], None, None, None, None, pdeathsig=True)
     exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -76,16 +84,12 @@ async def test_a_no_holds_until_the_next_poll() -> None:
     found = reaper()
     _next_poll(found)
     assert not found._unwatched_children()
-    other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
-    try:
+    with an_unwatched_child():
         assert not found._unwatched_children()  # the count made before it came
         assert found._unwatched_children(fresh=True)
         _next_poll(found)
         assert found._unwatched_children()
         assert found._unwatched_children()  # a yes is never remembered
-    finally:
-        other.kill()
-        other.wait()
     assert not found._unwatched_children()
 
 
@@ -107,12 +111,8 @@ async def test_the_count_reads_a_children_file_longer_than_a_page() -> None:
         _next_poll(found)
         assert not found._unwatched_children()
         _next_poll(found)
-        other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
-        try:
+        with an_unwatched_child():
             assert found._unwatched_children()
-        finally:
-            other.kill()
-            other.wait()
     finally:
         for start in range(0, len(pids), 50):  # a few at a time: 800 SIGCHLDs at once fill the wake-up pipe
             for pid in pids[start : start + 50]:
@@ -377,12 +377,8 @@ async def test_a_sweep_behind_a_watched_zombie_scans_only_if_an_orphan_can_be_th
     found._sweep()  # the peek finds the watched zombie first
     assert scans == []  # only watched children: nothing to look for
     await asyncio.wait_for(exited, WAIT)
-    other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
-    try:
+    with an_unwatched_child():
         exited = watched_zombie()
         found._sweep()  # counts afresh: a "no" remembered since the last poll does not serve it
         assert scans == [None]  # an unwatched child too: the scan looks
         await asyncio.wait_for(exited, WAIT)
-    finally:
-        other.kill()
-        other.wait()
