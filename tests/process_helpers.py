@@ -43,6 +43,12 @@ def exists(pid: int) -> bool:
     return stat(pid) is not None
 
 
+def state(pid: int) -> str:
+    """The state letter of ``pid`` in ``/proc`` (``R``, ``S``, ``Z``...), or ``"gone"``."""
+    found = stat(pid)
+    return "gone" if found is None else found[0]
+
+
 def alive(pid: int) -> bool:
     """True for a running (not zombie) process."""
     found = stat(pid)

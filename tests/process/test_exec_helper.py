@@ -22,6 +22,7 @@ from supervision._core.settings import Settings
 from supervision._process import helper as _helper
 from supervision._process.settings import SetLimit, SettingFailed, prepare, settings
 from supervision._process.spawn import ELF_HEADERS, _elf
+from tests.process_helpers import state
 
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="the exec helper is x86-64 code")
 ROOT = os.geteuid() == 0
@@ -166,20 +167,12 @@ def test_pdeathsig_survives_the_user_switch(helper: str, via: str) -> None:
         child = int(pipe.read())
     os.waitpid(middle, 0)
     deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{child}") and _state(child) != "Z" and time.monotonic() < deadline:
+    while os.path.exists(f"/proc/{child}") and state(child) != "Z" and time.monotonic() < deadline:
         time.sleep(0.01)
-    gone = not os.path.exists(f"/proc/{child}") or _state(child) == "Z"
+    gone = not os.path.exists(f"/proc/{child}") or state(child) == "Z"
     if not gone:
         os.kill(child, signal.SIGKILL)
     assert gone, "the child outlived its supervisor"
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            return file.read().rpartition(")")[2].split()[0]
-    except FileNotFoundError:
-        return "gone"
 
 
 @pytest.mark.parametrize("via", ["helper", "vfork", "preexec"])

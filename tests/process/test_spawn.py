@@ -21,6 +21,7 @@ import pytest
 
 from supervision._process import helper as _helper
 from supervision._process.spawn import Spawner
+from tests.process_helpers import state
 
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="the exec helper is x86-64 code")
 
@@ -293,24 +294,16 @@ def test_the_child_dies_with_a_supervisor_killed_hard(spawner: Spawner, way: str
     os.waitpid(middle, 0)
     try:
         deadline = time.monotonic() + 10
-        while _state(child) not in ("Z", "gone") and time.monotonic() < deadline:
+        while state(child) not in ("Z", "gone") and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert _state(child) in ("Z", "gone"), "the child outlived its supervisor"
-        assert _state(kept) not in ("Z", "gone")
+        assert state(child) in ("Z", "gone"), "the child outlived its supervisor"
+        assert state(kept) not in ("Z", "gone")
     finally:
         for pid in (child, kept):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):  # reaped by us only if we are a subreaper
                 os.waitpid(pid, 0)
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            return file.read().rpartition(")")[2].split()[0]
-    except FileNotFoundError:
-        return "gone"
 
 
 @pytest.mark.parametrize("way", ["vfork", "helper"])
