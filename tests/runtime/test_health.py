@@ -36,7 +36,7 @@ async def operator_restart(tree: sv.Tree, id: str) -> None:
 # (200 if there is none) and appends each answer to LOG_FILE.
 SERVER = NOTIFY + textwrap.dedent(
     """
-    import http.server, os, sys
+    import http.server, os, signal, sys, threading
     sys.path.insert(0, sys.argv[1])
     import supervision as sv
     status_file, log_file = sys.argv[2], sys.argv[3]
@@ -62,9 +62,14 @@ SERVER = NOTIFY + textwrap.dedent(
 
     server = http.server.HTTPServer(sock.getsockname(), Handler, bind_and_activate=False)
     server.socket = sock
+    # A graceful stop, as docs/health.md asks: stop accepting, finish the request in flight.
+    # (shutdown() waits for serve_forever to return, so it runs on a thread of its own.)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     if "NOTIFY_SOCKET" in os.environ:
         notify("READY=1")
-    server.serve_forever()
+    server.serve_forever(poll_interval=0.05)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # then end as stopped by SIGTERM (tests check)
+    os.kill(os.getpid(), signal.SIGTERM)
     """
 )
 
