@@ -24,6 +24,13 @@
     numprocs = 2                     # two copies, web/0 and web/1: {instance} in command,
                                      # environment, cwd and output is the copy's number
 
+    [services.api]
+    command = "gunicorn app:wsgi --bind fd://3"
+    sockets = ["tcp://0.0.0.0:8000"] # held by the supervisor, passed as fd 3 (LISTEN_FDS)
+    health = { http = "http://127.0.0.1:8000/healthz", every = 10, failures = 3 }
+    restart_mode = "overlap"         # a restart starts the new one before stopping the old
+    watchdog = 30                    # it sends WATCHDOG=1 on NOTIFY_SOCKET that often
+
 Each service becomes one process child of the root, at path ``NAME`` (its
 output is prefixed ``NAME``): ``max_retries``, ``retry_window`` and
 ``retry_delay`` are that child's own ``intensity``, ``period`` and ``backoff``
@@ -52,14 +59,17 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
+from .. import health as _health
 from .. import ready as _ready
 from .._core.errors import ServicesError, SpecError
+from .._core.listen import Listen, listen
 from .._core.settings import LogFile, Prefixed
 from .._core.spec import Backoff, ChildSpec, Supervisor
 from .._process.logfile import log_file
 from .._process.spec import process
 
 KeyPath = tuple[str, ...]
+Probe = _health.Probe
 
 SERVICE_FIELDS = (
     "command",
@@ -86,7 +96,15 @@ SERVICE_FIELDS = (
     "nice",
     "oom_score_adj",
     "numprocs",
+    "health",
+    "watchdog",
+    "watchdog_signal",
+    "sockets",
+    "restart_mode",
 )
+HEALTH_PROBES = ("http", "tcp", "exec")
+HEALTH_FIELDS = (*HEALTH_PROBES, "host", "every", "timeout", "failures", "grace")
+SOCKET_FIELDS = ("address", "name", "mode", "backlog", "reuse_port")
 SETTINGS_FIELDS = ("user", "group", "umask", "limits", "env_file", "nice", "oom_score_adj")
 SUPERVISOR_FIELDS = ("strategy", "max_retries", "retry_window", "retry_delay")
 RESTART = {"always": "permanent", "on-failure": "transient", "never": "temporary"}
@@ -191,6 +209,7 @@ class _Builder:
             "backoff": self.backoff((*key, "retry_delay"), table.get("retry_delay")),
             # N copies, NAME/0 ... NAME/N-1, with {instance} substituted (supervisord's numprocs)
             "instances": self.count((*key, "numprocs"), table["numprocs"]) if "numprocs" in table else None,
+            **self.health_and_sockets(key, table),
         }
         argv = fields.pop("argv")
         try:
@@ -249,6 +268,85 @@ class _Builder:
                 ("-" if f.startswith("-") else "") + os.path.join(self.base, f.removeprefix("-")) for f in files
             ]
         return found
+
+    def health_and_sockets(self, key: KeyPath, table: dict[str, Any]) -> dict[str, Any]:
+        """``health``, ``watchdog``, ``watchdog_signal``, ``sockets`` and
+        ``restart_mode``, as ``sv.process`` takes them (which checks the values)."""
+        found: dict[str, Any] = {}
+        if "health" in table:
+            found["health"] = self.health((*key, "health"), table["health"])
+        if "watchdog" in table:
+            found["watchdog"] = self.seconds((*key, "watchdog"), table["watchdog"])
+        if "watchdog_signal" in table:
+            found["watchdog_signal"] = self.signal((*key, "watchdog_signal"), table["watchdog_signal"])
+        if "sockets" in table:
+            found["sockets"] = self.sockets((*key, "sockets"), table["sockets"])
+        if "restart_mode" in table:
+            found["restart_mode"] = self.string((*key, "restart_mode"), table["restart_mode"])
+        return found
+
+    def health(self, key: KeyPath, value: Any) -> Probe:
+        """``{ http = URL }``, ``{ tcp = PORT, host = H }`` or ``{ exec = COMMAND }``,
+        with ``every``, ``timeout``, ``failures`` and ``grace``."""
+        table = self.table(key, value)
+        _unknown(self, key, table, HEALTH_FIELDS)
+        kinds = [name for name in HEALTH_PROBES if name in table]
+        if len(kinds) != 1:
+            raise self.error(key, f"needs one of http, tcp or exec, got {', '.join(kinds) or 'none'}")
+        (kind,) = kinds
+        if "host" in table and kind != "tcp":
+            raise self.error((*key, "host"), "only with tcp")
+        timing: dict[str, Any] = {}
+        for name in ("every", "timeout", "grace"):
+            if name in table:
+                timing[name] = self.seconds((*key, name), table[name])
+        if "failures" in table:
+            timing["failures"] = self.count((*key, "failures"), table["failures"])
+        target = table[kind]
+        probe: Probe
+        if kind == "http":
+            probe = _health.http(self.string((*key, "http"), target), **timing)
+        elif kind == "tcp":
+            if isinstance(target, bool) or not isinstance(target, int):
+                raise self.error((*key, "tcp"), f"must be a port number, got {_kind(target)}")
+            probe = _health.tcp(target, self.string((*key, "host"), table.get("host", "127.0.0.1")), **timing)
+        else:
+            probe = _health.exec(self.command((*key, "exec"), target), **timing)
+        return probe
+
+    def sockets(self, key: KeyPath, value: Any) -> list[Listen]:
+        """A list of addresses (``"tcp://HOST:PORT"``, ``"unix:/path"``...) or tables
+        ``{ address = A, name = N, mode = "0660", backlog = N, reuse_port = B }``; a
+        relative unix socket path is relative to the services file's directory."""
+        if not isinstance(value, list):
+            raise self.error(key, f"must be a list of addresses or tables, got {_kind(value)}")
+        sockets: list[Listen] = []
+        for index, item in enumerate(value, start=1):
+            where = f"socket {index}: "
+            options: dict[str, Any] = {}
+            if isinstance(item, dict):
+                for name in item:
+                    if name not in SOCKET_FIELDS:
+                        raise self.error(key, f"{where}unknown field {name!r}{_hint(name, SOCKET_FIELDS)}")
+                if "address" not in item:
+                    raise self.error(key, f"{where}missing 'address'")
+                options = {name: item[name] for name in SOCKET_FIELDS if name in item and name != "address"}
+                mode = options.get("mode")
+                if isinstance(mode, str):  # octal digits, as umask
+                    if not re.fullmatch(r"[0-7]{1,4}", mode):
+                        raise self.error(key, f"{where}mode must be octal digits like '0660', got {mode!r}")
+                    options["mode"] = int(mode, 8)
+                item = item["address"]
+            if not isinstance(item, str):
+                raise self.error(key, f"{where}must be an address string or a table, got {_kind(item)}")
+            if item.startswith("unix:") and not item.startswith(("unix:/", "unix:@")):  # relative: as cwd
+                item = "unix:" + os.path.join(self.base, item.removeprefix("unix:"))
+            try:
+                sockets.append(listen(item, **options))
+            except (SpecError, TypeError, ValueError) as exc:
+                message = exc.message if isinstance(exc, SpecError) else str(exc)
+                raise self.error(key, f"{where}{message}") from None
+        return sockets
 
     # -- values -------------------------------------------------------------------
 
