@@ -245,7 +245,7 @@ def process(
     if isinstance(ready, _ready.Port) and any(
         listen.family == "tcp" and listen.port == ready.port for listen in spec.sockets
     ):
-        message = "the supervisor's own held socket accepts on that port: use ready=sv.ready.notify()"
+        message = "the supervisor's own held socket accepts on that port: use notify readiness (READY=1) instead"
         raise SpecError(path, "ready", message)
     if isinstance(ready, _ready.Delay) and ready.seconds >= spec.ready_timeout:
         raise SpecError(path, "ready", f"a delay of {ready.seconds:g}s never ends before ready_timeout")
