@@ -21,11 +21,14 @@ What "the same" leaves open, and the model pins down as the core does:
 * ``starting`` and ``stopping`` are never seen between steps: every start and
   stop is answered at once.
 
-Not modelled: a child's own restart limit and backoff (``intensity``,
-``period`` and ``backoff`` on a child spec, beyond OTP). The strategies of
-:mod:`supervision.testing.strategies` never generate them, and the model refuses
-a spec that has them (``ValueError``); ``tests/core/test_child_limit.py`` holds the
-core to them through the simulator.
+A child's own restart limit and backoff (``intensity``, ``period`` and
+``backoff`` on a child spec, beyond OTP and DESIGN.md section 3) are modelled as
+docs/concepts.md states them ("a child's own restart limit"): the child counts its
+restarts in its own window and the supervisor's is not touched; when the child
+exceeds it, it gives up (``SupervisorGaveUp`` with its path), its window starts
+over, and a permanent child is restarted all the same, counted against the
+supervisor's intensity, while a transient or temporary one stays terminated. Its
+own backoff replaces the supervisor's for its delays.
 
 Backoff jitter is drawn from ``rng`` in the order the restarts are scheduled,
 so the model agrees with a simulator seeded alike.
@@ -43,6 +46,7 @@ terminated stays terminated (group restarts)               :meth:`Model.in_group
 temporary bystanders removed, never restarted              :meth:`Model.restarts_in_group`
 intensity window (per supervisor; exactly period old       :meth:`Model.count_restart`
   still counts; intensity=0 gives up at once)
+a child's own restart limit (docs/concepts.md)             :meth:`Model.restart_verdict`
 give up: stop all, exit shutdown, parent decides           :meth:`Model.give_up`
 failed restart: restarting, retried, each try counted      :meth:`Model.restart`,
                                                            :meth:`Model.schedule_retry`
@@ -123,7 +127,10 @@ API_ERRORS = (
     SupervisionError,  # start_child(*args) or scale on a supervisor that takes neither
 )
 
-__all__ = ["Kid", "Model", "Retry", "Sup"]
+__all__ = ["GIVE_UP", "LEAVE", "RESTART", "Kid", "Model", "Retry", "Sup"]
+
+RESTART, GIVE_UP, LEAVE = "restart", "give up", "leave"
+"""What :meth:`Model.restart_verdict` says of a child that is to restart."""
 
 
 @dataclass(eq=False)
@@ -137,6 +144,7 @@ class Kid:
     since: float = 0.0  # when it last started running (for the backoff reset)
     streak: int = 0  # consecutive restarts and retries (the backoff's n)
     retry: Retry | None = None  # its pending retry, if it owns one
+    restarts: list[float] = field(default_factory=list)  # its own window, with an intensity of its own
 
     @property
     def id(self) -> str:
@@ -207,7 +215,6 @@ class Model:
         now: float = 0.0,
         immediate_retries: bool = True,
     ) -> None:
-        _refuse_child_limits(spec)
         self.spec = spec
         self.rng = rng if rng is not None else random.Random(0)
         self.immediate_retries = immediate_retries
@@ -409,10 +416,13 @@ class Model:
         # "Intensity: before each restart, drop restarts older than period seconds; if
         # more than intensity restarts remain in the window (counting this one), the
         # supervisor gives up." Counted here, when the restart is decided.
-        if not self.count_restart(sup, kid):
+        verdict = self.restart_verdict(sup, kid, error)
+        if verdict == GIVE_UP:
             self.give_up(sup, error)
             return
-        backoff = sup.spec.backoff
+        if verdict == LEAVE:
+            return
+        backoff = kid.spec.backoff or sup.spec.backoff
         if backoff is None:
             # "Without a backoff, restarts are immediate, as in OTP."
             self.restart(sup, kid.id, waiting=[])
@@ -423,6 +433,33 @@ class Model:
             kid.streak = 0
         # "With backoff, the retries and restarts wait the backoff delay."
         self.schedule_retry(sup, kid, waiting=[])
+
+    def restart_verdict(self, sup: Sup, kid: Kid, cause: BaseException | None) -> str:
+        """Whether ``kid`` restarts (RESTART), its supervisor gives up (GIVE_UP), or
+        it stays terminated (LEAVE).
+
+        A child with an ``intensity`` of its own counts the restart in its own
+        window, "as a nested supervisor with that one child would": within it, the
+        supervisor's window is not touched. Beyond it the child gives up
+        (``SupervisorGaveUp`` with its path) and its window starts over; a
+        permanent child is then restarted all the same, counted against the
+        supervisor's intensity; a transient or temporary one stays terminated.
+        """
+        own = kid.spec.intensity
+        if own is not None:
+            kid.restarts.append(self.now)
+            in_window = [t for t in kid.restarts if self.now - t <= kid.spec.period]
+            if len(in_window) <= own:
+                return RESTART
+            kid.restarts.clear()
+            path = (*sup.path, kid.id)
+            error = TooManyRestarts(path, own, kid.spec.period)
+            error.__cause__ = cause
+            self.gave_up.append(path)
+            self.emit(SupervisorGaveUp(path=path, time=self.now, error=error))
+            if kid.spec.restart is not Restart.PERMANENT:
+                return LEAVE
+        return RESTART if self.count_restart(sup, kid) else GIVE_UP
 
     def count_restart(self, sup: Sup, kid: Kid) -> bool:
         """Record a restart of ``kid`` now; False if that is one too many.
@@ -509,14 +546,30 @@ class Model:
         for index, kid in enumerate(to_start):
             error = self.start_kid(sup, kid)
             if error is not None:
-                # "A restart that fails to start leaves the child restarting; the
-                # supervisor retries it (counting each try against the intensity
-                # window) until it starts or the supervisor gives up."
-                if not self.count_restart(sup, kid):
-                    self.give_up(sup, error)
-                    return
                 rest = [k.id for k in to_start[index + 1 :]]  # still restarting, waiting
-                self.schedule_retry(sup, kid, waiting=rest)
+                self.retry_or_give_up(sup, kid, rest, error)
+                return
+
+    def retry_or_give_up(self, sup: Sup, kid: Kid, waiting: list[str], error: StartError) -> None:
+        """A restart of ``kid`` failed to start. "A restart that fails to start leaves
+        the child restarting; the supervisor retries it (counting each try against the
+        intensity window) until it starts or the supervisor gives up." A child that
+        exceeds a limit of its own and stays terminated (LEAVE) holds nobody up: the
+        children waiting on its retry start now, in order."""
+        verdict = self.restart_verdict(sup, kid, error)
+        if verdict == GIVE_UP:
+            self.give_up(sup, error)
+            return
+        if verdict == RESTART:
+            self.schedule_retry(sup, kid, waiting=waiting)
+            return
+        for index, id in enumerate(waiting):
+            other = sup.find(id)
+            if other is None or other.status is not RESTARTING:
+                continue
+            failed = self.start_kid(sup, other)
+            if failed is not None:
+                self.retry_or_give_up(sup, other, waiting[index + 1 :], failed)
                 return
 
     def in_group(self, kid: Kid, failed: str) -> bool:
@@ -545,7 +598,7 @@ class Model:
         kid.status = RESTARTING
         kid.streak += 1
         delay = 0.0
-        backoff = sup.spec.backoff
+        backoff = kid.spec.backoff or sup.spec.backoff
         if backoff is not None:
             delay = min(backoff.maximum, backoff.initial * backoff.factor ** min(kid.streak - 1, 1000))
             if backoff.jitter:
@@ -765,15 +818,3 @@ class Model:
             supervisors[sup.path] = tuple((k.id, k.status.value, k.spec.kind) for k in sup.kids)
             stack.extend(k.sup for k in sup.kids if k.sup is not None)
         return TreeView(supervisors, dict(self.starts), tuple(self.gave_up), self.root_exit)
-
-
-def _refuse_child_limits(spec: Supervisor, path: Path = ()) -> None:
-    """The model states DESIGN.md section 3: restart limits per supervisor only."""
-    for child in spec.children:
-        if child.intensity is not None or child.backoff is not None:
-            where = "/".join((*path, child.id))
-            raise ValueError(f"{where}: the model does not cover a child's own intensity or backoff")
-        if isinstance(child.start, Supervisor):
-            _refuse_child_limits(child.start, (*path, child.id))
-    if isinstance(spec, DynamicSupervisor):
-        _refuse_child_limits(Supervisor([spec.template.spec]), (*path, "*"))

@@ -118,6 +118,7 @@ _INTENSITY = st.integers(0, 4)
 _PERIOD = st.sampled_from(PERIODS)
 _AUTO_SHUTDOWN = st.sampled_from([AutoShutdown.NEVER, AutoShutdown.NEVER, *AutoShutdown])
 _WITH_BACKOFF = st.integers(0, 3)  # 3: with a backoff
+_OWN_LIMIT = st.integers(0, 4)  # 4: the child has a restart limit of its own (and maybe a backoff)
 _BACKOFF = st.builds(
     Backoff,
     initial=st.sampled_from([0.5, 1.0]),
@@ -136,19 +137,23 @@ def supervisors(
     root_intensity: int = 0,
     custom_plans: Sequence[type[Supervisor]] = CUSTOM_PLANS,
     backoff: bool = True,
+    own_limits: bool = True,
 ) -> st.SearchStrategy[Supervisor]:
     """A tree of supervisor specs, up to ``max_depth`` levels of nesting below the root.
 
     Every built-in strategy and each of ``custom_plans`` (``Supervisor`` subclasses
     that override ``plan``; pass your own), every restart type, intensity 0..4,
     periods on the half-second grid, ``auto_shutdown`` with significant children,
-    and (if ``backoff``) sometimes a backoff. The root has ``min_children`` to
+    and (if ``backoff``) sometimes a backoff; (if ``own_limits``) now and then a
+    child with a restart limit of its own (``intensity``, ``period``, maybe a
+    ``backoff``, on ``child``). The root has ``min_children`` to
     ``max_children`` children and an intensity of at least ``root_intensity``;
     nested supervisors have 0 to ``max_children`` children (at most 7).
     """
     if not 0 <= min_children <= max_children < len(IDS):
         raise ValueError(f"need 0 <= min_children <= max_children <= {len(IDS) - 1}")
-    return _supervisors(max_depth, max_children, min_children, root_intensity, tuple(custom_plans), backoff, 0)
+    plans = tuple(custom_plans)
+    return _supervisors(max_depth, max_children, min_children, root_intensity, plans, backoff, own_limits, 0)
 
 
 @functools.cache
@@ -159,13 +164,16 @@ def _supervisors(
     root_intensity: int,
     plans: tuple[type[Supervisor], ...],
     backoff: bool,
+    own_limits: bool,
     depth: int,
 ) -> st.SearchStrategy[Supervisor]:
     kinds: list[Strategy | type[Supervisor]] = [*Strategy, *plans]
     kind_strategy = st.sampled_from(kinds)
     count = st.integers(min_children if depth == 0 else 0, max_children)
     ids = st.permutations(IDS[: max_children + 1])
-    nested = _supervisors(max_depth, max_children, 0, 0, plans, backoff, depth + 1) if depth < max_depth else None
+    nested = None
+    if depth < max_depth:
+        nested = _supervisors(max_depth, max_children, 0, 0, plans, backoff, own_limits, depth + 1)
     intensity = _INTENSITY if depth > 0 or root_intensity == 0 else st.integers(root_intensity, max(root_intensity, 4))
 
     @st.composite
@@ -181,7 +189,8 @@ def _supervisors(
             start: Any = idle
             if nested is not None and draw(_NESTED) == 2:
                 start = draw(_dynamic_supervisors(backoff)) if draw(_DYNAMIC) == 2 else draw(nested)
-            children.append(child(id, start, restart=restart, significant=significant))
+            limit = draw(_own_limit(backoff)) if own_limits else {}
+            children.append(child(id, start, restart=restart, significant=significant, **limit))
         settings: dict[str, Any] = {
             "intensity": draw(intensity),
             "period": draw(_PERIOD),
@@ -193,6 +202,24 @@ def _supervisors(
         return kind(children, **settings)
 
     return draw_supervisor()
+
+
+@functools.cache
+def _own_limit(backoff: bool) -> st.SearchStrategy[dict[str, Any]]:
+    """A child's own ``intensity``, ``period`` and ``backoff`` (now and then), as
+    keywords of ``child``: most children have none."""
+
+    @st.composite
+    def draw_limit(draw: st.DrawFn) -> dict[str, Any]:
+        if draw(_OWN_LIMIT) != 4:
+            return {}
+        return {
+            "intensity": draw(_INTENSITY),
+            "period": draw(_PERIOD),
+            "backoff": draw(_BACKOFF) if backoff and draw(_WITH_BACKOFF) == 3 else None,
+        }
+
+    return draw_limit()
 
 
 def dynamic_supervisors(*, backoff: bool = True) -> st.SearchStrategy[DynamicSupervisor]:

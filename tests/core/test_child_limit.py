@@ -111,9 +111,48 @@ def test_a_bad_limit_is_a_spec_error(field: str, value: object) -> None:
     assert info.value.path == ("a",) and info.value.field == field
 
 
-def test_the_reference_model_refuses_what_it_does_not_model() -> None:
+def test_the_reference_model_agrees_with_the_core_on_childrens_own_limits() -> None:
+    """The rules above, as the reference model states them, on the cases this file
+    holds the core to: absorbed restarts, a permanent child's escalation, a transient
+    one left terminated (its group's waiting members started without it), its own
+    backoff, and a nested child (the stateful test draws many more)."""
+    from supervision.testing import Disagreement, check_against_model
     from supervision.testing.model import Model
 
-    nested = sv.Supervisor([sv.child("a", work, intensity=1)])
-    with pytest.raises(ValueError, match="db/a: the model does not cover"):
-        Model(sv.Supervisor([sv.child("db", nested)]))
+    backoff = sv.Backoff(initial=1.0, maximum=4.0, factor=2.0, jitter=0.0)
+    spec = sv.Supervisor(
+        [
+            sv.child("a", work, intensity=2, period=10),
+            sv.child("b", work, restart="transient", intensity=1, period=10),
+            sv.child("c", work, intensity=1, period=5, backoff=backoff),
+            sv.child("db", sv.Supervisor([sv.child("x", work, intensity=1, period=10)], intensity=1, period=10)),
+            sv.child("d", work),
+        ],
+        strategy="rest_for_one",
+        intensity=3,
+        period=10,
+    )
+    schedule = [
+        Crash("a"),
+        Crash("a"),
+        Crash("a"),  # a gives up: restarted, counted against the root
+        Crash(("db", "x")),
+        Crash(("db", "x")),  # x gives up: db's intensity takes the restart
+        FailNextStart("b"),
+        Crash("b"),  # b's restart fails: its retry exceeds its limit, it stays terminated
+        Crash("c"),
+        Advance(1),
+        Crash("c"),
+        Advance(2),
+        Advance(10),
+        Crash("d"),
+    ]
+    check_against_model(spec, schedule)
+    check_against_model(spec, schedule, immediate_retries=False)
+
+    class IgnoresOwnLimits(Model):
+        def restart_verdict(self, sup: Any, kid: Any, cause: BaseException | None) -> str:
+            return "restart" if self.count_restart(sup, kid) else "give up"
+
+    with pytest.raises(Disagreement):
+        check_against_model(spec, schedule, model=IgnoresOwnLimits)
