@@ -67,9 +67,9 @@ from .._core.settings import LogFile, Prefixed
 from .._core.spec import Backoff, ChildSpec, Supervisor
 from .._process.logfile import log_file
 from .._process.spec import process
+from ..health import Probe
 
 KeyPath = tuple[str, ...]
-Probe = _health.Probe
 
 SERVICE_FIELDS = (
     "command",

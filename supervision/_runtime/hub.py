@@ -211,19 +211,24 @@ class EventHub:
 
 
 def _log(level: int, event: Event, created: float | None = None) -> None:
-    # The event travels with the record: --log-format json/journal show its fields.
+    """One record for ``event``, made with the time it happened (``created``, now
+    if None). The event travels with the record: --log-format json/journal show
+    its fields."""
     if created is None:
-        logger.log(level, "%s", describe(event), exc_info=_traceback(event, level), extra={"supervision_event": event})
-        return
+        created = time.time()
     error = _traceback(event, level)
     exc_info = (type(error), error, error.__traceback__) if error is not None else None
-    record = logger.makeRecord(
-        logger.name, level, __file__, 0, "%s", (describe(event),), exc_info, "_log", {"supervision_event": event}
-    )
+    extra = {"supervision_event": event}
+    message = (describe(event),)
+    record = logger.makeRecord(logger.name, level, __file__, _LOG_LINE, "%s", message, exc_info, "_log", extra)
     record.created = created
     record.msecs = (created - int(created)) * 1000
     record.relativeCreated = (created - logging._startTime) * 1000  # type: ignore[attr-defined]
     logger.handle(record)
+
+
+_LOG_LINE = _log.__code__.co_firstlineno
+"""The line the records of events name as theirs (journald's CODE_LINE)."""
 
 
 def _level(event: Event) -> int:
