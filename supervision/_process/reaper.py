@@ -162,11 +162,7 @@ class Reaper:
         pidfd = os.pidfd_open(pid)
         if pidfd >= proc._fd_room:
             proc.make_room(pidfd)
-        tid = threading.get_native_id()
-        if tid != self._own_pid:
-            self._threads.add(tid)
-        self._watches[pid] = _Watch(pid, pidfd, callback, born)
-        self._poller.add(pidfd, self._collect, pid)
+        self.adopt(pid, pidfd, callback, born)
 
     def adopt(self, pid: int, pidfd: int, callback: ExitCallback, born: int | None = None) -> None:
         """Watch a child through a pidfd opened already (re-exec: a child the
